@@ -1,0 +1,350 @@
+//! One step of a run under way: readiness, the analysis (hooks, then metrics), and the strategy's
+//! move — a weight step, an iteration, promotion, or the traffic shift back to the primary.
+
+use super::lifecycle::{
+    Rollback, post_rollout, restart_run, revision_changed, rollback, wait_for_primary,
+};
+use super::tick::{Step, Tick};
+use crate::api::Phase;
+use crate::checks::judge;
+use crate::command::{AlertSeverity, Command, MetricRecord};
+use crate::events;
+use crate::policy::{HookType, Provider, Strategy};
+use crate::readiness::{Readiness, readiness};
+use crate::snapshot::{HookAnswer, Routes};
+
+pub fn step(t: &mut Tick) -> Step {
+    let phase = t.phase().unwrap_or(Phase::Progressing);
+    if t.snap.primary.is_none() {
+        t.push(Command::CreatePrimary);
+        return Ok(());
+    }
+    if !t.snap.services_present {
+        t.push(Command::ApplyServices);
+    }
+    if matches!(phase, Phase::Progressing | Phase::WaitingPromotion) && revision_changed(t) {
+        restart_run(t);
+        return Ok(());
+    }
+    if !t.due() {
+        return Ok(());
+    }
+    let routes = match t.routes {
+        Some(r) => r,
+        None => {
+            // The mesh object went missing: put back the weights the status records.
+            let w = t.status.canary_weight.clamp(0, 100);
+            t.set_routes(100 - w, w, false);
+            Routes {
+                primary_weight: 100 - w,
+                canary_weight: w,
+                mirrored: false,
+            }
+        }
+    };
+    if !t.p.skip_analysis && !wait_for_primary(t)? {
+        return Ok(());
+    }
+    if !wait_for_canary(t)? {
+        return Ok(());
+    }
+    if t.p.skip_analysis {
+        promote_without_analysis(t);
+        return Ok(());
+    }
+    if matches!(phase, Phase::Progressing | Phase::WaitingPromotion) {
+        let hooks: Vec<_> = t.p.hooks_of(HookType::Rollback).cloned().collect();
+        for hook in &hooks {
+            match t.ask_hook(hook, phase)? {
+                HookAnswer::Passed => {
+                    t.warn(events::rollback_hook_passed(&hook.name));
+                    return rollback(t, Rollback::Manual);
+                }
+                HookAnswer::Failed(_) => t.event(events::rollback_hook_idle(&hook.name)),
+            }
+        }
+    }
+    match phase {
+        Phase::Promoting => return shift_to_primary(t, routes),
+        Phase::Finalising => return finalise(t),
+        _ => {}
+    }
+    if t.status.failed_checks >= t.p.threshold {
+        return rollback(t, Rollback::Threshold);
+    }
+    t.touch();
+    let mirroring = match &t.p.strategy {
+        Strategy::Canary(c) => c.mirror,
+        Strategy::BlueGreen { mirror, .. } => *mirror,
+        Strategy::AbTesting { .. } => false,
+    };
+    if routes.canary_weight == 0 && t.status.iterations == 0 && !(mirroring && routes.mirrored) {
+        for w in t.p.provider_warnings.clone() {
+            t.warn(w);
+        }
+        t.event(events::starting_analysis(&t.p));
+        if !pre_rollout(t)? {
+            t.status.failed_checks += 1;
+            return Ok(());
+        }
+    } else if !analyse(t)? {
+        t.status.failed_checks += 1;
+        return Ok(());
+    }
+    match t.p.strategy.clone() {
+        Strategy::Canary(steps) => {
+            if routes.canary_weight < steps.max_weight {
+                if !routes.mirrored
+                    && phase != Phase::WaitingPromotion
+                    && !gate_traffic_increase(t)?
+                {
+                    return Ok(());
+                }
+                let (weight, mirrored) =
+                    if steps.mirror && routes.canary_weight == 0 && !routes.mirrored {
+                        (0, true)
+                    } else if steps.mirror && routes.canary_weight == 0 {
+                        (steps.first_weight(), false)
+                    } else {
+                        (steps.next_weight(routes.canary_weight), false)
+                    };
+                t.set_routes(100 - weight, weight, mirrored);
+                t.status.canary_weight = weight;
+                t.event(events::advance_weight(&t.p, weight));
+            } else if gate_promotion(t, phase)? {
+                promote(t);
+            }
+        }
+        Strategy::AbTesting { iterations } => {
+            if t.status.iterations < iterations {
+                t.set_routes(0, 100, false);
+                t.status.iterations += 1;
+                t.event(events::advance_iteration(
+                    &t.p,
+                    t.status.iterations,
+                    iterations,
+                ));
+            } else if gate_promotion(t, phase)? {
+                promote(t);
+            }
+        }
+        Strategy::BlueGreen { iterations, mirror } => {
+            if t.status.iterations < iterations {
+                if mirror && !routes.mirrored {
+                    t.set_routes(100, 0, true);
+                }
+                t.status.iterations += 1;
+                t.event(events::advance_iteration(
+                    &t.p,
+                    t.status.iterations,
+                    iterations,
+                ));
+            } else if gate_promotion(t, phase)? {
+                if t.status.iterations == iterations {
+                    if t.p.provider != Provider::Kubernetes {
+                        t.event(
+                            if mirror {
+                                events::STOP_MIRRORING
+                            } else {
+                                events::ROUTING_ALL_TO_CANARY
+                            }
+                            .into(),
+                        );
+                        t.set_routes(0, 100, false);
+                    }
+                    t.status.iterations += 1;
+                } else {
+                    promote(t);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Canary readiness; a blown deadline rolls back, a rollout in progress waits.
+fn wait_for_canary(t: &mut Tick) -> Step<bool> {
+    let Some(target) = t.target() else {
+        return Ok(false);
+    };
+    let verdict = if target.replicas == 0 {
+        Readiness::Waiting("canary deployment is scaled to zero".into())
+    } else {
+        readiness(
+            &t.p.target,
+            target,
+            t.p.canary_ready_threshold,
+            t.p.progress_deadline,
+            t.now,
+        )
+    };
+    match verdict {
+        Readiness::Ready => Ok(true),
+        Readiness::Waiting(why) => {
+            t.warn(events::not_ready(&t.p.target, &t.p.namespace, &why));
+            t.touch();
+            Ok(false)
+        }
+        Readiness::DeadlineExceeded(why) => {
+            rollback(
+                t,
+                Rollback::Deadline(events::not_ready(&t.p.target, &t.p.namespace, &why)),
+            )?;
+            Ok(false)
+        }
+    }
+}
+
+fn pre_rollout(t: &mut Tick) -> Step<bool> {
+    let hooks: Vec<_> = t.p.hooks_of(HookType::PreRollout).cloned().collect();
+    for hook in &hooks {
+        match t.ask_hook(hook, Phase::Progressing)? {
+            HookAnswer::Passed => t.event(events::hook_passed("Pre-rollout", &hook.name)),
+            HookAnswer::Failed(e) => {
+                t.warn(events::pre_rollout_failed(&t.p, &hook.name, &e));
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Rollout hooks, then every metric in spec order; the first failure fails the step.
+fn analyse(t: &mut Tick) -> Step<bool> {
+    let hooks: Vec<_> = t.p.hooks_of(HookType::Rollout).cloned().collect();
+    for hook in &hooks {
+        if let HookAnswer::Failed(e) = t.ask_hook(hook, Phase::Progressing)? {
+            t.warn(events::rollout_hook_failed(&t.p, &hook.name, &e));
+            return Ok(false);
+        }
+    }
+    let checks = t.p.metrics.clone();
+    let answers = t.ask_metrics(&checks)?;
+    for (check, answer) in checks.iter().zip(&answers) {
+        let verdict = judge(&t.p, check, answer);
+        if let Some(value) = verdict.recorded {
+            t.push(Command::RecordMetric(MetricRecord::Analysis {
+                metric: check.name.clone(),
+                value,
+            }));
+        }
+        if let Some(message) = verdict.failure {
+            t.warn(message);
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn gate_traffic_increase(t: &mut Tick) -> Step<bool> {
+    let hooks: Vec<_> =
+        t.p.hooks_of(HookType::ConfirmTrafficIncrease)
+            .cloned()
+            .collect();
+    for hook in &hooks {
+        match t.ask_hook(hook, Phase::Progressing)? {
+            HookAnswer::Passed => {
+                t.event(events::hook_passed("Confirm-traffic-increase", &hook.name))
+            }
+            HookAnswer::Failed(_) => {
+                t.warn(events::waiting_for_traffic_increase(&t.p, &hook.name));
+                if !hook.mute_alert {
+                    t.alert(AlertSeverity::Warn, events::ALERT_WAITING_TRAFFIC, false);
+                }
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// The confirm-promotion gate: a closed gate parks the run in WaitingPromotion (announced once)
+/// while the analysis keeps running every interval.
+fn gate_promotion(t: &mut Tick, phase: Phase) -> Step<bool> {
+    let hooks: Vec<_> = t.p.hooks_of(HookType::ConfirmPromotion).cloned().collect();
+    for hook in &hooks {
+        match t.ask_hook(hook, Phase::Progressing)? {
+            HookAnswer::Passed => t.event(events::hook_passed("Confirm-promotion", &hook.name)),
+            HookAnswer::Failed(_) => {
+                if phase != Phase::WaitingPromotion {
+                    t.set_phase(Phase::WaitingPromotion);
+                    t.warn(events::waiting_for_promotion(&t.p, &hook.name));
+                    if !hook.mute_alert {
+                        t.alert(AlertSeverity::Warn, events::ALERT_WAITING_PROMOTION, false);
+                    }
+                }
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+fn promote(t: &mut Tick) {
+    t.event(events::copying_template(&t.p));
+    t.push(Command::PromoteTemplate);
+    t.set_phase(Phase::Promoting);
+}
+
+/// Promoting: move traffic back to the (now updated) primary, at once or by `stepWeightPromotion`.
+fn shift_to_primary(t: &mut Tick, routes: Routes) -> Step {
+    t.touch();
+    if t.p.has_autoscaler {
+        t.push(Command::ApplyPrimaryAutoscaler { promote: true });
+    }
+    let step = match &t.p.strategy {
+        Strategy::Canary(c) if t.p.provider != Provider::Kubernetes => c.promotion_step,
+        _ => 0,
+    };
+    let primary = if step == 0 {
+        100
+    } else {
+        (routes.primary_weight + step).min(100)
+    };
+    if primary >= 100 {
+        t.event(events::ROUTING_ALL_TO_PRIMARY.into());
+        t.set_routes(100, 0, false);
+        t.status.canary_weight = 0;
+        t.set_phase(Phase::Finalising);
+    } else {
+        t.set_routes(primary, 100 - primary, false);
+        t.status.canary_weight = 100 - primary;
+        t.event(events::advance_primary_weight(&t.p, primary));
+    }
+    Ok(())
+}
+
+/// Finalising: all traffic is on the promoted primary; scale the canary down and finish.
+fn finalise(t: &mut Tick) -> Step {
+    if t.target().is_some_and(|w| w.replicas != 0) {
+        t.push(Command::ScaleTarget { replicas: 0 });
+    }
+    succeed(t, "completed");
+    t.event(events::promotion_completed(&t.p));
+    t.alert(AlertSeverity::Info, events::ALERT_SUCCEEDED, false);
+    post_rollout(t, Phase::Succeeded);
+    Ok(())
+}
+
+fn succeed(t: &mut Tick, analysis_status: &str) {
+    t.set_phase(Phase::Succeeded);
+    t.status.canary_weight = 0;
+    t.status.iterations = 0;
+    t.status.last_promoted_spec = t.status.last_applied_spec.clone();
+    t.push(Command::RecordMetric(MetricRecord::Success {
+        strategy: t.p.strategy.label().into(),
+        analysis_status: analysis_status.into(),
+    }));
+}
+
+/// `skipAnalysis`: promote as soon as the canary is ready.
+fn promote_without_analysis(t: &mut Tick) {
+    t.set_routes(100, 0, false);
+    t.event(events::copying_template(&t.p));
+    t.push(Command::PromoteTemplate);
+    t.push(Command::ScaleTarget { replicas: 0 });
+    succeed(t, "skipped");
+    t.event(events::promotion_skipped(&t.p));
+    t.alert(AlertSeverity::Info, events::ALERT_SKIPPED, false);
+    post_rollout(t, Phase::Succeeded);
+}

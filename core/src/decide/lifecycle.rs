@@ -1,0 +1,305 @@
+//! Phases outside an analysis run: initialization, resting (Initialized, Succeeded, Failed,
+//! Waiting) with new-revision detection, the start of a run, rollback and termination.
+
+use std::collections::BTreeMap;
+
+use super::active;
+use super::tick::{Step, Tick, blocked};
+use crate::api::Phase;
+use crate::command::{AlertSeverity, Command, MetricRecord};
+use crate::events;
+use crate::policy::HookType;
+use crate::readiness::{Readiness, readiness};
+use crate::snapshot::HookAnswer;
+
+pub fn reconcile(t: &mut Tick) -> Step {
+    let snap = t.snap;
+    if snap.canary.deleting {
+        return terminate(t);
+    }
+    if t.p.revert_on_deletion && !snap.canary.has_finalizer {
+        t.push(Command::AddFinalizer);
+    } else if !t.p.revert_on_deletion && snap.canary.has_finalizer {
+        t.push(Command::RemoveFinalizer);
+    }
+    if t.p.suspend {
+        return Ok(());
+    }
+    if t.target().is_none() {
+        let message = format!("Deployment {}.{} not found", t.p.target, t.p.namespace);
+        for c in blocked(snap, "TargetNotFound", message).commands {
+            match c {
+                Command::WriteStatus(s) => t.status = s,
+                other => t.push(other),
+            }
+        }
+        t.keep_blocked = true;
+        return Ok(());
+    }
+    match t.phase() {
+        None | Some(Phase::Initializing) => initialize(t),
+        Some(Phase::Initialized | Phase::Succeeded | Phase::Failed | Phase::Waiting) => rest(t),
+        Some(Phase::Terminating | Phase::Terminated) => rest(t),
+        Some(
+            Phase::Progressing | Phase::WaitingPromotion | Phase::Promoting | Phase::Finalising,
+        ) => active::step(t),
+    }
+}
+
+/// Create the primary as a copy of the target, wait until it serves, then route all traffic to
+/// it and scale the target down.
+fn initialize(t: &mut Tick) -> Step {
+    t.set_phase(Phase::Initializing);
+    if t.snap.primary.is_none() {
+        t.push(Command::CreatePrimary);
+        if t.p.has_autoscaler {
+            t.push(Command::ApplyPrimaryAutoscaler { promote: false });
+        }
+        t.push(Command::ApplyServices);
+        return Ok(());
+    }
+    if !t.snap.services_present {
+        t.push(Command::ApplyServices);
+    }
+    if !t.p.skip_analysis && !wait_for_primary(t)? {
+        return Ok(());
+    }
+    let target = t.target().cloned().unwrap_or_default();
+    if target.replicas != 0 {
+        t.push(Command::ScaleTarget { replicas: 0 });
+    }
+    if t.snap.routes
+        != Some(crate::snapshot::Routes {
+            primary_weight: 100,
+            canary_weight: 0,
+            mirrored: false,
+        })
+    {
+        t.set_routes(100, 0, false);
+    }
+    t.set_phase(Phase::Initialized);
+    t.status.canary_weight = 0;
+    t.status.failed_checks = 0;
+    t.status.iterations = 0;
+    t.status.last_applied_spec = Some(target.template_hash.clone());
+    t.status.last_promoted_spec = Some(target.template_hash);
+    t.status.tracked_configs = tracked(&target.configs);
+    t.event(events::initialization_done(&t.p));
+    t.alert(AlertSeverity::Info, events::ALERT_INITIALIZED, true);
+    Ok(())
+}
+
+fn tracked(configs: &BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
+    (!configs.is_empty()).then(|| configs.clone())
+}
+
+/// Whether the target differs from what the last run started with: a new pod template (unless it
+/// is the one the primary already runs, so reverting to it starts nothing) or changed configs.
+pub fn revision_changed(t: &Tick) -> bool {
+    let Some(target) = t.target() else {
+        return false;
+    };
+    let status = &t.snap.status;
+    let spec_changed = match status.last_applied_spec.as_deref() {
+        None => true,
+        Some(applied) => {
+            target.template_hash != applied
+                && status.last_promoted_spec.as_deref() != Some(&target.template_hash)
+        }
+    };
+    let empty = BTreeMap::new();
+    let configs_changed = status.tracked_configs.as_ref().unwrap_or(&empty) != &target.configs;
+    spec_changed || configs_changed
+}
+
+/// Resting phases wait for a new revision; `Waiting` retries its confirm-rollout gate each interval.
+fn rest(t: &mut Tick) -> Step {
+    if t.snap.primary.is_none() {
+        t.push(Command::CreatePrimary);
+        return Ok(());
+    }
+    if !t.snap.services_present {
+        t.push(Command::ApplyServices);
+    }
+    if t.snap.routes.is_none() {
+        t.set_routes(100, 0, false);
+    }
+    let waiting = t.phase() == Some(Phase::Waiting);
+    if waiting && !t.due() {
+        return Ok(());
+    }
+    if !waiting && !revision_changed(t) {
+        return Ok(());
+    }
+    if !t.p.skip_analysis && !wait_for_primary(t)? {
+        return Ok(());
+    }
+    let gates: Vec<_> = t.p.hooks_of(HookType::ConfirmRollout).cloned().collect();
+    for hook in &gates {
+        let phase = t.phase().unwrap_or(Phase::Initialized);
+        match t.ask_hook(hook, phase)? {
+            HookAnswer::Passed => t.event(events::hook_passed("Confirm-rollout", &hook.name)),
+            HookAnswer::Failed(_) => {
+                if !waiting {
+                    t.set_phase(Phase::Waiting);
+                    t.warn(events::waiting_for_approval(&t.p, &hook.name));
+                    if !hook.mute_alert {
+                        t.alert(AlertSeverity::Warn, events::ALERT_WAITING_ROLLOUT, false);
+                    }
+                }
+                t.touch();
+                return Ok(());
+            }
+        }
+    }
+    start_run(t);
+    Ok(())
+}
+
+/// A new revision passed its gates: scale the canary up and begin the analysis.
+fn start_run(t: &mut Tick) {
+    let target = t.target().cloned().unwrap_or_default();
+    t.event(events::new_revision(&t.p));
+    t.alert(AlertSeverity::Info, events::ALERT_NEW_REVISION, true);
+    let replicas = t.scale_up_replicas();
+    t.push(Command::ScaleTarget { replicas });
+    t.set_phase(Phase::Progressing);
+    t.status.canary_weight = 0;
+    t.status.failed_checks = 0;
+    t.status.iterations = 0;
+    t.status.last_applied_spec = Some(target.template_hash);
+    t.status.tracked_configs = tracked(&target.configs);
+}
+
+/// A new revision arrived mid-analysis: send all traffic back to the primary and start over.
+pub fn restart_run(t: &mut Tick) {
+    let target = t.target().cloned().unwrap_or_default();
+    t.event(events::restarting(&t.p));
+    t.set_routes(100, 0, false);
+    t.set_phase(Phase::Progressing);
+    t.status.canary_weight = 0;
+    t.status.failed_checks = 0;
+    t.status.iterations = 0;
+    t.status.last_applied_spec = Some(target.template_hash);
+    t.status.tracked_configs = tracked(&target.configs);
+}
+
+/// Whether the primary serves. While it rolls out, say so once per interval; a blown deadline
+/// fails the run (or the promotion).
+pub fn wait_for_primary(t: &mut Tick) -> Step<bool> {
+    let Some(primary) = t.snap.primary.as_ref() else {
+        return Ok(false);
+    };
+    let name = t.p.primary_name();
+    match readiness(
+        &name,
+        primary,
+        t.p.primary_ready_threshold,
+        t.p.progress_deadline,
+        t.now,
+    ) {
+        Readiness::Ready => Ok(true),
+        Readiness::Waiting(why) => {
+            if t.due() {
+                t.warn(events::not_ready(&name, &t.p.namespace, &why));
+                t.touch();
+            }
+            Ok(false)
+        }
+        Readiness::DeadlineExceeded(why) => {
+            rollback(
+                t,
+                Rollback::Deadline(events::not_ready(&name, &t.p.namespace, &why)),
+            )?;
+            Ok(false)
+        }
+    }
+}
+
+pub enum Rollback {
+    Threshold,
+    Deadline(String),
+    Manual,
+}
+
+/// Route everything to the primary, scale the canary to zero and mark the run Failed.
+pub fn rollback(t: &mut Tick, why: Rollback) -> Step {
+    match &why {
+        Rollback::Threshold => {
+            t.warn(events::rolling_back_threshold(&t.p, t.status.failed_checks));
+            t.alert(
+                AlertSeverity::Error,
+                &events::alert_threshold(t.status.failed_checks),
+                false,
+            );
+        }
+        Rollback::Deadline(e) => {
+            t.warn(events::rolling_back_deadline(&t.p, e));
+            t.alert(AlertSeverity::Error, &events::alert_deadline(e), false);
+        }
+        Rollback::Manual => {
+            t.warn(events::rolling_back_manual(&t.p));
+            t.alert(AlertSeverity::Warn, events::ALERT_MANUAL_ROLLBACK, false);
+        }
+    }
+    t.set_routes(100, 0, false);
+    t.warn(events::canary_failed(&t.p));
+    if t.target().is_some_and(|w| w.replicas != 0) {
+        t.push(Command::ScaleTarget { replicas: 0 });
+    }
+    t.set_phase(Phase::Failed);
+    t.status.canary_weight = 0;
+    t.status.iterations = 0;
+    t.push(Command::RecordMetric(MetricRecord::Failure {
+        strategy: t.p.strategy.label().into(),
+        analysis_status: "completed".into(),
+    }));
+    post_rollout(t, Phase::Failed);
+    Ok(())
+}
+
+pub fn post_rollout(t: &mut Tick, phase: Phase) {
+    let hooks: Vec<_> =
+        t.p.hooks_of(HookType::PostRollout)
+            .map(|h| t.hook_call(h, phase))
+            .collect();
+    if !hooks.is_empty() {
+        t.push(Command::RunPostRolloutHooks { phase, hooks });
+    }
+}
+
+/// Deletion with the finalizer: give the target its traffic and replicas back, then let go.
+fn terminate(t: &mut Tick) -> Step {
+    if !t.snap.canary.has_finalizer {
+        return Ok(());
+    }
+    if t.phase() != Some(Phase::Terminating) {
+        t.set_phase(Phase::Terminating);
+        t.event(events::terminating(&t.p));
+    }
+    if let Some(target) = t.target() {
+        if target.replicas == 0 {
+            let replicas = t.scale_up_replicas();
+            t.push(Command::ScaleTarget { replicas });
+            return Ok(());
+        }
+        let ready = readiness(
+            &t.p.target,
+            target,
+            t.p.canary_ready_threshold,
+            t.p.progress_deadline,
+            t.now,
+        );
+        if let Readiness::Waiting(_) = ready {
+            // Do not move traffic to pods that cannot serve it yet; a blown deadline moves on anyway.
+            return Ok(());
+        }
+        t.push(Command::RevertApexService);
+        t.set_routes(0, 100, false);
+    }
+    t.event(events::terminated(&t.p));
+    t.push(Command::RemoveFinalizer);
+    // The object disappears with its finalizer: nothing is left to write.
+    t.skip_status = true;
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! The decision function: one reconcile of one Canary.
+//!
+//! [`decide`] is pure: the same [`Snapshot`] always gives the same [`Outcome`]. What is due is read
+//! from `status.lastTransitionTime` and `now`: an analysis step runs at most once per interval, so a
+//! reconcile that comes early (a watch event, a restart) changes nothing that is not already due.
+//! Only changes that must not wait — a new revision, a workload becoming ready during
+//! initialization, deletion — are acted on at once.
+//!
+//! When the decision needs an input it does not have (a webhook's answer, a metric's value), it
+//! returns [`Outcome::Need`]; the caller gathers those answers into the snapshot and calls again.
+
+mod active;
+mod lifecycle;
+mod tick;
+
+use crate::command::Outcome;
+use crate::snapshot::Snapshot;
+
+pub use tick::Need;
+
+pub fn decide(snap: &Snapshot) -> Outcome {
+    match tick::run(snap) {
+        Ok(decision) => Outcome::Decided(decision),
+        Err(Need(requests)) => Outcome::Need(requests),
+    }
+}

@@ -1,0 +1,414 @@
+//! The state of one decision being built: commands so far, the status to write, and the
+//! bookkeeping shared by every phase (due-ness, conditions, gauges, wake-up).
+
+use jiff::Timestamp;
+
+use crate::alerts;
+use crate::api::{CanaryCondition, CanaryStatus, ConditionStatus, Phase};
+use crate::command::{
+    AlertSeverity, Command, Decision, EventSeverity, HookCall, HookPayload, MetricQuery,
+    MetricRecord, Request,
+};
+use crate::hash;
+use crate::policy::{Hook, MetricCheck, Policy, Provider};
+use crate::snapshot::{HookAnswer, MetricAnswer, Routes, Snapshot, Workload};
+
+/// Inputs the decision is waiting for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Need(pub Vec<crate::command::Request>);
+
+pub type Step<T = ()> = Result<T, Need>;
+
+pub const BLOCKED: &str = "Blocked";
+const PROMOTED: &str = "Promoted";
+
+pub struct Tick<'a> {
+    pub snap: &'a Snapshot,
+    pub p: Policy,
+    pub now: Timestamp,
+    pub status: CanaryStatus,
+    pub commands: Vec<Command>,
+    /// Routes as they will be once the commands ran.
+    pub routes: Option<Routes>,
+    touched: bool,
+    /// The Blocked condition set by this decision stays.
+    pub keep_blocked: bool,
+    /// The object is about to disappear: write no status.
+    pub skip_status: bool,
+}
+
+pub fn run(snap: &Snapshot) -> Step<Decision> {
+    let policy = match Policy::from_spec(
+        &snap.canary.name,
+        &snap.canary.namespace,
+        &snap.spec,
+        &snap.config,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            let message = format!(
+                "Canary {}.{} is invalid: {e}",
+                snap.canary.name, snap.canary.namespace
+            );
+            return Ok(blocked(snap, "InvalidSpec", message));
+        }
+    };
+    let mut t = Tick {
+        snap,
+        now: snap.now,
+        status: snap.status.clone(),
+        commands: Vec::new(),
+        routes: snap.routes,
+        touched: false,
+        keep_blocked: false,
+        skip_status: false,
+        p: policy,
+    };
+    if t.p.provider == Provider::Kubernetes {
+        // There is no router to read back: Flagger's NopRouter reports the switch once iterations began.
+        t.routes = Some(if t.status.iterations > 0 {
+            Routes {
+                primary_weight: 0,
+                canary_weight: 100,
+                mirrored: false,
+            }
+        } else {
+            Routes {
+                primary_weight: 100,
+                canary_weight: 0,
+                mirrored: false,
+            }
+        });
+    }
+    super::lifecycle::reconcile(&mut t)?;
+    Ok(t.finish())
+}
+
+/// A Canary that cannot be acted on: say why once (event + condition), then wait for a change.
+pub fn blocked(snap: &Snapshot, reason: &str, message: String) -> Decision {
+    let mut status = snap.status.clone();
+    let already = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == BLOCKED && c.message == message);
+    let mut commands = Vec::new();
+    if !already {
+        commands.push(Command::EmitEvent {
+            severity: EventSeverity::Warning,
+            message: message.clone(),
+        });
+        status.conditions.retain(|c| c.type_ != BLOCKED);
+        status.conditions.push(CanaryCondition {
+            type_: BLOCKED.into(),
+            status: ConditionStatus::True,
+            last_update_time: Some(snap.now),
+            last_transition_time: Some(snap.now),
+            reason: reason.into(),
+            message,
+        });
+        status.last_transition_time = Some(snap.now);
+        commands.push(Command::WriteStatus(status));
+    }
+    Decision {
+        commands,
+        wake_at: None,
+    }
+}
+
+impl Tick<'_> {
+    /// One analysis step is due per interval, counted from the last status write.
+    pub fn due(&self) -> bool {
+        self.snap.status.last_transition_time.is_none_or(|last| {
+            last.checked_add(self.p.interval)
+                .is_ok_and(|at| at <= self.now)
+        })
+    }
+
+    pub fn phase(&self) -> Option<Phase> {
+        self.status.phase
+    }
+
+    pub fn set_phase(&mut self, phase: Phase) {
+        self.status.phase = Some(phase);
+    }
+
+    /// Record that a step happened even if no other field changed, restarting the interval clock.
+    pub fn touch(&mut self) {
+        self.touched = true;
+    }
+
+    pub fn push(&mut self, c: Command) {
+        self.commands.push(c);
+    }
+
+    pub fn event(&mut self, message: String) {
+        self.push(Command::EmitEvent {
+            severity: EventSeverity::Normal,
+            message,
+        });
+    }
+
+    pub fn warn(&mut self, message: String) {
+        self.push(Command::EmitEvent {
+            severity: EventSeverity::Warning,
+            message,
+        });
+    }
+
+    pub fn alert(&mut self, severity: AlertSeverity, message: &str, with_metadata: bool) {
+        let cfg = &self.snap.config;
+        for a in alerts::route(
+            &self.p,
+            cfg.global_notifier,
+            &cfg.cluster_name,
+            severity,
+            message,
+            with_metadata,
+        ) {
+            self.push(Command::SendAlert(a));
+        }
+    }
+
+    pub fn set_routes(&mut self, primary_weight: i32, canary_weight: i32, mirrored: bool) {
+        let routes = Routes {
+            primary_weight,
+            canary_weight,
+            mirrored,
+        };
+        if self.p.provider != Provider::Kubernetes {
+            self.push(Command::SetRoutes {
+                primary_weight,
+                canary_weight,
+                mirrored,
+            });
+            self.routes = Some(routes);
+        }
+    }
+
+    pub fn target(&self) -> Option<&Workload> {
+        self.snap.target.as_ref()
+    }
+
+    /// Flagger's `ScaleFromZero`: the target's own replicas, else the primary's (without an
+    /// autoscaler), else the autoscaler's minimum when above one, else one.
+    pub fn scale_up_replicas(&self) -> i32 {
+        let target = self.snap.target.as_ref();
+        if let Some(r) = target.map(|t| t.replicas).filter(|r| *r > 0) {
+            return r;
+        }
+        if !self.p.has_autoscaler
+            && let Some(r) = self
+                .snap
+                .primary
+                .as_ref()
+                .map(|p| p.replicas)
+                .filter(|r| *r > 0)
+        {
+            return r;
+        }
+        target
+            .and_then(|t| t.autoscaler_min_replicas)
+            .filter(|m| *m > 1)
+            .unwrap_or(1)
+    }
+
+    pub fn hook_call(&self, hook: &Hook, phase: Phase) -> HookCall {
+        HookCall {
+            name: hook.name.clone(),
+            hook_type: hook.hook_type.as_str().to_string(),
+            url: hook.url.clone(),
+            timeout: hook.timeout,
+            retries: hook.retries,
+            disable_tls: hook.disable_tls,
+            payload: HookPayload {
+                name: self.p.name.clone(),
+                namespace: self.p.namespace.clone(),
+                phase: phase.as_str().to_string(),
+                checksum: hash::checksum(
+                    self.status.tracked_configs.as_ref(),
+                    self.status.last_applied_spec.as_deref(),
+                ),
+                metadata: hook.metadata.clone(),
+            },
+        }
+    }
+
+    /// The answer of `hook`, or a request for it.
+    pub fn ask_hook(&self, hook: &Hook, phase: Phase) -> Step<HookAnswer> {
+        let call = self.hook_call(hook, phase);
+        let request = Request::Hook(call);
+        match self.snap.answers.hooks.get(&request.key()) {
+            Some(a) => Ok(a.clone()),
+            None => Err(Need(vec![request])),
+        }
+    }
+
+    /// The answers of all `checks`, or one request for every missing one (queries have no side
+    /// effects, so they are asked for together).
+    pub fn ask_metrics(&self, checks: &[MetricCheck]) -> Step<Vec<MetricAnswer>> {
+        let mut missing = Vec::new();
+        let mut found = Vec::new();
+        for c in checks {
+            match self.snap.answers.metrics.get(&c.name) {
+                Some(a) => found.push(a.clone()),
+                None => missing.push(Request::Metric(MetricQuery {
+                    name: c.name.clone(),
+                    source: c.source.clone(),
+                    interval: c.interval.clone(),
+                    namespace: self.p.namespace.clone(),
+                    target: self.p.target.clone(),
+                    service: self
+                        .snap
+                        .spec
+                        .service
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| self.p.target.clone()),
+                    provider: self.p.provider_name.clone(),
+                })),
+            }
+        }
+        if missing.is_empty() {
+            Ok(found)
+        } else {
+            Err(Need(missing))
+        }
+    }
+
+    /// Gauges for the resulting state, then the status write (always last), and the wake-up.
+    fn finish(mut self) -> Decision {
+        let phase = self.status.phase;
+        let status_value = match phase {
+            Some(Phase::Progressing) => 0,
+            Some(Phase::Failed) => 2,
+            _ => 1,
+        };
+        let routes = self.routes.unwrap_or(Routes {
+            primary_weight: 100 - self.status.canary_weight,
+            canary_weight: self.status.canary_weight,
+            mirrored: false,
+        });
+        self.push(Command::RecordMetric(MetricRecord::Status {
+            value: status_value,
+        }));
+        self.push(Command::RecordMetric(MetricRecord::Weight {
+            primary: routes.primary_weight,
+            canary: routes.canary_weight,
+        }));
+        if !self.keep_blocked {
+            self.status.conditions.retain(|c| c.type_ != BLOCKED);
+        }
+        if let Some(phase) = phase {
+            update_promoted_condition(&mut self.status.conditions, phase, self.now);
+        }
+        let changed = !self.skip_status && (self.touched || self.status != self.snap.status);
+        if changed {
+            self.status.last_transition_time = Some(self.now);
+            self.commands
+                .push(Command::WriteStatus(self.status.clone()));
+        }
+        let waits = matches!(
+            phase,
+            Some(
+                Phase::Initializing
+                    | Phase::Waiting
+                    | Phase::Progressing
+                    | Phase::WaitingPromotion
+                    | Phase::Promoting
+                    | Phase::Finalising
+                    | Phase::Terminating
+            )
+        );
+        let wake_at = waits
+            .then(|| {
+                let last = self.status.last_transition_time.unwrap_or(self.now);
+                last.checked_add(self.p.interval).ok()
+            })
+            .flatten()
+            .map(|at| at.max(self.now));
+        Decision {
+            commands: self.commands,
+            wake_at,
+        }
+    }
+}
+
+impl Request {
+    /// Where the answer to this request goes in [`crate::snapshot::Answers`].
+    pub fn key(&self) -> String {
+        match self {
+            Request::Hook(h) => format!("{}/{}", h.hook_type, h.name),
+            Request::Metric(m) => m.name.clone(),
+        }
+    }
+}
+
+/// Flagger's single `Promoted` condition; its transition time moves only when its status does.
+fn update_promoted_condition(conditions: &mut Vec<CanaryCondition>, phase: Phase, now: Timestamp) {
+    let (status, message) = match phase {
+        Phase::Initializing => (
+            ConditionStatus::Unknown,
+            "New Deployment detected, starting initialization.",
+        ),
+        Phase::Initialized => (
+            ConditionStatus::True,
+            "Deployment initialization completed.",
+        ),
+        Phase::Waiting | Phase::WaitingPromotion => {
+            (ConditionStatus::Unknown, "Waiting for approval.")
+        }
+        Phase::Progressing => (
+            ConditionStatus::Unknown,
+            "New revision detected, progressing canary analysis.",
+        ),
+        Phase::Promoting => (
+            ConditionStatus::Unknown,
+            "Canary analysis completed, starting primary rolling update.",
+        ),
+        Phase::Finalising => (
+            ConditionStatus::Unknown,
+            "Canary analysis completed, routing all traffic to primary.",
+        ),
+        Phase::Succeeded => (
+            ConditionStatus::True,
+            "Canary analysis completed successfully, promotion finished.",
+        ),
+        Phase::Failed => (
+            ConditionStatus::False,
+            "Canary analysis failed, Deployment scaled to zero.",
+        ),
+        Phase::Terminating | Phase::Terminated => {
+            (ConditionStatus::Unknown, "Canary is being terminated.")
+        }
+    };
+    let reason = phase.as_str();
+    let existing = conditions.iter().position(|c| c.type_ == PROMOTED);
+    if let Some(i) = existing {
+        let c = &conditions[i];
+        if c.status == status && c.reason == reason {
+            return;
+        }
+        let transition = if c.status == status {
+            c.last_transition_time
+        } else {
+            Some(now)
+        };
+        conditions[i] = CanaryCondition {
+            type_: PROMOTED.into(),
+            status,
+            last_update_time: Some(now),
+            last_transition_time: transition,
+            reason: reason.into(),
+            message: message.into(),
+        };
+    } else {
+        conditions.push(CanaryCondition {
+            type_: PROMOTED.into(),
+            status,
+            last_update_time: Some(now),
+            last_transition_time: Some(now),
+            reason: reason.into(),
+            message: message.into(),
+        });
+    }
+}

@@ -1,0 +1,95 @@
+//! Revision identity: a stable hash of the pod template, independent of key order, so the same
+//! template always yields the same revision and any change to it yields a new one.
+
+use std::collections::BTreeMap;
+
+/// FNV-1a (32 bit), as Flagger uses, over canonical JSON (serde_json's maps are sorted).
+fn fnv32a(bytes: &[u8]) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in bytes {
+        hash ^= u32::from(*b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash
+}
+
+/// Flagger's `rand.SafeEncodeString`: the decimal digits mapped onto consonants and digits that
+/// cannot spell words.
+fn safe_encode(value: u32) -> String {
+    const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    value
+        .to_string()
+        .bytes()
+        .map(|b| ALPHANUMS[usize::from(b) % ALPHANUMS.len()] as char)
+        .collect()
+}
+
+pub fn template_hash(template: &serde_json::Value) -> String {
+    safe_encode(fnv32a(canonical(template).as_bytes()))
+}
+
+/// The webhook payload's `checksum`: the tracked configs together with the applied spec.
+pub fn checksum(
+    tracked_configs: Option<&BTreeMap<String, String>>,
+    last_applied_spec: Option<&str>,
+) -> String {
+    let value = serde_json::json!({
+        "trackedConfigs": tracked_configs,
+        "lastAppliedSpec": last_applied_spec.unwrap_or(""),
+    });
+    safe_encode(fnv32a(canonical(&value).as_bytes()))
+}
+
+fn canonical(value: &serde_json::Value) -> String {
+    // serde_json::Value's object map is a BTreeMap unless `preserve_order` is enabled; sorting
+    // explicitly keeps the hash stable even if some dependency turns that feature on.
+    fn sorted(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(map) => {
+                let ordered: BTreeMap<&String, serde_json::Value> =
+                    map.iter().map(|(k, v)| (k, sorted(v))).collect();
+                serde_json::Value::Object(
+                    ordered.into_iter().map(|(k, v)| (k.clone(), v)).collect(),
+                )
+            }
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.iter().map(sorted).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    sorted(value).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn key_order_does_not_change_the_hash() {
+        let a = json!({"spec": {"containers": [{"name": "app", "image": "podinfo:6.0.0"}]}, "metadata": {"labels": {"app": "podinfo"}}});
+        let b: serde_json::Value = serde_json::from_str(
+            r#"{"metadata":{"labels":{"app":"podinfo"}},"spec":{"containers":[{"image":"podinfo:6.0.0","name":"app"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(template_hash(&a), template_hash(&b));
+    }
+
+    #[test]
+    fn any_change_changes_the_hash() {
+        let a = json!({"spec": {"containers": [{"image": "podinfo:6.0.0"}]}});
+        let b = json!({"spec": {"containers": [{"image": "podinfo:6.0.1"}]}});
+        assert_ne!(template_hash(&a), template_hash(&b));
+    }
+
+    #[test]
+    fn hash_uses_only_safe_characters() {
+        let h = template_hash(&json!({"x": 1}));
+        assert!(
+            !h.is_empty()
+                && h.bytes()
+                    .all(|c| b"bcdfghjklmnpqrstvwxz2456789".contains(&c))
+        );
+    }
+}
