@@ -1,0 +1,2 @@
+//! The Flagger operator's shell: everything that touches the network, the cluster or the clock.
+//! Decisions come from `flagger-core`; this crate gathers inputs and carries out commands.
