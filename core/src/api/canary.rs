@@ -1,3 +1,6 @@
+// kube-derive takes one `printcolumn(...)` per column; clippy mistakes the repeated keys for duplicates.
+#![allow(clippy::duplicated_attributes)]
+
 //! The Canary resource exactly as Flagger defines it (`flagger.app/v1beta1`), so existing YAML
 //! deserializes unchanged. Defaults are not applied here: [`crate::policy`] turns a spec into the
 //! validated, defaulted rollout policy the decision function reads.

@@ -68,15 +68,7 @@ fn initialize(t: &mut Tick) -> Step {
     if target.replicas != 0 {
         t.push(Command::ScaleTarget { replicas: 0 });
     }
-    if t.snap.routes
-        != Some(crate::snapshot::Routes {
-            primary_weight: 100,
-            canary_weight: 0,
-            mirrored: false,
-        })
-    {
-        t.set_routes(100, 0, false);
-    }
+    t.set_routes(100, 0, false);
     t.set_phase(Phase::Initialized);
     t.status.canary_weight = 0;
     t.status.failed_checks = 0;

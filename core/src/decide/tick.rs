@@ -175,7 +175,8 @@ impl Tick<'_> {
             canary_weight,
             mirrored,
         };
-        if self.p.provider != Provider::Kubernetes {
+        // Only changes are written: the mesh object is left alone when it already routes so.
+        if self.p.provider != Provider::Kubernetes && self.routes != Some(routes) {
             self.push(Command::SetRoutes {
                 primary_weight,
                 canary_weight,

@@ -1,0 +1,934 @@
+//! Exact command lists for each transition of the phase machine (openraft style: the whole
+//! decision is asserted, so any added, dropped or reordered command fails a test).
+
+mod support;
+
+use flagger_core::api::Phase;
+use flagger_core::command::{
+    Alert, AlertDestination, AlertSeverity, Command, EventSeverity, MetricRecord, MetricSource,
+    Outcome, Request,
+};
+use flagger_core::{HookAnswer, MetricAnswer, decide};
+use jiff::SignedDuration;
+use serde_json::json;
+use support::{Cluster, ready, spec, t0, unready, without_gauges};
+
+fn ev(m: &str) -> Command {
+    Command::EmitEvent {
+        severity: EventSeverity::Normal,
+        message: m.into(),
+    }
+}
+fn warn(m: &str) -> Command {
+    Command::EmitEvent {
+        severity: EventSeverity::Warning,
+        message: m.into(),
+    }
+}
+fn routes(p: i32, c: i32) -> Command {
+    Command::SetRoutes {
+        primary_weight: p,
+        canary_weight: c,
+        mirrored: false,
+    }
+}
+/// The commands with the final status write replaced by its phase, for readable assertions.
+fn shape(commands: Vec<Command>) -> (Vec<Command>, Option<Phase>) {
+    let mut commands = commands;
+    let phase = match commands.last() {
+        Some(Command::WriteStatus(s)) => {
+            let p = s.phase;
+            commands.pop();
+            p
+        }
+        _ => None,
+    };
+    (commands, phase)
+}
+
+fn canary_spec() -> flagger_core::CanarySpec {
+    spec(json!({
+        "interval": "1m", "threshold": 2, "maxWeight": 50, "stepWeight": 10,
+        "metrics": [
+            {"name": "request-success-rate", "thresholdRange": {"min": 99}, "interval": "1m"},
+            {"name": "request-duration", "thresholdRange": {"max": 500}, "interval": "30s"}
+        ]
+    }))
+}
+
+/// A cluster with the canary initialized and a new revision progressing at weight `w`.
+fn progressing_at(w: i32) -> Cluster {
+    let mut c = Cluster::new(canary_spec());
+    c.tick();
+    c.tick();
+    c.new_revision("v2");
+    c.tick_after(1);
+    while c.status.canary_weight < w {
+        c.tick_after(60);
+    }
+    assert_eq!(
+        (c.phase(), c.status.canary_weight),
+        (Some(Phase::Progressing), w)
+    );
+    c
+}
+
+#[test]
+fn a_new_canary_creates_the_primary_and_services_first() {
+    let c = Cluster::new(canary_spec());
+    let d = c.decide();
+    let (cmds, phase) = shape(without_gauges(d.commands));
+    assert_eq!(cmds, vec![Command::CreatePrimary, Command::ApplyServices]);
+    assert_eq!(phase, Some(Phase::Initializing));
+    assert_eq!(d.wake_at, Some(t0() + SignedDuration::from_secs(60)));
+}
+
+#[test]
+fn a_ready_primary_completes_initialization() {
+    let mut c = Cluster::new(canary_spec());
+    c.tick();
+    let (cmds, phase) = shape(c.tick());
+    assert_eq!(
+        cmds,
+        vec![
+            Command::ScaleTarget { replicas: 0 },
+            routes(100, 0),
+            ev("Initialization done! podinfo.test")
+        ]
+    );
+    assert_eq!(phase, Some(Phase::Initialized));
+    assert_eq!(c.status.last_applied_spec.as_deref(), Some("v1"));
+    assert_eq!(c.status.last_promoted_spec.as_deref(), Some("v1"));
+    let promoted = c
+        .status
+        .conditions
+        .iter()
+        .find(|x| x.type_ == "Promoted")
+        .unwrap();
+    assert_eq!(
+        (promoted.reason.as_str(), promoted.status),
+        ("Initialized", flagger_core::api::ConditionStatus::True)
+    );
+    // Resting with nothing new: no commands, no status write, no wake-up.
+    let d = c.decide();
+    assert_eq!(without_gauges(d.commands), vec![]);
+    assert_eq!(d.wake_at, None);
+}
+
+#[test]
+fn an_unready_primary_is_reported_once_per_interval() {
+    let mut c = Cluster::new(canary_spec());
+    c.manual_readiness = true;
+    c.tick();
+    // Right after creation: not due, nothing to say.
+    assert_eq!(c.tick(), vec![]);
+    let (cmds, phase) = shape(c.tick_after(60));
+    assert_eq!(
+        cmds,
+        vec![warn(
+            "podinfo-primary.test not ready: waiting for rollout to finish: 0 of 2 (readyThreshold 100%) updated replicas are available"
+        )]
+    );
+    assert_eq!(phase, Some(Phase::Initializing));
+    assert_eq!(c.tick_after(30), vec![]);
+}
+
+#[test]
+fn a_new_revision_scales_the_canary_up_at_once() {
+    let mut c = Cluster::new(canary_spec());
+    c.tick();
+    c.tick();
+    c.new_revision("v2");
+    let (cmds, phase) = shape(c.tick_after(1));
+    assert_eq!(
+        cmds,
+        vec![
+            ev("New revision detected! Scaling up podinfo.test"),
+            Command::ScaleTarget { replicas: 2 }
+        ]
+    );
+    assert_eq!(phase, Some(Phase::Progressing));
+    assert_eq!(c.status.last_applied_spec.as_deref(), Some("v2"));
+    assert_eq!(c.status.last_promoted_spec.as_deref(), Some("v1"));
+}
+
+#[test]
+fn an_early_reconcile_changes_nothing() {
+    let mut c = progressing_at(10);
+    let before = c.status.clone();
+    let d = c.decide();
+    assert_eq!(without_gauges(d.commands), vec![]);
+    assert_eq!(
+        d.wake_at,
+        Some(before.last_transition_time.unwrap() + SignedDuration::from_secs(60))
+    );
+    c.now += SignedDuration::from_secs(59);
+    assert_eq!(c.tick(), vec![]);
+    assert_eq!(c.status, before);
+}
+
+#[test]
+fn the_first_analysis_step_runs_pre_rollout_and_moves_to_the_first_weight() {
+    let mut c = progressing_at(0);
+    let (cmds, phase) = shape(c.tick_after(60));
+    assert_eq!(
+        cmds,
+        vec![
+            ev("Starting canary analysis for podinfo.test"),
+            routes(90, 10),
+            ev("Advance podinfo.test canary weight 10")
+        ]
+    );
+    assert_eq!(phase, Some(Phase::Progressing));
+}
+
+#[test]
+fn passing_metrics_advance_the_weight_and_are_recorded() {
+    let mut c = progressing_at(10);
+    c.metrics
+        .insert("request-duration".into(), MetricAnswer::Value(250.0));
+    assert_eq!(without_gauges(c.decide().commands), vec![], "not due yet");
+    c.now += SignedDuration::from_secs(60);
+    let (cmds, _) = shape(without_gauges(c.decide().commands));
+    assert_eq!(
+        cmds,
+        vec![
+            Command::RecordMetric(MetricRecord::Analysis {
+                metric: "request-success-rate".into(),
+                value: 100.0
+            }),
+            Command::RecordMetric(MetricRecord::Analysis {
+                metric: "request-duration".into(),
+                value: 0.25
+            }),
+            routes(80, 20),
+            ev("Advance podinfo.test canary weight 20"),
+        ]
+    );
+}
+
+#[test]
+fn metrics_are_requested_together_with_their_context() {
+    let mut c = progressing_at(10);
+    c.now += SignedDuration::from_secs(60);
+    let Outcome::Need(requests) = decide(&c.snapshot()) else {
+        panic!("expected a request for metrics")
+    };
+    let names: Vec<_> = requests
+        .iter()
+        .map(|r| match r {
+            Request::Metric(m) => (
+                m.name.clone(),
+                m.source.clone(),
+                m.interval.clone(),
+                m.target.clone(),
+            ),
+            Request::Hook(_) => panic!("no hooks configured"),
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            (
+                "request-success-rate".into(),
+                MetricSource::RequestSuccessRate,
+                "1m".into(),
+                "podinfo".into()
+            ),
+            (
+                "request-duration".into(),
+                MetricSource::RequestDuration,
+                "30s".into(),
+                "podinfo".into()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_failing_metric_halts_and_counts_a_failed_check() {
+    let mut c = progressing_at(10);
+    c.metrics
+        .insert("request-success-rate".into(), MetricAnswer::Value(95.0));
+    let (cmds, phase) = shape(c.tick_after(60));
+    assert_eq!(
+        cmds,
+        vec![
+            Command::RecordMetric(MetricRecord::Analysis {
+                metric: "request-success-rate".into(),
+                value: 95.0
+            }),
+            warn("Halt podinfo.test advancement success rate 95.00% < 99%"),
+        ]
+    );
+    assert_eq!(phase, Some(Phase::Progressing));
+    assert_eq!((c.status.failed_checks, c.status.canary_weight), (1, 10));
+}
+
+#[test]
+fn latency_no_data_and_query_errors_each_fail_with_their_own_message() {
+    let mut c = progressing_at(10);
+    c.metrics
+        .insert("request-duration".into(), MetricAnswer::Value(1500.0));
+    let cmds = c.tick_after(60);
+    assert!(
+        cmds.contains(&warn(
+            "Halt podinfo.test advancement request duration 1.5s > 500ms"
+        )),
+        "{cmds:?}"
+    );
+
+    let mut c = progressing_at(10);
+    c.metrics.insert(
+        "request-success-rate".into(),
+        MetricAnswer::NoValues("no values found".into()),
+    );
+    let cmds = c.tick_after(60);
+    assert!(cmds.contains(&warn(
+        "Halt advancement no values found for istio metric request-success-rate probably podinfo.test is not receiving traffic: no values found"
+    )));
+
+    let mut c = progressing_at(10);
+    c.metrics
+        .insert("request-success-rate".into(), MetricAnswer::Value(f64::NAN));
+    let cmds = c.tick_after(60);
+    assert!(cmds.iter().any(|x| matches!(x, Command::EmitEvent { message, .. } if message.starts_with("Halt advancement no values found"))));
+    assert_eq!(c.status.failed_checks, 1);
+
+    let mut c = progressing_at(10);
+    c.metrics.insert(
+        "request-success-rate".into(),
+        MetricAnswer::Error("connection refused".into()),
+    );
+    let cmds = c.tick_after(60);
+    assert!(cmds.contains(&warn("Prometheus query failed: connection refused")));
+    assert_eq!(c.status.failed_checks, 1);
+}
+
+#[test]
+fn reaching_the_threshold_rolls_back_on_the_next_step() {
+    let mut c = progressing_at(10);
+    c.metrics
+        .insert("request-success-rate".into(), MetricAnswer::Value(50.0));
+    c.tick_after(60);
+    c.tick_after(60);
+    assert_eq!(c.status.failed_checks, 2);
+    assert_eq!(c.phase(), Some(Phase::Progressing));
+    let (cmds, phase) = shape(c.tick_after(60));
+    assert_eq!(
+        cmds,
+        vec![
+            warn("Rolling back podinfo.test failed checks threshold reached 2"),
+            routes(100, 0),
+            warn("Canary failed! Scaling down podinfo.test"),
+            Command::ScaleTarget { replicas: 0 },
+            Command::RecordMetric(MetricRecord::Failure {
+                strategy: "canary".into(),
+                analysis_status: "completed".into()
+            }),
+        ]
+    );
+    assert_eq!(phase, Some(Phase::Failed));
+    // Failed is a resting phase: nothing happens until a new revision.
+    assert_eq!(c.tick_after(600), vec![]);
+}
+
+#[test]
+fn a_revision_arriving_mid_analysis_restarts_at_once() {
+    let mut c = progressing_at(30);
+    c.new_revision("v3");
+    let (cmds, phase) = shape(c.tick_after(1));
+    assert_eq!(
+        cmds,
+        vec![
+            ev("New revision detected! Restarting analysis for podinfo.test"),
+            routes(100, 0)
+        ]
+    );
+    assert_eq!(phase, Some(Phase::Progressing));
+    assert_eq!((c.status.canary_weight, c.status.failed_checks), (0, 0));
+    assert_eq!(c.status.last_applied_spec.as_deref(), Some("v3"));
+}
+
+#[test]
+fn a_failed_canary_keeps_a_new_revision() {
+    let mut c = progressing_at(10);
+    c.metrics
+        .insert("request-success-rate".into(), MetricAnswer::Value(50.0));
+    for _ in 0..3 {
+        c.tick_after(60);
+    }
+    assert_eq!(c.phase(), Some(Phase::Failed));
+    c.metrics.clear();
+    c.new_revision("v3");
+    c.tick_after(5);
+    assert_eq!(c.phase(), Some(Phase::Progressing));
+    assert_eq!(c.status.last_applied_spec.as_deref(), Some("v3"));
+}
+
+#[test]
+fn reverting_the_target_to_the_primary_version_starts_nothing() {
+    let mut c = progressing_at(10);
+    c.metrics
+        .insert("request-success-rate".into(), MetricAnswer::Value(50.0));
+    for _ in 0..3 {
+        c.tick_after(60);
+    }
+    c.new_revision("v1");
+    assert_eq!(c.tick_after(5), vec![]);
+    assert_eq!(c.phase(), Some(Phase::Failed));
+}
+
+#[test]
+fn the_weight_never_overshoots_max_weight_and_promotion_follows() {
+    let mut c = Cluster::new(spec(
+        json!({"interval": "1m", "threshold": 2, "maxWeight": 50, "stepWeight": 20}),
+    ));
+    c.tick();
+    c.tick();
+    c.new_revision("v2");
+    c.tick_after(1);
+    let mut weights = vec![];
+    while c.phase() == Some(Phase::Progressing) {
+        c.tick_after(60);
+        weights.push(c.status.canary_weight);
+    }
+    assert_eq!(weights, vec![20, 40, 50, 50]);
+    assert_eq!(c.phase(), Some(Phase::Promoting));
+}
+
+#[test]
+fn step_weights_follow_the_ladder() {
+    let mut c = Cluster::new(spec(
+        json!({"interval": "1m", "threshold": 2, "stepWeights": [1, 5, 25, 60]}),
+    ));
+    c.tick();
+    c.tick();
+    c.new_revision("v2");
+    c.tick_after(1);
+    let mut weights = vec![];
+    while c.phase() == Some(Phase::Progressing) {
+        c.tick_after(60);
+        weights.push(c.status.canary_weight);
+    }
+    assert_eq!(weights, vec![1, 5, 25, 60, 60]);
+}
+
+#[test]
+fn mirroring_mirrors_one_step_before_shifting_traffic() {
+    let mut c = Cluster::new(spec(
+        json!({"interval": "1m", "threshold": 2, "maxWeight": 50, "stepWeight": 25, "mirror": true}),
+    ));
+    c.tick();
+    c.tick();
+    c.new_revision("v2");
+    c.tick_after(1);
+    let mut seen = vec![];
+    for _ in 0..3 {
+        c.tick_after(60);
+        let r = c.routes.unwrap();
+        seen.push((r.canary_weight, r.mirrored));
+    }
+    assert_eq!(seen, vec![(0, true), (25, false), (50, false)]);
+}
+
+#[test]
+fn confirm_rollout_closed_waits_and_alerts_once() {
+    let mut s = canary_spec();
+    let a = s.analysis.as_mut().unwrap();
+    a.webhooks = Some(vec![
+        serde_json::from_value(
+            json!({"name": "gate", "type": "confirm-rollout", "url": "http://127.0.0.1:1/gate"}),
+        )
+        .unwrap(),
+    ]);
+    a.alerts = Some(vec![
+        serde_json::from_value(
+            json!({"name": "on-call", "severity": "warn", "providerRef": {"name": "slack"}}),
+        )
+        .unwrap(),
+    ]);
+    let mut c = Cluster::new(s);
+    c.tick();
+    c.tick();
+    c.hooks
+        .insert("gate".into(), HookAnswer::Failed("closed".into()));
+    c.new_revision("v2");
+    let (cmds, phase) = shape(c.tick_after(1));
+    assert_eq!(
+        cmds,
+        vec![
+            warn("Halt podinfo.test advancement waiting for approval gate"),
+            Command::SendAlert(Alert {
+                destination: AlertDestination::Provider {
+                    alert: "on-call".into(),
+                    name: "slack".into(),
+                    namespace: "test".into()
+                },
+                severity: AlertSeverity::Warn,
+                message: "Canary is waiting for approval.".into(),
+                fields: vec![],
+            }),
+        ]
+    );
+    assert_eq!(phase, Some(Phase::Waiting));
+    // Still closed an interval later: retried quietly.
+    let (cmds, phase) = shape(c.tick_after(60));
+    assert_eq!((cmds, phase), (vec![], Some(Phase::Waiting)));
+    c.hooks.insert("gate".into(), HookAnswer::Passed);
+    let (cmds, phase) = shape(c.tick_after(60));
+    assert_eq!(
+        cmds,
+        vec![
+            ev("Confirm-rollout check gate passed"),
+            ev("New revision detected! Scaling up podinfo.test"),
+            Command::SendAlert(Alert {
+                destination: AlertDestination::Provider {
+                    alert: "on-call".into(),
+                    name: "slack".into(),
+                    namespace: "test".into()
+                },
+                severity: AlertSeverity::Info,
+                message: "New revision detected, progressing canary analysis.".into(),
+                fields: vec![],
+            })
+            .clone(),
+            Command::ScaleTarget { replicas: 2 },
+        ]
+        .into_iter()
+        .filter(|x| !matches!(x, Command::SendAlert(_)))
+        .collect::<Vec<_>>(),
+        "info alerts do not reach a warn-level provider"
+    );
+    assert_eq!(phase, Some(Phase::Progressing));
+}
+
+#[test]
+fn confirm_promotion_closed_parks_in_waiting_promotion_while_analysis_continues() {
+    let mut s = spec(
+        json!({"interval": "1m", "threshold": 2, "maxWeight": 20, "stepWeight": 10,
+        "webhooks": [{"name": "promote", "type": "confirm-promotion", "url": "http://127.0.0.1:1/p"}]}),
+    );
+    s.analysis.as_mut().unwrap().metrics = Some(vec![
+        serde_json::from_value(
+            json!({"name": "request-success-rate", "thresholdRange": {"min": 99}}),
+        )
+        .unwrap(),
+    ]);
+    let mut c = Cluster::new(s);
+    c.tick();
+    c.tick();
+    c.new_revision("v2");
+    c.tick_after(1);
+    c.hooks
+        .insert("promote".into(), HookAnswer::Failed("no".into()));
+    c.tick_after(60);
+    c.tick_after(60);
+    assert_eq!(c.status.canary_weight, 20);
+    let (cmds, phase) = shape(c.tick_after(60));
+    assert_eq!(
+        cmds,
+        vec![
+            Command::RecordMetric(MetricRecord::Analysis {
+                metric: "request-success-rate".into(),
+                value: 100.0
+            }),
+            warn("Halt podinfo.test advancement waiting for promotion approval promote"),
+        ]
+    );
+    assert_eq!(phase, Some(Phase::WaitingPromotion));
+    let (cmds, phase) = shape(c.tick_after(60));
+    assert_eq!(
+        cmds,
+        vec![Command::RecordMetric(MetricRecord::Analysis {
+            metric: "request-success-rate".into(),
+            value: 100.0
+        })]
+    );
+    assert_eq!(phase, Some(Phase::WaitingPromotion));
+    c.hooks.insert("promote".into(), HookAnswer::Passed);
+    let (cmds, phase) = shape(c.tick_after(60));
+    assert_eq!(
+        cmds,
+        vec![
+            Command::RecordMetric(MetricRecord::Analysis {
+                metric: "request-success-rate".into(),
+                value: 100.0
+            }),
+            ev("Confirm-promotion check promote passed"),
+            ev("Copying podinfo.test template spec to podinfo-primary.test"),
+            Command::PromoteTemplate,
+        ]
+    );
+    assert_eq!(phase, Some(Phase::Promoting));
+}
+
+#[test]
+fn hooks_are_requested_one_at_a_time_with_flaggers_payload() {
+    let s = spec(json!({"interval": "1m", "threshold": 2, "stepWeight": 10,
+    "webhooks": [
+        {"name": "load", "type": "pre-rollout", "url": "http://127.0.0.1:1/a", "timeout": "5s", "metadata": {"cmd": "hey"}},
+        {"name": "smoke", "type": "pre-rollout", "url": "http://127.0.0.1:1/b"}
+    ]}));
+    let mut c = Cluster::new(s);
+    c.tick();
+    c.tick();
+    c.new_revision("v2");
+    c.tick_after(1);
+    c.now += SignedDuration::from_secs(60);
+    let Outcome::Need(requests) = decide(&c.snapshot()) else {
+        panic!("expected a hook request")
+    };
+    let [Request::Hook(call)] = requests.as_slice() else {
+        panic!("one hook at a time: {requests:?}")
+    };
+    assert_eq!(call.name, "load");
+    assert_eq!(call.timeout, SignedDuration::from_secs(5));
+    assert_eq!(call.payload.name, "podinfo");
+    assert_eq!(call.payload.namespace, "test");
+    assert_eq!(call.payload.phase, "Progressing");
+    assert_eq!(
+        call.payload.metadata.get("cmd").map(String::as_str),
+        Some("hey")
+    );
+    assert!(!call.payload.checksum.is_empty());
+}
+
+#[test]
+fn a_failing_pre_rollout_hook_counts_a_failed_check_and_does_not_advance() {
+    let s = spec(json!({"interval": "1m", "threshold": 2, "stepWeight": 10,
+        "webhooks": [{"name": "load", "type": "pre-rollout", "url": "http://127.0.0.1:1/a"}]}));
+    let mut c = Cluster::new(s);
+    c.tick();
+    c.tick();
+    c.new_revision("v2");
+    c.tick_after(1);
+    c.hooks
+        .insert("load".into(), HookAnswer::Failed("500 boom".into()));
+    let (cmds, _) = shape(c.tick_after(60));
+    assert_eq!(
+        cmds,
+        vec![
+            ev("Starting canary analysis for podinfo.test"),
+            warn("Halt podinfo.test advancement pre-rollout check load failed 500 boom"),
+        ]
+    );
+    assert_eq!((c.status.failed_checks, c.status.canary_weight), (1, 0));
+}
+
+#[test]
+fn a_rollback_hook_that_answers_rolls_back() {
+    let s = spec(json!({"interval": "1m", "threshold": 5, "stepWeight": 10,
+        "webhooks": [{"name": "abort", "type": "rollback", "url": "http://127.0.0.1:1/r"}]}));
+    let mut c = Cluster::new(s);
+    c.tick();
+    c.tick();
+    c.new_revision("v2");
+    c.tick_after(1);
+    c.hooks
+        .insert("abort".into(), HookAnswer::Failed("closed".into()));
+    let cmds = c.tick_after(60);
+    assert!(cmds.contains(&ev("Rollback hook abort not signaling a rollback")));
+    c.hooks.insert("abort".into(), HookAnswer::Passed);
+    let (cmds, phase) = shape(c.tick_after(60));
+    assert_eq!(cmds[0], warn("Rollback check abort passed"));
+    assert_eq!(
+        cmds[1],
+        warn("Rolling back podinfo.test manual webhook invoked")
+    );
+    assert_eq!(phase, Some(Phase::Failed));
+}
+
+#[test]
+fn a_canary_past_its_progress_deadline_rolls_back() {
+    let mut c = progressing_at(10);
+    let t = c.target.as_mut().unwrap();
+    t.available_replicas = 0;
+    t.unavailable_since = Some(c.now);
+    let cmds = c.tick_after(60);
+    assert_eq!(
+        c.phase(),
+        Some(Phase::Progressing),
+        "still within the deadline: {cmds:?}"
+    );
+    c.tick_after(600);
+    assert_eq!(c.phase(), Some(Phase::Failed));
+    let events = Cluster::events(&c.log);
+    assert!(
+        events.iter().any(|e| e.starts_with(
+            "Rolling back podinfo.test progress deadline exceeded podinfo.test not ready"
+        )),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn skip_analysis_promotes_once_the_canary_is_ready() {
+    let mut s = canary_spec();
+    s.skip_analysis = Some(true);
+    let mut c = Cluster::new(s);
+    c.tick();
+    c.tick();
+    c.new_revision("v2");
+    c.tick_after(1);
+    let (cmds, phase) = shape(c.tick_after(60));
+    assert_eq!(
+        cmds,
+        vec![
+            ev("Copying podinfo.test template spec to podinfo-primary.test"),
+            Command::PromoteTemplate,
+            Command::ScaleTarget { replicas: 0 },
+            Command::RecordMetric(MetricRecord::Success {
+                strategy: "canary".into(),
+                analysis_status: "skipped".into()
+            }),
+            ev("Promotion completed! Canary analysis was skipped for podinfo.test"),
+        ]
+    );
+    assert_eq!(phase, Some(Phase::Succeeded));
+}
+
+#[test]
+fn ab_testing_routes_matched_traffic_for_each_iteration_then_promotes() {
+    let mut c = Cluster::new(spec(
+        json!({"interval": "1m", "threshold": 2, "iterations": 2,
+        "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}),
+    ));
+    c.tick();
+    c.tick();
+    c.new_revision("v2");
+    c.tick_after(1);
+    let mut seen = vec![];
+    for _ in 0..4 {
+        let cmds = c.tick_after(60);
+        seen.push((
+            c.phase().unwrap(),
+            c.status.iterations,
+            Cluster::events(&cmds).last().cloned().unwrap_or_default(),
+        ));
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (
+                Phase::Progressing,
+                1,
+                "Advance podinfo.test canary iteration 1/2".into()
+            ),
+            (
+                Phase::Progressing,
+                2,
+                "Advance podinfo.test canary iteration 2/2".into()
+            ),
+            (
+                Phase::Promoting,
+                2,
+                "Copying podinfo.test template spec to podinfo-primary.test".into()
+            ),
+            (
+                Phase::Finalising,
+                2,
+                "Routing all traffic to primary".into()
+            ),
+        ]
+    );
+    assert_eq!(c.routes.unwrap().canary_weight, 0);
+}
+
+#[test]
+fn finalising_scales_down_and_succeeds_with_post_rollout_hooks() {
+    let mut c = Cluster::new(spec(
+        json!({"interval": "1m", "threshold": 2, "stepWeight": 100,
+        "webhooks": [{"name": "notify", "type": "post-rollout", "url": "http://127.0.0.1:1/n"}]}),
+    ));
+    c.tick();
+    c.tick();
+    c.new_revision("v2");
+    for _ in 0..4 {
+        c.tick_after(60);
+    }
+    assert_eq!(c.phase(), Some(Phase::Finalising));
+    let (cmds, phase) = shape(c.tick_after(60));
+    assert_eq!(cmds[0], Command::ScaleTarget { replicas: 0 });
+    assert_eq!(
+        cmds[1],
+        Command::RecordMetric(MetricRecord::Success {
+            strategy: "canary".into(),
+            analysis_status: "completed".into()
+        })
+    );
+    assert_eq!(
+        cmds[2],
+        ev("Promotion completed! Scaling down podinfo.test")
+    );
+    let Command::RunPostRolloutHooks {
+        phase: hook_phase,
+        hooks,
+    } = &cmds[3]
+    else {
+        panic!("{cmds:?}")
+    };
+    assert_eq!(
+        (*hook_phase, hooks.len(), hooks[0].payload.phase.as_str()),
+        (Phase::Succeeded, 1, "Succeeded")
+    );
+    assert_eq!(phase, Some(Phase::Succeeded));
+    assert_eq!(c.status.last_promoted_spec.as_deref(), Some("v2"));
+}
+
+#[test]
+fn an_invalid_spec_is_reported_once_and_blocks_nothing_else() {
+    let mut c = Cluster::new(spec(
+        json!({"interval": "1x", "threshold": 2, "stepWeight": 10}),
+    ));
+    let (cmds, _) = shape(c.tick());
+    assert_eq!(
+        cmds,
+        vec![warn(
+            "Canary podinfo.test is invalid: spec.analysis.interval: invalid duration \"1x\": unknown unit"
+        )]
+    );
+    let blocked = c
+        .status
+        .conditions
+        .iter()
+        .find(|x| x.type_ == "Blocked")
+        .unwrap();
+    assert_eq!(blocked.reason, "InvalidSpec");
+    assert_eq!(c.tick_after(60), vec![]);
+    // Fixing the spec clears the condition and initialization begins.
+    c.spec = canary_spec();
+    c.tick();
+    assert!(c.status.conditions.iter().all(|x| x.type_ != "Blocked"));
+    assert_eq!(c.phase(), Some(Phase::Initializing));
+}
+
+#[test]
+fn a_missing_target_is_reported_once() {
+    let mut c = Cluster::new(canary_spec());
+    c.target = None;
+    let (cmds, _) = shape(c.tick());
+    assert_eq!(cmds, vec![warn("Deployment podinfo.test not found")]);
+    assert_eq!(c.tick_after(60), vec![]);
+    c.target = Some(ready("v1", 2));
+    c.tick();
+    assert_eq!(c.phase(), Some(Phase::Initializing));
+}
+
+#[test]
+fn suspend_freezes_the_run() {
+    let mut c = progressing_at(10);
+    c.spec.suspend = Some(true);
+    assert_eq!(c.tick_after(600), vec![]);
+    assert_eq!(c.status.canary_weight, 10);
+}
+
+#[test]
+fn an_unready_canary_waits_without_counting_failures() {
+    let mut c = progressing_at(10);
+    *c.target.as_mut().unwrap() = unready("v2", 2);
+    let (cmds, _) = shape(c.tick_after(60));
+    assert_eq!(
+        cmds,
+        vec![warn(
+            "podinfo.test not ready: waiting for rollout to finish: 0 of 2 (readyThreshold 100%) updated replicas are available"
+        )]
+    );
+    assert_eq!((c.status.failed_checks, c.status.canary_weight), (0, 10));
+}
+
+#[test]
+fn deletion_with_revert_restores_the_target_then_lets_go() {
+    let mut s = canary_spec();
+    s.revert_on_deletion = Some(true);
+    let mut c = Cluster::new(s);
+    let cmds = c.tick();
+    assert_eq!(cmds[0], Command::AddFinalizer);
+    c.tick();
+    assert_eq!(c.phase(), Some(Phase::Initialized));
+    c.deleting = true;
+    let (cmds, phase) = shape(c.tick());
+    assert_eq!(
+        cmds,
+        vec![
+            ev("Terminating canary podinfo.test"),
+            Command::ScaleTarget { replicas: 2 }
+        ]
+    );
+    assert_eq!(phase, Some(Phase::Terminating));
+    let cmds = c.tick();
+    assert_eq!(
+        cmds,
+        vec![
+            Command::RevertApexService,
+            routes(0, 100),
+            ev("Terminated canary podinfo.test"),
+            Command::RemoveFinalizer
+        ]
+    );
+}
+
+#[test]
+fn kubernetes_provider_runs_blue_green_without_routes() {
+    let mut s = canary_spec();
+    s.provider = Some("kubernetes".into());
+    let mut c = Cluster::new(s);
+    c.tick();
+    c.tick();
+    assert_eq!(c.phase(), Some(Phase::Initialized));
+    assert!(
+        c.log
+            .iter()
+            .all(|x| !matches!(x, Command::SetRoutes { .. }))
+    );
+    c.new_revision("v2");
+    c.tick_after(1);
+    let cmds = c.tick_after(60);
+    assert_eq!(
+        Cluster::events(&cmds)[..3],
+        [
+            "Progressive traffic is not supported when using the kubernetes provider".to_string(),
+            "Setting canaryAnalysis.iterations: 10".to_string(),
+            "Starting canary analysis for podinfo.test".to_string(),
+        ]
+    );
+    // Iterations 2 to 10, the (route-less) switch, promotion, finalising, success.
+    for _ in 0..13 {
+        c.tick_after(60);
+    }
+    assert_eq!(c.phase(), Some(Phase::Succeeded));
+    assert!(
+        c.log
+            .iter()
+            .all(|x| !matches!(x, Command::SetRoutes { .. }))
+    );
+}
+
+#[test]
+fn the_global_notifier_receives_alerts_when_the_canary_names_no_provider() {
+    let mut c = Cluster::new(canary_spec());
+    c.config.global_notifier = true;
+    c.config.cluster_name = "prod-eu".into();
+    c.tick();
+    let cmds = c.tick();
+    let alert = cmds.iter().find_map(|x| match x {
+        Command::SendAlert(a) => Some(a.clone()),
+        _ => None,
+    });
+    let alert = alert.expect("initialization alert");
+    assert_eq!(alert.destination, AlertDestination::Global);
+    assert_eq!(
+        alert.message,
+        "New Deployment detected, initialization completed."
+    );
+    assert_eq!(
+        alert.fields.last(),
+        Some(&("Cluster".to_string(), "prod-eu".to_string()))
+    );
+    assert!(
+        alert
+            .fields
+            .iter()
+            .any(|(k, v)| k == "Traffic routing" && v == "Weight step: 10 max: 50")
+    );
+}
