@@ -37,19 +37,25 @@ pub fn readiness(
             .checked_add(progress_deadline)
             .is_ok_and(|deadline| deadline < now)
     });
-    let waiting = if w.updated_replicas < w.replicas {
+    let (replicas, updated, available, total) = (
+        i64::from(w.replicas),
+        i64::from(w.updated_replicas),
+        i64::from(w.available_replicas),
+        i64::from(w.total_replicas),
+    );
+    let waiting = if updated < replicas {
         Some(format!(
             "waiting for rollout to finish: {} out of {} new replicas have been updated",
             w.updated_replicas, w.replicas
         ))
-    } else if w.total_replicas > w.updated_replicas {
+    } else if total > updated {
         Some(format!(
             "waiting for rollout to finish: {} old replicas are pending termination",
-            w.total_replicas - w.updated_replicas
+            total - updated
         ))
     } else {
-        let needed = (i64::from(w.updated_replicas) * i64::from(threshold)) / 100;
-        (i64::from(w.available_replicas) < needed).then(|| {
+        let needed = (updated * i64::from(threshold)) / 100;
+        (available < needed).then(|| {
             format!(
                 "waiting for rollout to finish: {} of {} (readyThreshold {}%) updated replicas are available",
                 w.available_replicas, w.updated_replicas, threshold

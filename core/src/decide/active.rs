@@ -84,11 +84,11 @@ pub fn step(t: &mut Tick) -> Step {
         }
         t.event(events::starting_analysis(&t.p));
         if !pre_rollout(t)? {
-            t.status.failed_checks += 1;
+            t.status.failed_checks = t.status.failed_checks.saturating_add(1);
             return Ok(());
         }
     } else if !analyse(t)? {
-        t.status.failed_checks += 1;
+        t.status.failed_checks = t.status.failed_checks.saturating_add(1);
         return Ok(());
     }
     match t.p.strategy.clone() {
@@ -118,7 +118,7 @@ pub fn step(t: &mut Tick) -> Step {
         Strategy::AbTesting { iterations } => {
             if t.status.iterations < iterations {
                 t.set_routes(0, 100, false);
-                t.status.iterations += 1;
+                t.status.iterations = t.status.iterations.saturating_add(1);
                 t.event(events::advance_iteration(
                     &t.p,
                     t.status.iterations,
@@ -133,7 +133,7 @@ pub fn step(t: &mut Tick) -> Step {
                 if mirror && !routes.mirrored {
                     t.set_routes(100, 0, true);
                 }
-                t.status.iterations += 1;
+                t.status.iterations = t.status.iterations.saturating_add(1);
                 t.event(events::advance_iteration(
                     &t.p,
                     t.status.iterations,
@@ -152,7 +152,7 @@ pub fn step(t: &mut Tick) -> Step {
                         );
                         t.set_routes(0, 100, false);
                     }
-                    t.status.iterations += 1;
+                    t.status.iterations = t.status.iterations.saturating_add(1);
                 } else {
                     promote(t);
                 }

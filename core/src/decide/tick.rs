@@ -56,9 +56,9 @@ pub fn run(snap: &Snapshot) -> Step<Decision> {
     let mut t = Tick {
         snap,
         now: snap.now,
-        status: snap.status.clone(),
+        status: sanitized(&snap.status),
         commands: Vec::new(),
-        routes: snap.routes,
+        routes: snap.routes.filter(plausible),
         touched: false,
         keep_blocked: false,
         skip_status: false,
@@ -84,9 +84,27 @@ pub fn run(snap: &Snapshot) -> Step<Decision> {
     Ok(t.finish())
 }
 
+/// A status written by someone else may hold anything; decisions start from values in range, and
+/// the repaired status is written back.
+fn sanitized(status: &CanaryStatus) -> CanaryStatus {
+    let mut s = status.clone();
+    s.canary_weight = s.canary_weight.clamp(0, 100);
+    s.failed_checks = s.failed_checks.max(0);
+    s.iterations = s.iterations.max(0);
+    s
+}
+
+/// Weights read back from a mesh object someone else edited are trusted only if they make sense;
+/// otherwise the object is treated as missing and rewritten from the status.
+fn plausible(r: &Routes) -> bool {
+    (0..=100).contains(&r.primary_weight)
+        && (0..=100).contains(&r.canary_weight)
+        && r.primary_weight + r.canary_weight == 100
+}
+
 /// A Canary that cannot be acted on: say why once (event + condition), then wait for a change.
 pub fn blocked(snap: &Snapshot, reason: &str, message: String) -> Decision {
-    let mut status = snap.status.clone();
+    let mut status = sanitized(&snap.status);
     let already = status
         .conditions
         .iter()
