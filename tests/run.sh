@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Every test of the project, in the order that fails fastest: formatting and lints, the unit,
+# property and golden suites (no cluster needed), then the real-cluster suite (a kube-apiserver,
+# etcd and kube-controller-manager built from Go modules, and a real Prometheus).
+#
+# Usage: tests/run.sh            everything
+#        FLAGGER_SKIP_CLUSTER=1 tests/run.sh   without the real-cluster suite
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test (unit, property, golden, mocked API server)"
+# insta refuses to write snapshots under CI, so a changed golden timeline fails here.
+CI="${CI:-true}" cargo test --workspace --locked
+
+if [ -x tests/e2e/run.sh ] && [ "${FLAGGER_SKIP_CLUSTER:-0}" != 1 ]; then
+  step "real-cluster suite"
+  tests/e2e/run.sh
+fi
+if [ -x charts/check.sh ] && [ "${FLAGGER_SKIP_CLUSTER:-0}" != 1 ]; then
+  step "chart checks"
+  charts/check.sh
+fi
