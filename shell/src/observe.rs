@@ -1,0 +1,186 @@
+//! Cluster objects turned into what the decision function observes: a Deployment becomes a
+//! [`Workload`], the ConfigMaps and Secrets its pods use become checksums, a mesh object becomes
+//! the [`Routes`] it currently sends.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use flagger_core::{Routes, Workload};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, PodTemplateSpec, Secret};
+use kube::core::DynamicObject;
+use sha2::{Digest, Sha256};
+
+use crate::router::{Router, RouterError};
+
+/// Opt-out annotation: values starting with `disable` exclude the object from tracking.
+pub const CONFIG_TRACKING_ANNOTATION: &str = "flagger.app/config-tracking";
+
+/// Secret types whose content is application configuration; service-account tokens, registry
+/// credentials and the like change for reasons that are not a new revision.
+const TRACKED_SECRET_TYPES: &[&str] = &[
+    "Opaque",
+    "kubernetes.io/basic-auth",
+    "kubernetes.io/ssh-auth",
+    "kubernetes.io/tls",
+];
+
+pub fn workload(
+    deployment: &Deployment,
+    hpa: Option<&HorizontalPodAutoscaler>,
+    configs: BTreeMap<String, String>,
+) -> Workload {
+    let spec = deployment.spec.as_ref();
+    let status = deployment.status.as_ref();
+    let template = spec.map(|s| &s.template);
+    let conditions = status.and_then(|s| s.conditions.as_deref()).unwrap_or(&[]);
+    let progress_deadline_exceeded = conditions.iter().any(|c| {
+        c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    });
+    let unavailable_since = conditions
+        .iter()
+        .find(|c| c.type_ == "Available" && c.status == "False")
+        .and_then(|c| c.last_update_time.as_ref())
+        .map(|t| t.0);
+    Workload {
+        template_hash: template.map(template_hash).unwrap_or_default(),
+        configs,
+        // The API server defaults a missing `spec.replicas` to 1.
+        replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
+        generation: deployment.metadata.generation.unwrap_or(0),
+        observed_generation: status.and_then(|s| s.observed_generation).unwrap_or(0),
+        updated_replicas: status.and_then(|s| s.updated_replicas).unwrap_or(0),
+        available_replicas: status.and_then(|s| s.available_replicas).unwrap_or(0),
+        total_replicas: status.and_then(|s| s.replicas).unwrap_or(0),
+        progress_deadline_exceeded,
+        unavailable_since,
+        autoscaler_min_replicas: hpa
+            .map(|h| h.spec.as_ref().and_then(|s| s.min_replicas).unwrap_or(1)),
+    }
+}
+
+/// The revision identity of a pod template.
+pub fn template_hash(template: &PodTemplateSpec) -> String {
+    let json = serde_json::to_value(template).expect("a PodTemplateSpec serializes");
+    flagger_core::hash::template_hash(&json)
+}
+
+/// Checksums of the ConfigMaps and Secrets `template` refers to, keyed `configmap/<name>` and
+/// `secret/<name>`. Referenced objects absent from `configmaps`/`secrets` are left out: an
+/// optional reference may legitimately point at nothing, and a missing required one keeps the
+/// pods from starting, which the readiness checks report.
+pub fn tracked_configs(
+    template: &PodTemplateSpec,
+    configmaps: &[ConfigMap],
+    secrets: &[Secret],
+) -> BTreeMap<String, String> {
+    let refs = template
+        .spec
+        .as_ref()
+        .map(ConfigRefs::of)
+        .unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for cm in configmaps {
+        let Some(name) = cm.metadata.name.as_deref() else {
+            continue;
+        };
+        if refs.configmaps.contains(name) && !tracking_disabled(&cm.metadata) {
+            out.insert(format!("configmap/{name}"), checksum(&cm.data));
+        }
+    }
+    for secret in secrets {
+        let Some(name) = secret.metadata.name.as_deref() else {
+            continue;
+        };
+        let type_ = secret.type_.as_deref().unwrap_or("Opaque");
+        if refs.secrets.contains(name)
+            && TRACKED_SECRET_TYPES.contains(&type_)
+            && !tracking_disabled(&secret.metadata)
+        {
+            out.insert(format!("secret/{name}"), checksum(&secret.data));
+        }
+    }
+    out
+}
+
+/// The weights a provider's routing object sends, `None` for providers without one or when the
+/// object is not shaped like ours.
+pub fn routes(provider: &str, object: &DynamicObject) -> Result<Option<Routes>, RouterError> {
+    Ok(Router::for_provider(provider)?.read_routes(object))
+}
+
+fn tracking_disabled(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(CONFIG_TRACKING_ANNOTATION))
+        .is_some_and(|v| v.starts_with("disable"))
+}
+
+/// Flagger's checksum: the first 8 bytes of the SHA-256 of the JSON of `.data`, in hex. Go
+/// marshals maps with sorted keys and `[]byte` as base64, which is exactly what serializing the
+/// k8s-openapi map does, so checksums match those Flagger wrote into `status.trackedConfigs`.
+fn checksum<T: serde::Serialize>(data: &T) -> String {
+    let json = serde_json::to_vec(data).expect("config data serializes");
+    let digest = Sha256::digest(&json);
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The names of the ConfigMaps and Secrets a pod spec mounts or reads.
+#[derive(Default, Debug, PartialEq)]
+pub struct ConfigRefs {
+    pub configmaps: BTreeSet<String>,
+    pub secrets: BTreeSet<String>,
+}
+
+impl ConfigRefs {
+    pub fn of(spec: &PodSpec) -> ConfigRefs {
+        let mut refs = ConfigRefs::default();
+        for volume in spec.volumes.iter().flatten() {
+            if let Some(cm) = &volume.config_map {
+                refs.configmaps.insert(cm.name.clone());
+            }
+            if let Some(secret) = volume.secret.as_ref().and_then(|s| s.secret_name.clone()) {
+                refs.secrets.insert(secret);
+            }
+            let sources = volume.projected.as_ref().and_then(|p| p.sources.as_ref());
+            for source in sources.into_iter().flatten() {
+                if let Some(cm) = &source.config_map {
+                    refs.configmaps.insert(cm.name.clone());
+                }
+                if let Some(secret) = &source.secret {
+                    refs.secrets.insert(secret.name.clone());
+                }
+            }
+        }
+        let containers = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten());
+        for container in containers {
+            refs.add_env(container);
+        }
+        refs
+    }
+
+    fn add_env(&mut self, container: &Container) {
+        for var in container.env.iter().flatten() {
+            let Some(from) = &var.value_from else {
+                continue;
+            };
+            if let Some(key) = &from.config_map_key_ref {
+                self.configmaps.insert(key.name.clone());
+            }
+            if let Some(key) = &from.secret_key_ref {
+                self.secrets.insert(key.name.clone());
+            }
+        }
+        for source in container.env_from.iter().flatten() {
+            if let Some(cm) = &source.config_map_ref {
+                self.configmaps.insert(cm.name.clone());
+            }
+            if let Some(secret) = &source.secret_ref {
+                self.secrets.insert(secret.name.clone());
+            }
+        }
+    }
+}

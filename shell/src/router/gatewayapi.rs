@@ -1,0 +1,316 @@
+//! Gateway API: an HTTPRoute `<svc>` attached to `spec.service.gatewayRefs`, with weighted
+//! backendRefs to `<svc>-primary` and `<svc>-canary`.
+//!
+//! The Canary spec speaks Istio (`match`, `headers`, `rewrite`), so its conditions and header
+//! operations are translated into Gateway API matches and filters here, as Flagger does.
+
+use flagger_core::Routes;
+use flagger_core::api::Canary;
+use kube::core::{ApiResource, DynamicObject};
+use serde_json::{Map, Value, json};
+
+use super::{Names, api_resource, owned_object, weight_of};
+
+const GROUP: &str = "gateway.networking.k8s.io";
+
+pub fn http_route_resource(version: &str) -> ApiResource {
+    api_resource(GROUP, version, "HTTPRoute", "httproutes")
+}
+
+pub fn desired_objects(canary: &Canary, version: &str, routes: Routes) -> Vec<DynamicObject> {
+    let names = Names::of(canary);
+    let service = &canary.spec.service;
+    let analysis = canary.spec.analysis();
+    let port = service.port;
+    let backend = |name: &str, weight: i32| json!({ "name": name, "port": port, "weight": weight });
+    let split = vec![
+        backend(&names.primary_service, routes.primary_weight),
+        backend(&names.canary_service, routes.canary_weight),
+    ];
+    let service_matches = convert_matches(service.match_.as_deref().unwrap_or(&[]));
+    let service_matches = if service_matches.is_empty() {
+        vec![json!({ "path": { "type": "PathPrefix", "value": "/" } })]
+    } else {
+        service_matches
+    };
+    let ab_match = analysis
+        .and_then(|a| a.match_.as_deref())
+        .filter(|m| !m.is_empty());
+    let rules = match ab_match {
+        Some(conditions) => vec![
+            rule(
+                canary,
+                merge_matches(&service_matches, &convert_matches(conditions)),
+                split,
+                None,
+            ),
+            rule(
+                canary,
+                service_matches,
+                vec![backend(&names.primary_service, 100)],
+                None,
+            ),
+        ],
+        None => {
+            let mirror = routes.mirrored.then(|| {
+                let mut mirror =
+                    json!({ "backendRef": { "name": names.canary_service, "port": port } });
+                if let Some(percent) = analysis.and_then(|a| a.mirror_weight).filter(|w| *w > 0) {
+                    mirror["percent"] = json!(percent);
+                }
+                json!({ "type": "RequestMirror", "requestMirror": mirror })
+            });
+            vec![rule(canary, service_matches, split, mirror)]
+        }
+    };
+    let mut spec = Map::new();
+    spec.insert(
+        "parentRefs".into(),
+        json!(service.gateway_refs.clone().unwrap_or_default()),
+    );
+    if let Some(hosts) = service.hosts.as_ref().filter(|h| !h.is_empty()) {
+        spec.insert("hostnames".into(), json!(hosts));
+    }
+    spec.insert("rules".into(), Value::Array(rules));
+    vec![owned_object(
+        canary,
+        &http_route_resource(version),
+        &names.apex_service,
+        Value::Object(spec),
+        true,
+    )]
+}
+
+fn rule(
+    canary: &Canary,
+    matches: Vec<Value>,
+    backends: Vec<Value>,
+    mirror: Option<Value>,
+) -> Value {
+    let service = &canary.spec.service;
+    let mut rule = Map::new();
+    rule.insert("matches".into(), Value::Array(matches));
+    let mut filters = header_filters(service.headers.as_ref());
+    filters.extend(rewrite_filter(service.rewrite.as_ref()));
+    for m in service.mirror.iter().flatten() {
+        filters.push(json!({ "type": "RequestMirror", "requestMirror": m }));
+    }
+    filters.extend(mirror);
+    if !filters.is_empty() {
+        rule.insert("filters".into(), Value::Array(filters));
+    }
+    rule.insert("backendRefs".into(), Value::Array(backends));
+    let mut timeouts = Map::new();
+    if let Some(t) = &service.timeout {
+        timeouts.insert("request".into(), json!(t));
+    }
+    if let Some(t) = &service.backend_timeout {
+        timeouts.insert("backendRequest".into(), json!(t));
+    }
+    if !timeouts.is_empty() {
+        rule.insert("timeouts".into(), Value::Object(timeouts));
+    }
+    Value::Object(rule)
+}
+
+/// Istio `HTTPMatchRequest`s as Gateway API `HTTPRouteMatch`es.
+fn convert_matches(conditions: &[Value]) -> Vec<Value> {
+    conditions
+        .iter()
+        .map(|c| {
+            let mut m = Map::new();
+            if let Some((kind, value)) = c.get("uri").and_then(string_match) {
+                let path_type = match kind {
+                    StringMatch::Exact => "Exact",
+                    StringMatch::Prefix => "PathPrefix",
+                    _ => "RegularExpression",
+                };
+                let value = match kind {
+                    StringMatch::Suffix => format!(".*{}$", regex_escape(&value)),
+                    _ => value,
+                };
+                m.insert("path".into(), json!({ "type": path_type, "value": value }));
+            }
+            for (from, to) in [("headers", "headers"), ("queryParams", "queryParams")] {
+                let converted = named_matches(c.get(from));
+                if !converted.is_empty() {
+                    m.insert(to.into(), Value::Array(converted));
+                }
+            }
+            if let Some((_, method)) = c.get("method").and_then(string_match) {
+                m.insert("method".into(), json!(method));
+            }
+            Value::Object(m)
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum StringMatch {
+    Exact,
+    Prefix,
+    Suffix,
+    Regex,
+}
+
+fn string_match(value: &Value) -> Option<(StringMatch, String)> {
+    let text = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_string);
+    [
+        ("exact", StringMatch::Exact),
+        ("prefix", StringMatch::Prefix),
+        ("suffix", StringMatch::Suffix),
+        ("regex", StringMatch::Regex),
+    ]
+    .into_iter()
+    .find_map(|(k, kind)| text(k).map(|t| (kind, t)))
+}
+
+/// Header or query conditions keyed by name. Gateway API matches headers only exactly or by
+/// regular expression, so prefixes and suffixes become anchored expressions.
+fn named_matches(map: Option<&Value>) -> Vec<Value> {
+    let Some(map) = map.and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    map.iter()
+        .filter_map(|(name, cond)| {
+            let (kind, value) = string_match(cond)?;
+            let (match_type, value) = match kind {
+                StringMatch::Exact => ("Exact", value),
+                StringMatch::Regex => ("RegularExpression", value),
+                StringMatch::Prefix => {
+                    ("RegularExpression", format!("^{}.*", regex_escape(&value)))
+                }
+                StringMatch::Suffix => {
+                    ("RegularExpression", format!(".*{}$", regex_escape(&value)))
+                }
+            };
+            Some(json!({ "type": match_type, "name": name, "value": value }))
+        })
+        .collect()
+}
+
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Each service match (its path) combined with each A/B condition (its headers, query, method),
+/// so the canary rule is never wider than the service's own routing.
+fn merge_matches(service: &[Value], analysis: &[Value]) -> Vec<Value> {
+    let mut merged = Vec::with_capacity(service.len() * analysis.len());
+    for s in service {
+        for a in analysis {
+            let mut m = s.clone();
+            for key in ["headers", "queryParams", "method"] {
+                if let Some(v) = a.get(key) {
+                    m[key] = v.clone();
+                }
+            }
+            if let (None, Some(path)) = (s.get("path"), a.get("path")) {
+                m["path"] = path.clone();
+            }
+            merged.push(m);
+        }
+    }
+    merged
+}
+
+/// Istio `headers: {request|response: {set, add, remove}}` as header modifier filters.
+fn header_filters(headers: Option<&Value>) -> Vec<Value> {
+    let Some(headers) = headers else {
+        return Vec::new();
+    };
+    let mut filters = Vec::new();
+    for (side, filter_type, key) in [
+        ("request", "RequestHeaderModifier", "requestHeaderModifier"),
+        (
+            "response",
+            "ResponseHeaderModifier",
+            "responseHeaderModifier",
+        ),
+    ] {
+        let Some(ops) = headers.get(side) else {
+            continue;
+        };
+        let mut modifier = Map::new();
+        for op in ["set", "add"] {
+            if let Some(values) = ops
+                .get(op)
+                .and_then(Value::as_object)
+                .filter(|v| !v.is_empty())
+            {
+                let list: Vec<Value> = values
+                    .iter()
+                    .map(|(name, value)| json!({ "name": name, "value": value }))
+                    .collect();
+                modifier.insert(op.into(), Value::Array(list));
+            }
+        }
+        if let Some(remove) = ops
+            .get("remove")
+            .filter(|r| r.as_array().is_some_and(|a| !a.is_empty()))
+        {
+            modifier.insert("remove".into(), remove.clone());
+        }
+        if !modifier.is_empty() {
+            filters.push(json!({ "type": filter_type, key: modifier }));
+        }
+    }
+    filters
+}
+
+/// Istio `rewrite: {uri, authority}` as a URLRewrite filter.
+fn rewrite_filter(rewrite: Option<&Value>) -> Option<Value> {
+    let rewrite = rewrite?;
+    let mut filter = Map::new();
+    if let Some(uri) = rewrite.get("uri").and_then(Value::as_str) {
+        filter.insert(
+            "path".into(),
+            json!({ "type": "ReplacePrefixMatch", "replacePrefixMatch": uri }),
+        );
+    }
+    if let Some(host) = rewrite.get("authority").and_then(Value::as_str) {
+        filter.insert("hostname".into(), json!(host));
+    }
+    (!filter.is_empty()).then(|| json!({ "type": "URLRewrite", "urlRewrite": filter }))
+}
+
+pub fn read_routes(object: &DynamicObject) -> Option<Routes> {
+    let apex = object.metadata.name.as_deref()?;
+    let (primary, canary) = (format!("{apex}-primary"), format!("{apex}-canary"));
+    let rules = object.data.get("spec")?.get("rules")?.as_array()?;
+    let name_of = |b: &Value| b.get("name").and_then(Value::as_str).map(str::to_string);
+    let rule = rules.iter().find(|r| {
+        r.get("backendRefs")
+            .and_then(Value::as_array)
+            .is_some_and(|bs| bs.iter().any(|b| name_of(b).as_deref() == Some(&canary)))
+    })?;
+    let mut routes = Routes::default();
+    for b in rule.get("backendRefs")?.as_array()? {
+        // An omitted weight is 1 in Gateway API.
+        let weight = b.get("weight").map_or(1, weight_of);
+        match name_of(b) {
+            Some(n) if n == primary => routes.primary_weight += weight,
+            Some(n) if n == canary => routes.canary_weight += weight,
+            _ => {}
+        }
+    }
+    routes.mirrored = rule
+        .get("filters")
+        .and_then(Value::as_array)
+        .is_some_and(|fs| {
+            fs.iter().any(|f| {
+                f.get("type").and_then(Value::as_str) == Some("RequestMirror")
+                    && f.pointer("/requestMirror/backendRef/name")
+                        .and_then(Value::as_str)
+                        == Some(canary.as_str())
+            })
+        });
+    Some(routes)
+}

@@ -1,0 +1,155 @@
+//! Traffic routing per provider: the objects that send a given split between the primary and the
+//! canary Services, and the split an existing object sends.
+//!
+//! Building objects is pure (no client, no clock), so every provider's output is unit-tested; the
+//! executor applies them with server-side apply.
+
+pub mod gatewayapi;
+pub mod istio;
+pub mod kubernetes;
+
+use flagger_core::Routes;
+use flagger_core::api::Canary;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Resource;
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use serde_json::{Map, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error("unsupported mesh provider {0:?} (supported: istio, gatewayapi:v1, kubernetes)")]
+    UnsupportedProvider(String),
+}
+
+/// One routing provider. Unknown names are an error, never a fallback: core validation refuses
+/// them first, so reaching this with one is a bug worth surfacing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Router {
+    Istio,
+    GatewayApi {
+        version: &'static str,
+    },
+    /// No routing object: the apex Service alone decides (blue/green only).
+    Kubernetes,
+}
+
+impl Router {
+    pub fn for_provider(provider: &str) -> Result<Router, RouterError> {
+        match provider {
+            "istio" => Ok(Router::Istio),
+            "gatewayapi" | "gatewayapi:v1" => Ok(Router::GatewayApi { version: "v1" }),
+            "gatewayapi:v1beta1" => Ok(Router::GatewayApi { version: "v1beta1" }),
+            "kubernetes" => Ok(Router::Kubernetes),
+            other => Err(RouterError::UnsupportedProvider(other.to_string())),
+        }
+    }
+
+    /// Every object this provider needs for `routes`, in the order they should be applied
+    /// (objects others refer to first).
+    pub fn desired_objects(&self, canary: &Canary, routes: Routes) -> Vec<DynamicObject> {
+        match self {
+            Router::Istio => istio::desired_objects(canary, routes),
+            Router::GatewayApi { version } => gatewayapi::desired_objects(canary, version, routes),
+            Router::Kubernetes => kubernetes::desired_objects(canary, routes),
+        }
+    }
+
+    /// The kind and name of the object whose weights [`Router::read_routes`] reads.
+    pub fn routes_object(&self, canary: &Canary) -> Option<(ApiResource, String)> {
+        let name = Names::of(canary).apex_service;
+        match self {
+            Router::Istio => Some((istio::virtual_service_resource(), name)),
+            Router::GatewayApi { version } => {
+                Some((gatewayapi::http_route_resource(version), name))
+            }
+            Router::Kubernetes => None,
+        }
+    }
+
+    /// The split `object` (as named by [`Router::routes_object`]) sends; `None` when it has no
+    /// route to the canary Service, e.g. when someone else rewrote it.
+    pub fn read_routes(&self, object: &DynamicObject) -> Option<Routes> {
+        match self {
+            Router::Istio => istio::read_routes(object),
+            Router::GatewayApi { .. } => gatewayapi::read_routes(object),
+            Router::Kubernetes => None,
+        }
+    }
+}
+
+/// The names Flagger derives from a Canary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Names {
+    /// The user's Deployment.
+    pub target: String,
+    /// The generated `<target>-primary` Deployment.
+    pub primary: String,
+    /// `spec.service.name`, defaulting to the target's name.
+    pub apex_service: String,
+    pub primary_service: String,
+    pub canary_service: String,
+}
+
+impl Names {
+    pub fn of(canary: &Canary) -> Names {
+        let target = canary.spec.target_ref.name.clone();
+        let apex = canary
+            .spec
+            .service
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| target.clone());
+        Names {
+            primary: format!("{target}-primary"),
+            primary_service: format!("{apex}-primary"),
+            canary_service: format!("{apex}-canary"),
+            apex_service: apex,
+            target,
+        }
+    }
+}
+
+/// The controller reference that makes the garbage collector delete generated objects with
+/// their Canary. Empty when the Canary has no uid yet (never the case for a stored object).
+pub fn owner_references(canary: &Canary) -> Option<Vec<OwnerReference>> {
+    canary.controller_owner_ref(&()).map(|r| vec![r])
+}
+
+pub(crate) fn api_resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+/// A namespaced object of `resource` owned by `canary`, with the apex metadata
+/// (`spec.service.apex`) Flagger puts on mesh objects.
+pub(crate) fn owned_object(
+    canary: &Canary,
+    resource: &ApiResource,
+    name: &str,
+    spec: Value,
+    apex_metadata: bool,
+) -> DynamicObject {
+    let mut object = DynamicObject::new(name, resource).data(serde_json::json!({ "spec": spec }));
+    object.metadata.namespace = canary.metadata.namespace.clone();
+    object.metadata.owner_references = owner_references(canary);
+    if apex_metadata && let Some(apex) = &canary.spec.service.apex {
+        object.metadata.labels = apex.labels.clone().filter(|m| !m.is_empty());
+        object.metadata.annotations = apex.annotations.clone().filter(|m| !m.is_empty());
+    }
+    object
+}
+
+/// Copies `value` into `map[key]` when present; mesh fields the user did not set stay absent so
+/// the server-side apply never claims them.
+pub(crate) fn put(map: &mut Map<String, Value>, key: &str, value: Option<&Value>) {
+    if let Some(v) = value {
+        map.insert(key.to_string(), v.clone());
+    }
+}
+
+fn weight_of(value: &Value) -> i32 {
+    value
+        .as_i64()
+        .and_then(|w| i32::try_from(w).ok())
+        .unwrap_or(0)
+}
