@@ -1,7 +1,10 @@
 //! The Flagger operator's shell: everything that touches the network, the cluster or the clock.
 //! Decisions come from `flagger-core`; this crate gathers inputs and carries out commands.
+pub mod crd;
 pub mod events;
 pub mod kube_metrics;
 pub mod leader;
+pub mod observe;
+pub mod router;
 pub mod server;
 pub mod telemetry;
