@@ -286,7 +286,17 @@ impl Policy {
         let threshold = analysis.threshold.filter(|t| *t > 0).unwrap_or(1);
 
         let mut provider_warnings = Vec::new();
-        let mut strategy = strategy(field, analysis)?;
+        let mut strategy = match spec.analysis() {
+            Some(a) => strategy(field, a)?,
+            // Without analysis the canary is promoted as soon as it is ready; the strategy only
+            // labels the success counter.
+            None => Strategy::Canary(CanarySteps {
+                steps: Steps::Linear(100),
+                max_weight: 100,
+                promotion_step: 0,
+                mirror: false,
+            }),
+        };
         if provider == Provider::Kubernetes {
             match strategy {
                 Strategy::BlueGreen { .. } => {}

@@ -1,0 +1,218 @@
+//! What a Canary spec means: Flagger's defaults, the seed's `v1alpha1` shape, and clear errors
+//! that name the offending field.
+
+use flagger_core::command::{AlertSeverity, MetricSource};
+use flagger_core::policy::{HookType, Provider, Steps, Strategy};
+use flagger_core::{Canary, OperatorConfig, Policy};
+use jiff::SignedDuration;
+use serde_json::json;
+
+fn policy(spec: serde_json::Value) -> Result<Policy, String> {
+    let canary: Canary = serde_json::from_value(json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": "test"},
+        "spec": spec,
+    }))
+    .map_err(|e| e.to_string())?;
+    Policy::from_spec("podinfo", "test", &canary.spec, &OperatorConfig::default())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn flaggers_podinfo_example_means_what_flagger_says() {
+    let p = policy(json!({
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+        "autoscalerRef": {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "podinfo"},
+        "service": {"port": 9898, "targetPort": 9898, "gateways": ["public-gateway.istio-system.svc.cluster.local"], "hosts": ["app.example.com"]},
+        "analysis": {
+            "interval": "1m", "threshold": 5, "maxWeight": 50, "stepWeight": 10,
+            "metrics": [
+                {"name": "request-success-rate", "thresholdRange": {"min": 99}, "interval": "1m"},
+                {"name": "request-duration", "thresholdRange": {"max": 500}, "interval": "30s"}
+            ],
+            "webhooks": [
+                {"name": "acceptance-test", "type": "pre-rollout", "url": "http://flagger-loadtester.test/", "timeout": "30s",
+                 "metadata": {"type": "bash", "cmd": "curl -sd 'test' http://podinfo-canary.test:9898/token | grep token"}},
+                {"name": "load-test", "url": "http://flagger-loadtester.test/", "timeout": "5s",
+                 "metadata": {"cmd": "hey -z 1m -q 10 -c 2 http://podinfo-canary.test:9898/"}}
+            ]
+        }
+    }))
+    .unwrap();
+    assert_eq!(p.interval, SignedDuration::from_secs(60));
+    assert_eq!(p.threshold, 5);
+    assert_eq!(p.provider, Provider::Istio);
+    assert!(p.has_autoscaler);
+    let Strategy::Canary(c) = &p.strategy else {
+        panic!("canary strategy expected")
+    };
+    assert_eq!(
+        (c.max_weight, &c.steps, c.promotion_step),
+        (50, &Steps::Linear(10), 0)
+    );
+    assert_eq!(p.metrics[0].source, MetricSource::RequestSuccessRate);
+    assert_eq!((p.metrics[0].min, p.metrics[0].max), (Some(99.0), None));
+    assert_eq!((p.metrics[1].min, p.metrics[1].max), (None, Some(500.0)));
+    assert_eq!(p.hooks[0].hook_type, HookType::PreRollout);
+    assert_eq!(
+        p.hooks[1].hook_type,
+        HookType::Rollout,
+        "an empty type means rollout"
+    );
+    assert_eq!(p.hooks[1].timeout, SignedDuration::from_secs(5));
+    assert_eq!(p.progress_deadline, SignedDuration::from_secs(600));
+    assert!(!p.skip_analysis);
+}
+
+#[test]
+fn the_seeds_v1alpha1_shape_still_works() {
+    let p = policy(json!({
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+        "service": {"port": 9898, "gateways": ["public-gateway.istio-system.svc.cluster.local"], "hosts": ["app.istio.weavedx.com"]},
+        "canaryAnalysis": {
+            "threshold": 10, "maxWeight": 50, "stepWeight": 5,
+            "metrics": [
+                {"name": "istio_requests_total", "threshold": 99, "interval": "1m"},
+                {"name": "istio_request_duration_seconds_bucket", "threshold": 500, "interval": "30s"}
+            ]
+        }
+    }))
+    .unwrap();
+    assert_eq!(p.threshold, 10);
+    assert_eq!(p.metrics[0].source, MetricSource::RequestSuccessRate);
+    assert_eq!(
+        p.metrics[0].min,
+        Some(99.0),
+        "the legacy success-rate threshold is a minimum"
+    );
+    assert_eq!(p.metrics[1].source, MetricSource::RequestDuration);
+    assert_eq!(
+        p.metrics[1].max,
+        Some(500.0),
+        "the legacy latency threshold is a maximum in ms"
+    );
+}
+
+#[test]
+fn flaggers_defaults_and_clamps() {
+    let p = policy(
+        json!({"targetRef": {"name": "podinfo"}, "service": {"port": 80},
+        "analysis": {"interval": "5s", "threshold": 0, "iterations": 3}}),
+    )
+    .unwrap();
+    assert_eq!(
+        p.interval,
+        SignedDuration::from_secs(10),
+        "intervals below 10s are raised to 10s"
+    );
+    assert_eq!(p.threshold, 1, "a threshold of 0 means 1");
+    assert_eq!(
+        p.strategy,
+        Strategy::BlueGreen {
+            iterations: 3,
+            mirror: false
+        }
+    );
+
+    let p = policy(json!({"targetRef": {"name": "podinfo"}, "service": {"port": 80},
+        "analysis": {"interval": "1m", "iterations": 3, "match": [{"headers": {"user-agent": {"regex": ".*Firefox.*"}}}]}}))
+    .unwrap();
+    assert_eq!(p.strategy, Strategy::AbTesting { iterations: 3 });
+
+    let p = policy(json!({"targetRef": {"name": "podinfo"}, "service": {"port": 80}})).unwrap();
+    assert!(
+        p.skip_analysis,
+        "a canary without analysis is promoted without analysis"
+    );
+
+    let mut cfg = OperatorConfig::default();
+    cfg.min_interval = SignedDuration::from_secs(1);
+    let canary: Canary = serde_json::from_value(json!({"apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+        "metadata": {"name": "p"}, "spec": {"targetRef": {"name": "podinfo"}, "service": {"port": 80},
+        "analysis": {"interval": "2s", "stepWeight": 50}}}))
+    .unwrap();
+    let p = Policy::from_spec("p", "t", &canary.spec, &cfg).unwrap();
+    assert_eq!(
+        p.interval,
+        SignedDuration::from_secs(2),
+        "-min-analysis-interval lowers the floor"
+    );
+}
+
+#[test]
+fn empty_alert_severity_means_info() {
+    let p = policy(json!({"targetRef": {"name": "podinfo"}, "service": {"port": 80},
+        "analysis": {"interval": "1m", "stepWeight": 10, "alerts": [{"name": "a", "providerRef": {"name": "slack"}}]}}))
+    .unwrap();
+    assert_eq!(p.alerts[0].severity, AlertSeverity::Info);
+    assert!(p.alerts[0].accepts(AlertSeverity::Info));
+}
+
+#[test]
+fn bad_values_are_errors_that_name_the_field() {
+    let cases = [
+        (
+            json!({"interval": "1x", "stepWeight": 10}),
+            "spec.analysis.interval: invalid duration \"1x\": unknown unit",
+        ),
+        (
+            json!({"interval": "1m"}),
+            "spec.analysis: one of stepWeight, stepWeights or iterations must be set (got none)",
+        ),
+        (
+            json!({"stepWeight": 150}),
+            "spec.analysis.stepWeight: 150 is not a percentage",
+        ),
+        (
+            json!({"stepWeights": [10, 5]}),
+            "spec.analysis.stepWeights[1]: weights must increase strictly",
+        ),
+        (
+            json!({"stepWeight": 10, "maxWeight": 0}),
+            "spec.analysis.maxWeight: 0 must be between 1 and 100",
+        ),
+        (
+            json!({"stepWeight": 10, "metrics": [{"name": "error-rate"}]}),
+            "spec.analysis.metrics[0]: metric \"error-rate\" is not built in and has neither query nor templateRef",
+        ),
+        (
+            json!({"stepWeight": 10, "metrics": [{"name": "request-duration", "interval": "30"}]}),
+            "spec.analysis.metrics[0].interval: invalid duration \"30\": missing unit",
+        ),
+        (
+            json!({"stepWeight": 10, "metrics": [{"name": "x", "query": "up", "thresholdRange": {"min": 5, "max": 1}}]}),
+            "spec.analysis.metrics[0].thresholdRange: min 5 is above max 1",
+        ),
+        (
+            json!({"stepWeight": 10, "webhooks": [{"name": "w", "type": "pre-rollot", "url": "http://x"}]}),
+            "spec.analysis.webhooks[0].type: unknown webhook type \"pre-rollot\"",
+        ),
+        (
+            json!({"stepWeight": 10, "webhooks": [{"name": "w", "url": "http://x", "timeout": "soon"}]}),
+            "spec.analysis.webhooks[0].timeout: invalid duration \"soon\": expected a number",
+        ),
+        (
+            json!({"stepWeight": 10, "alerts": [{"name": "a", "severity": "critical", "providerRef": {"name": "s"}}]}),
+            "spec.analysis.alerts[0].severity: \"critical\" is not one of info, warn, error",
+        ),
+    ];
+    for (analysis, expected) in cases {
+        let got = policy(
+            json!({"targetRef": {"name": "podinfo"}, "service": {"port": 80}, "analysis": analysis}),
+        );
+        assert_eq!(got.unwrap_err(), expected);
+    }
+    let got = policy(
+        json!({"provider": "linkerd", "targetRef": {"name": "podinfo"}, "service": {"port": 80}}),
+    );
+    assert!(
+        got.unwrap_err()
+            .starts_with("spec.provider: unsupported mesh provider \"linkerd\"")
+    );
+    let got =
+        policy(json!({"targetRef": {"kind": "DaemonSet", "name": "x"}, "service": {"port": 80}}));
+    assert_eq!(
+        got.unwrap_err(),
+        "spec.targetRef.kind: \"DaemonSet\" is not supported (only Deployment)"
+    );
+}
