@@ -125,8 +125,10 @@ fn flaggers_defaults_and_clamps() {
         "a canary without analysis is promoted without analysis"
     );
 
-    let mut cfg = OperatorConfig::default();
-    cfg.min_interval = SignedDuration::from_secs(1);
+    let cfg = OperatorConfig {
+        min_interval: SignedDuration::from_secs(1),
+        ..OperatorConfig::default()
+    };
     let canary: Canary = serde_json::from_value(json!({"apiVersion": "flagger.app/v1beta1", "kind": "Canary",
         "metadata": {"name": "p"}, "spec": {"targetRef": {"name": "podinfo"}, "service": {"port": 80},
         "analysis": {"interval": "2s", "stepWeight": 50}}}))
