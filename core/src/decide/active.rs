@@ -7,7 +7,7 @@ use super::lifecycle::{
 use super::tick::{Step, Tick};
 use crate::api::Phase;
 use crate::checks::judge;
-use crate::command::{AlertSeverity, Command, MetricRecord};
+use crate::command::{AlertSeverity, Command, MetricRecord, MetricSource};
 use crate::events;
 use crate::policy::{HookType, Provider, Strategy};
 use crate::readiness::{Readiness, readiness};
@@ -218,7 +218,14 @@ fn analyse(t: &mut Tick) -> Step<bool> {
             return Ok(false);
         }
     }
-    let checks = t.p.metrics.clone();
+    // Flagger runs the built-in checks before the template and inline ones.
+    let mut checks = t.p.metrics.clone();
+    checks.sort_by_key(|c| {
+        !matches!(
+            c.source,
+            MetricSource::RequestSuccessRate | MetricSource::RequestDuration
+        )
+    });
     let answers = t.ask_metrics(&checks)?;
     for (check, answer) in checks.iter().zip(&answers) {
         let verdict = judge(&t.p, check, answer);
