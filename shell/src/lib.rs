@@ -1,10 +1,15 @@
 //! The Flagger operator's shell: everything that touches the network, the cluster or the clock.
 //! Decisions come from `flagger-core`; this crate gathers inputs and carries out commands.
+pub mod cli;
 pub mod crd;
 pub mod events;
 pub mod kube_metrics;
 pub mod leader;
+pub mod metrics;
+pub mod notifier;
 pub mod observe;
+pub mod operator_metrics;
 pub mod router;
 pub mod server;
 pub mod telemetry;
+pub mod webhook;
