@@ -13,3 +13,4 @@ pub mod router;
 pub mod server;
 pub mod telemetry;
 pub mod webhook;
+pub mod replay;

@@ -1,0 +1,540 @@
+//! The replay: a discrete-event loop in virtual time. Each reconcile builds a [`Snapshot`] from the
+//! world, asks [`decide`] until it has every input, carries out the commands, checks the
+//! invariants, and jumps to the next moment anything can happen: the core's `wake_at`, a revision
+//! of the target, a workload finishing its rollout, or a fault. Metric and webhook schedules do not
+//! wake the operator (nothing watches them); they are read when the core asks.
+
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use flagger_core::api::CanaryStatus;
+use flagger_core::readiness::{Readiness, readiness};
+use flagger_core::snapshot::{CanaryMeta, HookAnswer, MetricAnswer, Routes};
+use flagger_core::{Command, Outcome, Phase, Policy, Request, Snapshot, decide};
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+use crate::faults::Injector;
+use crate::inputs;
+use crate::invariants::{Checker, Violation};
+use crate::trace::{FaultKind, FaultRates, Trace};
+use crate::world::{EventRecord, World};
+
+/// Passes of one reconcile (each answering the previous pass's requests); the core asks for at
+/// most a handful of inputs in sequence, so hitting this means it keeps asking for the same thing.
+const MAX_PASSES: usize = 64;
+/// Reconciles at one instant before the replay calls it a livelock.
+const MAX_AT_ONE_INSTANT: usize = 64;
+const RETRY_AFTER: SignedDuration = SignedDuration::from_secs(1);
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Overrides the trace's `faults.seed`.
+    pub seed: Option<u64>,
+    /// Overrides the trace's `faults.rates`.
+    pub rates: Option<FaultRates>,
+    /// Stop after a prefix of one decision's commands and restart (crash-safety tests).
+    pub crash: Option<Crash>,
+    /// Upper bound on reconciles; default scales with the trace's length.
+    pub max_reconciles: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crash {
+    /// Index of the reconcile (as numbered in [`Step::index`]).
+    pub reconcile: usize,
+    /// How many of its commands are carried out before the crash.
+    pub keep: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Reason {
+    Start,
+    Wake,
+    Revision,
+    Ready,
+    Retry,
+    Restart,
+    Duplicate,
+    Early,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Start => "start",
+            Reason::Wake => "wake",
+            Reason::Revision => "revision",
+            Reason::Ready => "ready",
+            Reason::Retry => "retry",
+            Reason::Restart => "restart",
+            Reason::Duplicate => "duplicate",
+            Reason::Early => "early",
+        }
+    }
+}
+
+/// What the core was told, for `--explain`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inputs {
+    pub primary: Option<String>,
+    pub canary: Option<String>,
+    pub metrics: Vec<MetricInput>,
+    pub hooks: Vec<HookInput>,
+    /// The core saw the status as it was before the last write.
+    pub stale: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricInput {
+    pub name: String,
+    pub answer: MetricAnswer,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HookInput {
+    pub key: String,
+    pub answer: HookAnswer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Digest {
+    pub phase: Option<Phase>,
+    pub canary_weight: i32,
+    pub failed_checks: i32,
+    pub iterations: i32,
+}
+
+impl Digest {
+    fn of(s: &CanaryStatus) -> Digest {
+        Digest {
+            phase: s.phase,
+            canary_weight: s.canary_weight,
+            failed_checks: s.failed_checks,
+            iterations: s.iterations,
+        }
+    }
+}
+
+/// One reconcile.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    pub index: usize,
+    pub at: Timestamp,
+    pub reasons: Vec<Reason>,
+    /// Faults that hit this reconcile, in words.
+    pub faults: Vec<String>,
+    pub inputs: Inputs,
+    pub commands: Vec<Command>,
+    /// How many commands were carried out (fewer after a crash or a conflict).
+    pub applied: usize,
+    pub before: Digest,
+    pub after: Digest,
+    pub routes: Option<Routes>,
+    pub events: Vec<EventRecord>,
+    pub wake_at: Option<Timestamp>,
+}
+
+impl Step {
+    /// Whether this reconcile changed anything a person would care about (gauges alone do not).
+    pub fn changed(&self) -> bool {
+        self.commands[..self.applied]
+            .iter()
+            .any(|c| !matches!(c, Command::RecordMetric(_)))
+            || !self.events.is_empty()
+            || !self.faults.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub trace: String,
+    pub canary: String,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub steps: Vec<Step>,
+    pub violations: Vec<Violation>,
+    /// Why the replay stopped early (a livelock, a panic in the core, the reconcile bound).
+    pub error: Option<String>,
+    pub world: World,
+}
+
+impl Run {
+    pub fn final_phase(&self) -> Option<Phase> {
+        self.world.status.phase
+    }
+}
+
+struct Engine<'a> {
+    trace: &'a Trace,
+    policy: Option<Policy>,
+    world: World,
+    faults: Injector,
+    checker: Checker,
+    steps: Vec<Step>,
+    violations: Vec<Violation>,
+    wake: Option<Timestamp>,
+    extra: BTreeMap<Timestamp, Vec<Reason>>,
+    next_revision: usize,
+    crash: Option<Crash>,
+}
+
+pub fn replay(trace: &Trace, opts: &Options) -> Run {
+    let mut faults = trace.faults.clone();
+    if let Some(r) = opts.rates {
+        faults.rates = r;
+    }
+    let seed = opts.seed.unwrap_or(faults.seed);
+    let policy = Policy::from_spec(
+        &trace.canary.metadata.name,
+        &trace.canary.metadata.namespace,
+        &trace.canary.spec,
+        &trace.config,
+    )
+    .ok();
+    let mut e = Engine {
+        trace,
+        checker: Checker::new(policy.clone()),
+        policy,
+        world: World::new(trace.readiness.clone()),
+        faults: Injector::new(&faults, seed),
+        steps: Vec::new(),
+        violations: Vec::new(),
+        wake: None,
+        extra: BTreeMap::new(),
+        next_revision: 0,
+        crash: opts.crash,
+    };
+    e.extra.insert(trace.start, vec![Reason::Start]);
+    let span = trace.end.duration_since(trace.start).as_secs().max(1) as usize;
+    let max = opts.max_reconciles.unwrap_or(span.saturating_mul(4) + 1000);
+    let error = e.run(max).err();
+    Run {
+        trace: trace.name.clone(),
+        canary: format!(
+            "{}.{}",
+            trace.canary.metadata.name, trace.canary.metadata.namespace
+        ),
+        start: trace.start,
+        end: trace.end,
+        steps: e.steps,
+        violations: e.violations,
+        error,
+        world: e.world,
+    }
+}
+
+impl Engine<'_> {
+    fn run(&mut self, max: usize) -> Result<(), String> {
+        let mut last = self.trace.start;
+        let mut same_instant = 0;
+        loop {
+            let Some((now, reasons)) = self.next_moment(last) else {
+                return Ok(());
+            };
+            if now > self.trace.end || self.world.removed {
+                return Ok(());
+            }
+            same_instant = if now == last { same_instant + 1 } else { 0 };
+            if same_instant > MAX_AT_ONE_INSTANT {
+                return Err(format!(
+                    "livelock: {MAX_AT_ONE_INSTANT} reconciles at {now} without time advancing"
+                ));
+            }
+            if self.steps.len() >= max {
+                return Err(format!("stopped after {max} reconciles at {now}"));
+            }
+            last = now;
+            while let Some(r) = self.trace.revisions.get(self.next_revision)
+                && r.at <= now
+            {
+                self.world.apply_revision(r, now);
+                self.next_revision += 1;
+            }
+            self.faults.arm(now);
+            self.reconcile(now, reasons)?;
+        }
+    }
+
+    /// The earliest pending moment at or after `last`, with every reason that falls on it.
+    fn next_moment(&mut self, last: Timestamp) -> Option<(Timestamp, Vec<Reason>)> {
+        let kube_deadline = self.trace.readiness.kube_progress_deadline;
+        let mut sources: Vec<(Timestamp, Reason)> = Vec::new();
+        if let Some(w) = self.wake {
+            sources.push((w.max(last), Reason::Wake));
+        }
+        if let Some((t, _)) = self.extra.first_key_value() {
+            sources.push((*t, Reason::Start));
+        }
+        if let Some(r) = self.trace.revisions.get(self.next_revision) {
+            sources.push((r.at.max(last), Reason::Revision));
+        }
+        if let Some(t) = self.world.next_ready_change(last) {
+            sources.push((t, Reason::Ready));
+        }
+        if let Some(d) = kube_deadline {
+            // Kubernetes flags ProgressDeadlineExceeded on the Deployment: a watch event.
+            for w in [&self.world.target, &self.world.primary]
+                .into_iter()
+                .flatten()
+            {
+                if let Ok(at) = w.rollout_started.checked_add(d)
+                    && at > last
+                    && !w.is_ready(at)
+                {
+                    sources.push((at + SignedDuration::from_secs(1), Reason::Ready));
+                }
+            }
+        }
+        if let Some(t) = self.faults.next_restart() {
+            sources.push((t.max(last), Reason::Restart));
+        }
+        let now = sources.iter().map(|(t, _)| *t).min()?;
+        let mut reasons: Vec<Reason> = sources
+            .iter()
+            .filter(|(t, r)| *t == now && *r != Reason::Start)
+            .map(|(_, r)| *r)
+            .collect();
+        if self.wake.is_some_and(|w| w.max(last) == now) {
+            self.wake = None;
+        }
+        if let Some((t, _)) = self.extra.first_key_value()
+            && *t == now
+            && let Some((_, mut rs)) = self.extra.pop_first()
+        {
+            reasons.append(&mut rs);
+        }
+        reasons.sort();
+        reasons.dedup();
+        Some((now, reasons))
+    }
+
+    fn reconcile(&mut self, now: Timestamp, reasons: Vec<Reason>) -> Result<(), String> {
+        let index = self.steps.len();
+        let mut faults = Vec::new();
+        let trace = self.trace;
+
+        let stale =
+            self.world.previous_status.is_some() && self.faults.hits(FaultKind::StaleSnapshot);
+        let (status, base) = match (&self.world.previous_status, stale) {
+            (Some((s, v)), true) => {
+                faults.push("stale snapshot: status before the last write".to_string());
+                (s.clone(), *v)
+            }
+            _ => (self.world.status.clone(), self.world.status_version),
+        };
+        let before = Digest::of(&self.world.status);
+        let kube_deadline = trace.readiness.kube_progress_deadline;
+        let mut snap = Snapshot {
+            now,
+            canary: CanaryMeta {
+                name: trace.canary.metadata.name.clone(),
+                namespace: trace.canary.metadata.namespace.clone(),
+                deleting: false,
+                has_finalizer: self.world.finalizer,
+            },
+            spec: trace.canary.spec.clone(),
+            status,
+            config: trace.config.clone(),
+            target: self
+                .world
+                .target
+                .as_ref()
+                .map(|d| d.observe(now, kube_deadline)),
+            primary: self
+                .world
+                .primary
+                .as_ref()
+                .map(|d| d.observe(now, kube_deadline)),
+            routes: self.world.routes,
+            services_present: self.world.services,
+            answers: Default::default(),
+        };
+        let mut inputs = self.describe_readiness(&snap);
+        inputs.stale = stale;
+
+        let mut passes = 0;
+        let decision = loop {
+            let outcome = catch_unwind(AssertUnwindSafe(|| decide(&snap))).map_err(|p| {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                format!("the core panicked at {now}: {msg}")
+            })?;
+            match outcome {
+                Outcome::Decided(d) => break d,
+                Outcome::Need(requests) => {
+                    passes += 1;
+                    if passes > MAX_PASSES || requests.is_empty() {
+                        return Err(format!(
+                            "the core keeps asking for inputs at {now}: {:?}",
+                            requests.iter().map(Request::key).collect::<Vec<_>>()
+                        ));
+                    }
+                    for r in &requests {
+                        let key = r.key();
+                        match r {
+                            Request::Metric(_) => {
+                                let (answer, fault) =
+                                    self.faults.metric(inputs::metric(trace, &key, now));
+                                if let Some(f) = fault {
+                                    faults.push(format!("{f}: {key}"));
+                                }
+                                let (min, max) = self.thresholds(&key);
+                                inputs.metrics.push(MetricInput {
+                                    name: key.clone(),
+                                    answer: answer.clone(),
+                                    min,
+                                    max,
+                                });
+                                snap.answers.metrics.insert(key, answer);
+                            }
+                            Request::Hook(_) => {
+                                let answer = inputs::hook(trace, &key, now);
+                                inputs.hooks.push(HookInput {
+                                    key: key.clone(),
+                                    answer: answer.clone(),
+                                });
+                                snap.answers.hooks.insert(key, answer);
+                            }
+                        }
+                    }
+                }
+            }
+        };
+
+        let n = decision.commands.len();
+        let mut keep = n;
+        let mut restart = false;
+        let mut retry = false;
+        if let Some(c) = self.crash
+            && c.reconcile == index
+        {
+            keep = c.keep.min(n);
+            restart = true;
+            faults.push(format!("crash after {keep} of {n} commands"));
+        } else if n > 0 && self.faults.hits(FaultKind::Restart) {
+            keep = self.faults.pick(n + 1);
+            restart = true;
+            faults.push(format!("operator restart after {keep} of {n} commands"));
+        }
+        let conflict_at =
+            (n > 0 && self.faults.hits(FaultKind::Conflict)).then(|| self.faults.pick(n));
+        let twice_at =
+            (n > 0 && self.faults.hits(FaultKind::ApplyTwice)).then(|| self.faults.pick(n));
+
+        let events_before = self.world.events.len();
+        let mut applied = 0;
+        for (i, command) in decision.commands.iter().enumerate().take(keep) {
+            if conflict_at == Some(i) {
+                faults.push(format!("API conflict on: {command}"));
+                retry = true;
+                break;
+            }
+            let mut post = |key: &str| inputs::hook(trace, key, now);
+            if self.world.apply(command, now, base, &mut post).is_err() {
+                faults.push("status write conflict (stale resource version)".into());
+                retry = true;
+                break;
+            }
+            if twice_at == Some(i) {
+                faults.push(format!("applied twice: {command}"));
+                let _ = self.world.apply(
+                    command,
+                    now,
+                    self.world.status_version.wrapping_sub(1),
+                    &mut post,
+                );
+            }
+            applied += 1;
+        }
+        let complete = applied == n;
+
+        if restart {
+            // The process is gone with its timers; the new one reconciles everything at start-up.
+            self.wake = None;
+            self.extra.entry(now).or_default().push(Reason::Restart);
+        } else if retry {
+            let at = now + RETRY_AFTER;
+            self.wake = Some(decision.wake_at.map_or(at, |w| w.min(at)));
+        } else {
+            self.wake = decision.wake_at;
+            if self.faults.hits(FaultKind::DuplicateReconcile) {
+                faults.push("duplicate reconcile".into());
+                self.extra.entry(now).or_default().push(Reason::Duplicate);
+            }
+            if let Some(w) = decision.wake_at
+                && self.faults.hits(FaultKind::EarlyReconcile)
+                && let Some(at) = self.faults.between(now, w)
+            {
+                faults.push(format!("early reconcile at {at}"));
+                self.extra.entry(at).or_default().push(Reason::Early);
+            }
+        }
+
+        let step = Step {
+            index,
+            at: now,
+            reasons,
+            faults,
+            inputs,
+            commands: decision.commands,
+            applied,
+            before,
+            after: Digest::of(&self.world.status),
+            routes: self.world.routes,
+            events: self.world.events[events_before..].to_vec(),
+            wake_at: decision.wake_at,
+        };
+        let found = self
+            .checker
+            .check(&step, &snap.status, complete, &self.world);
+        self.violations.extend(found);
+        self.steps.push(step);
+        Ok(())
+    }
+
+    fn thresholds(&self, metric: &str) -> (Option<f64>, Option<f64>) {
+        self.policy
+            .as_ref()
+            .and_then(|p| p.metrics.iter().find(|m| m.name == metric))
+            .map_or((None, None), |m| (m.min, m.max))
+    }
+
+    fn describe_readiness(&self, snap: &Snapshot) -> Inputs {
+        let Some(p) = &self.policy else {
+            return Inputs::default();
+        };
+        let text = |name: &str, w: &flagger_core::Workload, threshold: i32| {
+            if w.replicas == 0 {
+                return "scaled to zero".to_string();
+            }
+            match readiness(name, w, threshold, p.progress_deadline, snap.now) {
+                Readiness::Ready => "ready".to_string(),
+                Readiness::Waiting(m) => m,
+                Readiness::DeadlineExceeded(m) => m,
+            }
+        };
+        Inputs {
+            primary: snap
+                .primary
+                .as_ref()
+                .map(|w| text(&p.primary_name(), w, p.primary_ready_threshold)),
+            canary: snap
+                .target
+                .as_ref()
+                .map(|w| text(&p.target, w, p.canary_ready_threshold)),
+            ..Inputs::default()
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Random but valid traces from a seed, for property tests and benchmarks.

@@ -1,0 +1,237 @@
+//! Properties every reconcile must keep, whatever the inputs. They are checked after each complete
+//! decision (a crash or a conflict leaves the world between two decisions; the reconcile that
+//! follows must restore them). The decision's own shape is checked always.
+
+use flagger_core::api::CanaryStatus;
+use flagger_core::policy::Strategy;
+use flagger_core::{Command, Phase, Policy};
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::engine::Step;
+use crate::world::World;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Violation {
+    pub at: Timestamp,
+    pub step: usize,
+    pub rule: &'static str,
+    pub detail: String,
+}
+
+/// Phase changes one decision may make, from flagger.md section 3.4 and the core's lifecycle:
+/// resting phases leave only for a new run (or a failed primary), a run ends in Succeeded or Failed,
+/// and deletion may interrupt anything.
+pub fn allowed(from: Option<Phase>, to: Option<Phase>) -> bool {
+    use Phase::*;
+    let Some(to) = to else {
+        return from.is_none();
+    };
+    if Some(to) == from || to == Terminating {
+        return true;
+    }
+    match from {
+        None => matches!(to, Initializing | Initialized | Failed),
+        Some(from) => match from {
+            Initializing => matches!(to, Initialized | Failed),
+            Initialized | Succeeded | Failed | Waiting => {
+                matches!(to, Progressing | Waiting | Failed)
+            }
+            Progressing => matches!(to, WaitingPromotion | Promoting | Succeeded | Failed),
+            WaitingPromotion => matches!(to, Progressing | Promoting | Succeeded | Failed),
+            Promoting => matches!(to, Finalising | Succeeded | Failed),
+            Finalising => matches!(to, Succeeded | Failed),
+            Terminating | Terminated => false,
+        },
+    }
+}
+
+pub struct Checker {
+    policy: Option<Policy>,
+    /// Canary weight on the router after the last complete decision.
+    last_weight: Option<i32>,
+}
+
+impl Checker {
+    pub fn new(policy: Option<Policy>) -> Checker {
+        Checker {
+            policy,
+            last_weight: None,
+        }
+    }
+
+    /// `seen` is the status the core decided on (older than the world's under a stale snapshot).
+    pub fn check(
+        &mut self,
+        step: &Step,
+        seen: &CanaryStatus,
+        complete: bool,
+        world: &World,
+    ) -> Vec<Violation> {
+        let mut out = Vec::new();
+        let mut fail = |rule: &'static str, detail: String| {
+            out.push(Violation {
+                at: step.at,
+                step: step.index,
+                rule,
+                detail,
+            })
+        };
+
+        let writes = step
+            .commands
+            .iter()
+            .filter(|c| matches!(c, Command::WriteStatus(_)))
+            .count();
+        if writes > 1 {
+            fail(
+                "status-write-once",
+                format!("{writes} WriteStatus commands"),
+            );
+        }
+        if writes == 1 && !matches!(step.commands.last(), Some(Command::WriteStatus(_))) {
+            fail(
+                "status-write-last",
+                "WriteStatus is not the last command".into(),
+            );
+        }
+        for c in &step.commands {
+            if let Command::SetRoutes {
+                primary_weight: p,
+                canary_weight: w,
+                ..
+            } = c
+                && (!(0..=100).contains(p) || !(0..=100).contains(w) || p + w != 100)
+            {
+                fail("weights-sum", format!("SetRoutes primary={p} canary={w}"));
+            }
+        }
+        if let Some(p) = &self.policy
+            && seen.failed_checks >= p.threshold
+            && step.commands.contains(&Command::PromoteTemplate)
+        {
+            fail(
+                "no-promotion-after-threshold",
+                format!(
+                    "PromoteTemplate with failedChecks {} >= threshold {}",
+                    seen.failed_checks, p.threshold
+                ),
+            );
+        }
+        if !complete {
+            return out;
+        }
+
+        let before = step.before.phase;
+        let after = world.status.phase;
+        if !allowed(before, after) {
+            fail(
+                "phase-transition",
+                format!("{} -> {}", show(before), show(after)),
+            );
+        }
+        let routes = world.routes;
+        let weight = routes.map(|r| r.canary_weight);
+        if let Some(r) = routes
+            && (r.primary_weight + r.canary_weight != 100 || !(0..=100).contains(&r.canary_weight))
+        {
+            fail("weights-sum", format!("routes {r:?}"));
+        }
+        let running =
+            |p: Option<Phase>| matches!(p, Some(Phase::Progressing | Phase::WaitingPromotion));
+        if let Some(Policy {
+            strategy: Strategy::Canary(c),
+            ..
+        }) = &self.policy
+            && running(after)
+        {
+            if let Some(w) = weight
+                && w > c.max_weight
+            {
+                fail(
+                    "max-weight",
+                    format!("router canary weight {w} > maxWeight {}", c.max_weight),
+                );
+            }
+            if world.status.canary_weight > c.max_weight {
+                fail(
+                    "max-weight",
+                    format!(
+                        "status canaryWeight {} > maxWeight {}",
+                        world.status.canary_weight, c.max_weight
+                    ),
+                );
+            }
+        }
+        let restarted = world.status.last_applied_spec != seen.last_applied_spec
+            || world.status.tracked_configs != seen.tracked_configs;
+        if running(before)
+            && running(after)
+            && !restarted
+            && let (Some(prev), Some(now)) = (self.last_weight, weight)
+            && now < prev
+        {
+            fail(
+                "weight-monotonic",
+                format!(
+                    "canary weight fell from {prev} to {now} while {}",
+                    show(after)
+                ),
+            );
+        }
+        if after == Some(Phase::Failed) {
+            if let Some(r) = routes
+                && (r.primary_weight != 100 || r.mirrored)
+            {
+                fail("failed-routes", format!("Failed with routes {r:?}"));
+            }
+            if let Some(t) = &world.target
+                && t.replicas != 0
+            {
+                fail(
+                    "failed-scaled-down",
+                    format!("Failed with canary at {} replicas", t.replicas),
+                );
+            }
+        }
+        if after == Some(Phase::Succeeded) && before != Some(Phase::Succeeded) {
+            let promoted = world.status.last_promoted_spec.as_deref();
+            let runs = world.primary.as_ref().map(|p| p.template_hash.as_str());
+            if promoted.is_none() || runs != promoted {
+                fail(
+                    "succeeded-primary-template",
+                    format!(
+                        "primary runs {:?}, lastPromotedSpec is {:?}",
+                        runs.unwrap_or("-"),
+                        promoted.unwrap_or("-")
+                    ),
+                );
+            }
+        }
+        self.last_weight = weight;
+        out
+    }
+}
+
+fn show(p: Option<Phase>) -> &'static str {
+    p.map_or("(none)", Phase::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_end_only_in_succeeded_or_failed() {
+        use Phase::*;
+        assert!(allowed(Some(Progressing), Some(Promoting)));
+        assert!(allowed(Some(Finalising), Some(Succeeded)));
+        assert!(allowed(Some(Failed), Some(Progressing)));
+        assert!(!allowed(Some(Progressing), Some(Initialized)));
+        assert!(!allowed(Some(Succeeded), Some(Promoting)));
+        assert!(!allowed(Some(Promoting), Some(Progressing)));
+        assert!(!allowed(Some(Initialized), Some(Succeeded)));
+        assert!(!allowed(Some(Progressing), None));
+    }
+}
