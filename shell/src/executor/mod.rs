@@ -1,0 +1,300 @@
+//! Carries out core's commands against the API server.
+//!
+//! Every write is idempotent: objects are written whole with server-side apply under one field
+//! manager, so repeating a command after a crash or a conflict converges to the same state. An
+//! error is returned as is; the controller retries on the next reconcile, which re-derives the
+//! commands from the persisted status.
+//!
+//! Command families live in their own files: `deployment` (primary, promotion, scaling),
+//! `autoscaler` (primary HPA), `services` (apex/primary/canary Services), `canary` (finalizer,
+//! status) and `routes` (the provider's routing objects).
+
+pub mod autoscaler;
+pub mod canary;
+pub mod deployment;
+pub mod routes;
+pub mod services;
+
+use std::collections::BTreeMap;
+
+use flagger_core::Command;
+use flagger_core::api::Canary;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use kube::Client;
+use kube::api::{Patch, PatchParams};
+use serde::Serialize;
+
+use crate::router::RouterError;
+
+/// The field manager of every write, and the name `kubectl` shows as the owner of our fields.
+pub const FIELD_MANAGER: &str = "flagger";
+
+/// `-selector-labels` default: the first of these present in the target's `matchLabels` is the
+/// label whose value becomes `<value>-primary` on the primary.
+pub const DEFAULT_SELECTOR_LABELS: &[&str] = &["app", "name", "app.kubernetes.io/name"];
+
+/// Annotations that stop Flux from reverting objects Flagger generates.
+pub const FLUX_ANNOTATIONS: &[(&str, &str)] = &[
+    ("kustomize.toolkit.fluxcd.io/reconcile", "disabled"),
+    ("helm.toolkit.fluxcd.io/driftDetection", "disabled"),
+];
+
+/// Keys containing this belong to Flux's ownership tracking and are never copied.
+const TOOLKIT_MARKER: &str = "toolkit.fluxcd.io";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error("deployment {0} not found")]
+    TargetMissing(String),
+    #[error("deployment {deployment} spec.selector.matchLabels must contain one of {labels:?}")]
+    NoSelectorLabel {
+        deployment: String,
+        labels: Vec<String>,
+    },
+    #[error("autoscaler {0} not found")]
+    AutoscalerMissing(String),
+    #[error(transparent)]
+    Router(#[from] RouterError),
+    #[error("canary {0} has no namespace")]
+    NoNamespace(String),
+}
+
+impl ExecError {
+    /// Someone else changed the object between our read and our write; retrying from a fresh
+    /// read is the whole remedy.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, ExecError::Kube(kube::Error::Api(s)) if s.is_conflict())
+    }
+}
+
+/// The operator flags that shape generated objects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabelSettings {
+    /// `-selector-labels`, in priority order.
+    pub selector_labels: Vec<String>,
+    /// `-include-label-prefix`: target labels and annotations with these prefixes are copied to
+    /// the primary (`*` copies all, empty copies none).
+    pub include_label_prefixes: Vec<String>,
+}
+
+impl Default for LabelSettings {
+    fn default() -> Self {
+        LabelSettings {
+            selector_labels: DEFAULT_SELECTOR_LABELS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            include_label_prefixes: Vec::new(),
+        }
+    }
+}
+
+impl LabelSettings {
+    /// From the comma-separated flag values, as Flagger reads them.
+    pub fn from_flags(selector_labels: &str, include_label_prefix: &str) -> LabelSettings {
+        let split = |s: &str| -> Vec<String> {
+            s.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        LabelSettings {
+            selector_labels: split(selector_labels),
+            include_label_prefixes: split(include_label_prefix),
+        }
+    }
+
+    /// Flagger's `includeLabelsByPrefix`: Flux markers never, `*` everything, else by prefix.
+    pub fn included(&self, map: Option<&BTreeMap<String, String>>) -> BTreeMap<String, String> {
+        map.into_iter()
+            .flatten()
+            .filter(|(k, _)| !k.contains(TOOLKIT_MARKER))
+            .filter(|(k, _)| {
+                self.include_label_prefixes
+                    .iter()
+                    .any(|p| p == "*" || k.starts_with(p.as_str()))
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// What was observed this reconcile and the settings the commands need.
+#[derive(Clone, Debug, Default)]
+pub struct ExecContext {
+    /// The user's Deployment (`spec.targetRef`), when it exists.
+    pub target: Option<Deployment>,
+    /// The generated `<target>-primary`, when it exists.
+    pub primary: Option<Deployment>,
+    /// The autoscaler named by `spec.autoscalerRef`, when it exists.
+    pub target_hpa: Option<HorizontalPodAutoscaler>,
+    /// The effective provider (`spec.provider` or `-mesh-provider`).
+    pub provider: String,
+    pub labels: LabelSettings,
+    /// Checksums of the target's ConfigMaps and Secrets ([`crate::observe::tracked_configs`]);
+    /// part of the promoted revision so a configuration change also rolls the primary.
+    pub tracked_configs: BTreeMap<String, String>,
+}
+
+/// The selector label of the target and its value, e.g. `("app", "podinfo")`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selector {
+    pub label: String,
+    pub value: String,
+}
+
+impl Selector {
+    pub fn primary_value(&self) -> String {
+        format!("{}-primary", self.value)
+    }
+}
+
+impl ExecContext {
+    pub fn target(&self, canary: &Canary) -> Result<&Deployment, ExecError> {
+        self.target
+            .as_ref()
+            .ok_or_else(|| ExecError::TargetMissing(canary.spec.target_ref.name.clone()))
+    }
+
+    /// The first `-selector-labels` entry in the target's `matchLabels`. Without a target (it
+    /// may be deleted before its Canary), the primary's selector tells the same, minus `-primary`.
+    pub fn selector(&self, canary: &Canary) -> Result<Selector, ExecError> {
+        let match_labels = |d: &Deployment| {
+            d.spec
+                .as_ref()
+                .and_then(|s| s.selector.match_labels.clone())
+                .unwrap_or_default()
+        };
+        if let Some(target) = &self.target {
+            let labels = match_labels(target);
+            for label in &self.labels.selector_labels {
+                if let Some(value) = labels.get(label) {
+                    return Ok(Selector {
+                        label: label.clone(),
+                        value: value.clone(),
+                    });
+                }
+            }
+        } else if let Some(primary) = &self.primary {
+            let labels = match_labels(primary);
+            for label in &self.labels.selector_labels {
+                if let Some(value) = labels.get(label).and_then(|v| v.strip_suffix("-primary")) {
+                    return Ok(Selector {
+                        label: label.clone(),
+                        value: value.to_string(),
+                    });
+                }
+            }
+        }
+        Err(ExecError::NoSelectorLabel {
+            deployment: canary.spec.target_ref.name.clone(),
+            labels: self.labels.selector_labels.clone(),
+        })
+    }
+}
+
+/// Whether `command` changes cluster objects (and so belongs to [`Executor::execute`]); events,
+/// alerts, metrics and post-rollout hooks are routed by the controller.
+pub fn is_kube_command(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::EmitEvent { .. }
+            | Command::SendAlert(_)
+            | Command::RecordMetric(_)
+            | Command::RunPostRolloutHooks { .. }
+    )
+}
+
+#[derive(Clone)]
+pub struct Executor {
+    client: Client,
+    field_manager: String,
+}
+
+impl Executor {
+    pub fn new(client: Client) -> Executor {
+        Executor {
+            client,
+            field_manager: FIELD_MANAGER.to_string(),
+        }
+    }
+
+    /// Carries out one kube-facing command; the others are accepted and ignored (see
+    /// [`is_kube_command`]).
+    pub async fn execute(
+        &self,
+        canary: &Canary,
+        ctx: &ExecContext,
+        command: &Command,
+    ) -> Result<(), ExecError> {
+        match command {
+            Command::AddFinalizer => canary::add_finalizer(self, canary).await,
+            Command::RemoveFinalizer => canary::remove_finalizer(self, canary).await,
+            Command::WriteStatus(status) => canary::write_status(self, canary, status).await,
+            Command::CreatePrimary | Command::PromoteTemplate => {
+                deployment::apply_primary(self, canary, ctx).await
+            }
+            Command::ScaleTarget { replicas } => {
+                deployment::scale_target(self, canary, *replicas).await
+            }
+            Command::ApplyPrimaryAutoscaler { promote } => {
+                autoscaler::apply_primary(self, canary, ctx, *promote).await
+            }
+            Command::ApplyServices => services::apply(self, canary, ctx).await,
+            Command::RevertApexService => services::revert_apex(self, canary, ctx).await,
+            Command::SetRoutes {
+                primary_weight,
+                canary_weight,
+                mirrored,
+            } => {
+                let routes = flagger_core::Routes {
+                    primary_weight: *primary_weight,
+                    canary_weight: *canary_weight,
+                    mirrored: *mirrored,
+                };
+                routes::apply(self, canary, ctx, routes).await
+            }
+            Command::EmitEvent { .. }
+            | Command::SendAlert(_)
+            | Command::RecordMetric(_)
+            | Command::RunPostRolloutHooks { .. } => Ok(()),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn apply_params(&self) -> PatchParams {
+        PatchParams::apply(&self.field_manager).force()
+    }
+
+    fn merge_params(&self) -> PatchParams {
+        PatchParams {
+            field_manager: Some(self.field_manager.clone()),
+            ..PatchParams::default()
+        }
+    }
+
+    /// Server-side apply of a whole object we own.
+    async fn apply<K>(&self, api: &kube::Api<K>, name: &str, object: &K) -> Result<(), ExecError>
+    where
+        K: Clone + serde::de::DeserializeOwned + Serialize + std::fmt::Debug,
+    {
+        api.patch(name, &self.apply_params(), &Patch::Apply(object))
+            .await?;
+        Ok(())
+    }
+}
+
+fn namespace(canary: &Canary) -> Result<String, ExecError> {
+    canary
+        .metadata
+        .namespace
+        .clone()
+        .ok_or_else(|| ExecError::NoNamespace(canary.metadata.name.clone().unwrap_or_default()))
+}

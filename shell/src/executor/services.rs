@@ -1,0 +1,241 @@
+//! The three ClusterIP Services every provider routes through: `<svc>-canary` selects the
+//! target's pods, `<svc>-primary` and the apex `<svc>` the primary's.
+//!
+//! An apex Service that existed before the Canary is the user's: it is taken over (selector
+//! and ports rewritten) but gets no owner reference and none of our metadata, so deleting the
+//! Canary never deletes it, and [`revert_apex`] hands it back pointing at the target.
+
+use std::collections::BTreeMap;
+
+use flagger_core::api::{Canary, CustomMetadata};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::Api;
+use serde_json::Value;
+
+use super::{ExecContext, ExecError, Executor, FLUX_ANNOTATIONS, Selector, namespace};
+use crate::router::{Names, owner_references};
+
+/// Sidecars whose ports are the mesh's, not the application's.
+const SIDECARS: &[&str] = &["istio-proxy", "envoy"];
+
+pub(super) async fn apply(
+    exec: &Executor,
+    canary: &Canary,
+    ctx: &ExecContext,
+) -> Result<(), ExecError> {
+    let names = Names::of(canary);
+    let api: Api<Service> = Api::namespaced(exec.client.clone(), &namespace(canary)?);
+    let existing_apex = api.get_opt(&names.apex_service).await?;
+    let apex_is_ours = existing_apex.as_ref().is_none_or(|s| owned_by(s, canary));
+    for service in desired_services(canary, ctx, apex_is_ours)? {
+        let name = service.metadata.name.clone().unwrap_or_default();
+        exec.apply(&api, &name, &service).await?;
+    }
+    Ok(())
+}
+
+/// Points the apex back at the target's pods and drops everything else this operator set on it
+/// (owner reference included), so it outlives the Canary and serves the target alone.
+pub(super) async fn revert_apex(
+    exec: &Executor,
+    canary: &Canary,
+    ctx: &ExecContext,
+) -> Result<(), ExecError> {
+    let api: Api<Service> = Api::namespaced(exec.client.clone(), &namespace(canary)?);
+    let apex = reverted_apex(canary, ctx)?;
+    exec.apply(&api, &Names::of(canary).apex_service, &apex)
+        .await
+}
+
+/// Canary, primary, then apex: the apex moves to the primary's pods only once the Services the
+/// mesh routes to exist.
+pub fn desired_services(
+    canary: &Canary,
+    ctx: &ExecContext,
+    apex_is_ours: bool,
+) -> Result<Vec<Service>, ExecError> {
+    let selector = ctx.selector(canary)?;
+    let names = Names::of(canary);
+    let spec = &canary.spec.service;
+    let ports = service_ports(canary, ctx.target.as_ref());
+    let headless = spec.headless.unwrap_or(false);
+    let canary_svc = owned_service(
+        canary,
+        &names.canary_service,
+        &selector,
+        &selector.value,
+        spec.canary.as_ref(),
+        headless,
+        ports.clone(),
+    );
+    let primary_svc = owned_service(
+        canary,
+        &names.primary_service,
+        &selector,
+        &selector.primary_value(),
+        spec.primary.as_ref(),
+        headless,
+        ports.clone(),
+    );
+    let apex = if apex_is_ours {
+        owned_service(
+            canary,
+            &names.apex_service,
+            &selector,
+            &selector.primary_value(),
+            spec.apex.as_ref(),
+            false,
+            ports,
+        )
+    } else {
+        bare_service(
+            canary,
+            &names.apex_service,
+            &selector,
+            &selector.primary_value(),
+            ports,
+        )
+    };
+    Ok(vec![canary_svc, primary_svc, apex])
+}
+
+pub fn reverted_apex(canary: &Canary, ctx: &ExecContext) -> Result<Service, ExecError> {
+    let selector = ctx.selector(canary)?;
+    let ports = service_ports(canary, ctx.target.as_ref());
+    Ok(bare_service(
+        canary,
+        &Names::of(canary).apex_service,
+        &selector,
+        &selector.value,
+        ports,
+    ))
+}
+
+fn owned_by(service: &Service, canary: &Canary) -> bool {
+    let refs = service.metadata.owner_references.iter().flatten();
+    let mut refs = refs.filter(|r| r.kind == "Canary");
+    match &canary.metadata.uid {
+        Some(uid) => refs.any(|r| &r.uid == uid),
+        None => refs.any(|r| Some(&r.name) == canary.metadata.name.as_ref()),
+    }
+}
+
+fn owned_service(
+    canary: &Canary,
+    name: &str,
+    selector: &Selector,
+    selector_value: &str,
+    metadata: Option<&CustomMetadata>,
+    headless: bool,
+    ports: Vec<ServicePort>,
+) -> Service {
+    let mut labels = metadata.and_then(|m| m.labels.clone()).unwrap_or_default();
+    labels.insert(selector.label.clone(), name.to_string());
+    let mut annotations = metadata
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default();
+    for (k, v) in FLUX_ANNOTATIONS {
+        annotations.insert(k.to_string(), v.to_string());
+    }
+    let mut service = bare_service(canary, name, selector, selector_value, ports);
+    service.metadata.labels = Some(labels);
+    service.metadata.annotations = Some(annotations);
+    service.metadata.owner_references = owner_references(canary);
+    let spec = service.spec.get_or_insert_with(Default::default);
+    spec.type_ = Some("ClusterIP".into());
+    if headless {
+        spec.cluster_ip = Some("None".into());
+    }
+    service
+}
+
+/// Only the routing fields: what is needed to take over (or hand back) a Service we do not own.
+fn bare_service(
+    canary: &Canary,
+    name: &str,
+    selector: &Selector,
+    selector_value: &str,
+    ports: Vec<ServicePort>,
+) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: canary.metadata.namespace.clone(),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            selector: Some(BTreeMap::from([(
+                selector.label.clone(),
+                selector_value.to_string(),
+            )])),
+            ports: Some(ports),
+            traffic_distribution: canary.spec.service.traffic_distribution.clone(),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// `spec.service.port` (named `portName`, default `http`) and, with `portDiscovery`, every other
+/// container port of the target except the sidecars'.
+pub fn service_ports(canary: &Canary, target: Option<&Deployment>) -> Vec<ServicePort> {
+    let spec = &canary.spec.service;
+    let target_port = match &spec.target_port {
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .and_then(|n| i32::try_from(n).ok())
+            .map_or(IntOrString::Int(spec.port), IntOrString::Int),
+        Some(Value::String(s)) if !s.is_empty() => IntOrString::String(s.clone()),
+        _ => IntOrString::Int(spec.port),
+    };
+    let mut ports = vec![ServicePort {
+        name: Some(
+            spec.port_name
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "http".into()),
+        ),
+        port: spec.port,
+        target_port: Some(target_port.clone()),
+        protocol: Some("TCP".into()),
+        app_protocol: spec.app_protocol.clone(),
+        ..ServicePort::default()
+    }];
+    if !spec.port_discovery.unwrap_or(false) {
+        return ports;
+    }
+    let containers = target
+        .and_then(|t| t.spec.as_ref())
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
+    for container in containers
+        .iter()
+        .filter(|c| !SIDECARS.contains(&c.name.as_str()))
+    {
+        for (index, cp) in container.ports.iter().flatten().enumerate() {
+            let is_main = match &target_port {
+                IntOrString::Int(p) => *p == cp.container_port,
+                IntOrString::String(n) => cp.name.as_deref() == Some(n.as_str()),
+            };
+            if is_main || ports.iter().any(|p| p.port == cp.container_port) {
+                continue;
+            }
+            let name = cp
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("tcp-{}-{index}", container.name));
+            ports.push(ServicePort {
+                name: Some(name),
+                port: cp.container_port,
+                target_port: Some(IntOrString::Int(cp.container_port)),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            });
+        }
+    }
+    ports
+}
