@@ -14,3 +14,5 @@ pub mod server;
 pub mod telemetry;
 pub mod webhook;
 pub mod replay;
+pub mod controller;
+pub mod trace_recorder;

@@ -1,0 +1,372 @@
+//! The operator's control loop: watch Canaries and everything they touch, and reconcile each
+//! Canary whenever something it depends on changes or the core asked to be called again.
+
+pub mod context;
+pub mod deletion;
+pub mod dispatch;
+pub mod outbox;
+pub mod reconcile;
+pub mod run;
+pub mod snapshot;
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flagger_core::api::{AlertProvider, Canary, MetricTemplate};
+use futures::{StreamExt, future};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::{Api, ListParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
+use kube::{Client, ResourceExt};
+use tokio::sync::mpsc;
+
+use self::context::{Context, KubeExecutor, Settings, State};
+use self::outbox::Outbox;
+use self::watch::{RouteKind, Stores, reflected, scoped_api};
+use crate::events::EventPublisher;
+use crate::metrics::MetricsClient;
+use crate::notifier::Notifier;
+use crate::trace_recorder::TraceRecorder;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "cannot list Canaries ({0}); is the canaries.flagger.app CRD installed and may this service account list it?"
+    )]
+    CrdMissing(kube::Error),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Everything `run` needs besides the client.
+pub struct Options {
+    pub settings: Settings,
+    /// Reconciles running at once (`-threadiness`).
+    pub concurrency: u16,
+    /// Every Canary is reconciled at least this often (`-control-loop-interval`).
+    pub resync: Duration,
+    pub record_traces: Option<std::path::PathBuf>,
+    pub global_notifier: Notifier,
+    /// This replica's name in events.
+    pub instance: Option<String>,
+}
+
+/// The writers for every cache; kept apart from [`Stores`] (the readers) until the streams are
+/// built.
+struct Writers {
+    canaries: reflector::store::Writer<Canary>,
+    deployments: reflector::store::Writer<Deployment>,
+    services: reflector::store::Writer<Service>,
+    autoscalers: reflector::store::Writer<HorizontalPodAutoscaler>,
+    config_maps: Option<reflector::store::Writer<ConfigMap>>,
+    secrets: Option<reflector::store::Writer<Secret>>,
+    templates: reflector::store::Writer<MetricTemplate>,
+    providers: reflector::store::Writer<AlertProvider>,
+    routes: Vec<reflector::store::Writer<kube::api::DynamicObject>>,
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    state: State,
+    executor: Arc<dyn KubeExecutor>,
+    opts: Options,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), StartError> {
+    let ns = opts.settings.namespace.clone();
+    // Flagger refuses to start without its CRDs rather than watching nothing.
+    scoped_api::<Canary>(&client, &ns)
+        .list(&ListParams::default().limit(1))
+        .await
+        .map_err(StartError::CrdMissing)?;
+
+    let tracking = opts.settings.config_tracking;
+    let (canaries, canaries_w) = reflector::store();
+    let (deployments, deployments_w) = reflector::store();
+    let (services, services_w) = reflector::store();
+    let (autoscalers, autoscalers_w) = reflector::store();
+    let (config_maps, config_maps_w) = split(tracking.then(reflector::store));
+    let (secrets, secrets_w) = split(tracking.then(reflector::store));
+    let (templates, templates_w) = reflector::store();
+    let (providers, providers_w) = reflector::store();
+    let mut routes = Vec::new();
+    let mut route_writers = Vec::new();
+    for kind in RouteKind::ALL {
+        match watch::discover_route_kind(&client, kind).await {
+            Ok(Some(resource)) => {
+                let writer = reflector::store::Writer::new(resource.clone());
+                routes.push((kind, resource, writer.as_reader()));
+                route_writers.push(writer);
+            }
+            Ok(None) => tracing::info!(
+                kind = kind.group_and_kind().1,
+                "CRD not installed; its routes are treated as unknown"
+            ),
+            Err(e) => tracing::warn!(
+                kind = kind.group_and_kind().1,
+                error = %e,
+                "cannot discover the CRD; its routes are treated as unknown"
+            ),
+        }
+    }
+    let stores = Stores {
+        canaries: canaries.clone(),
+        deployments,
+        services,
+        autoscalers,
+        config_maps,
+        secrets,
+        templates,
+        providers,
+        routes,
+    };
+    let writers = Writers {
+        canaries: canaries_w,
+        deployments: deployments_w,
+        services: services_w,
+        autoscalers: autoscalers_w,
+        config_maps: config_maps_w,
+        secrets: secrets_w,
+        templates: templates_w,
+        providers: providers_w,
+        routes: route_writers,
+    };
+
+    let http = crate::webhook::http_client_builder()
+        .build()
+        .map_err(|e| StartError::Setup(format!("building the HTTP client failed: {e}")))?;
+    let metrics_client = MetricsClient::new().map_err(StartError::Setup)?;
+    let traces = match &opts.record_traces {
+        Some(dir) => Some(TraceRecorder::new(dir).map_err(|e| {
+            StartError::Setup(format!("cannot record traces in {}: {e}", dir.display()))
+        })?),
+        None => None,
+    };
+    let (outbox, _outbox_task) = Outbox::start(http.clone());
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        stores: stores.clone(),
+        settings: opts.settings,
+        state: state.clone(),
+        events: EventPublisher::new(client.clone(), opts.instance),
+        http,
+        metrics_client,
+        global_notifier: opts.global_notifier,
+        executor,
+        outbox,
+        traces,
+        failures: Mutex::new(Default::default()),
+    });
+
+    spawn_readiness(&stores, state.clone());
+    let (deleted_tx, deleted_rx) = mpsc::unbounded_channel();
+    tokio::spawn(handle_deletions(ctx.clone(), deleted_rx));
+
+    let controller = build_controller(&client, &ns, &stores, writers, deleted_tx, opts.resync)
+        .with_config(controller::Config::default().concurrency(opts.concurrency))
+        .graceful_shutdown_on(shutdown);
+    let counts = Arc::new(Mutex::new(BTreeMap::new()));
+    controller
+        .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+        .for_each(move |result| {
+            if let Err(e) = &result {
+                log_controller_error(e);
+            }
+            let mut seen = counts.lock().unwrap_or_else(|e| e.into_inner());
+            reconcile::count_canaries(&ctx, &mut seen);
+            future::ready(())
+        })
+        .await;
+    Ok(())
+}
+
+fn split<A, B>(pair: Option<(A, B)>) -> (Option<A>, Option<B>) {
+    match pair {
+        Some((a, b)) => (Some(a), Some(b)),
+        None => (None, None),
+    }
+}
+
+fn build_controller(
+    client: &Client,
+    ns: &str,
+    stores: &Stores,
+    w: Writers,
+    deleted: mpsc::UnboundedSender<Canary>,
+    resync: Duration,
+) -> Controller<Canary> {
+    // The Canary watch feeds the controller and reports deletions, which the controller
+    // itself never sees (a deleted object has nothing left to reconcile).
+    let canary_events = watcher(scoped_api::<Canary>(client, ns), watcher::Config::default())
+        .default_backoff()
+        .reflect(w.canaries)
+        .inspect(move |event| {
+            if let Ok(watcher::Event::Delete(c)) = event {
+                let _ = deleted.send(c.clone());
+            }
+        })
+        .touched_objects();
+    let mut controller = Controller::for_stream(canary_events, stores.canaries.clone());
+
+    let canaries = stores.canaries.clone();
+    controller = controller.watches_stream(
+        reflected(scoped_api::<Deployment>(client, ns), w.deployments),
+        move |d| watch::map_deployment(&canaries, &d),
+    );
+    controller = controller.watches_stream(
+        reflected(scoped_api::<Service>(client, ns), w.services),
+        |s| watch::owning_canaries(&s),
+    );
+    let canaries = stores.canaries.clone();
+    controller = controller.watches_stream(
+        reflected(
+            scoped_api::<HorizontalPodAutoscaler>(client, ns),
+            w.autoscalers,
+        ),
+        move |h| watch::map_autoscaler(&canaries, &h),
+    );
+    if let Some(writer) = w.config_maps {
+        let (canaries, deployments) = (stores.canaries.clone(), stores.deployments.clone());
+        controller = controller.watches_stream(
+            reflected(scoped_api::<ConfigMap>(client, ns), writer),
+            move |cm| {
+                let ns = cm.namespace().unwrap_or_default();
+                watch::map_config(&canaries, &deployments, &ns, &cm.name_any(), false)
+            },
+        );
+    }
+    if let Some(writer) = w.secrets {
+        let (canaries, deployments) = (stores.canaries.clone(), stores.deployments.clone());
+        controller = controller.watches_stream(
+            reflected(scoped_api::<Secret>(client, ns), writer),
+            move |s| {
+                let ns = s.namespace().unwrap_or_default();
+                watch::map_config(&canaries, &deployments, &ns, &s.name_any(), true)
+            },
+        );
+    }
+    for (writer, (_, resource, _)) in w.routes.into_iter().zip(&stores.routes) {
+        let api = if ns.is_empty() {
+            Api::all_with(client.clone(), resource)
+        } else {
+            Api::namespaced_with(client.clone(), ns, resource)
+        };
+        controller = controller.watches_stream_with(
+            watch::reflected_dynamic(api, writer),
+            |o| watch::owning_canaries(&o),
+            resource.clone(),
+        );
+    }
+    // Templates and alert providers are read when needed; they only have to be cached.
+    drain(reflected(
+        scoped_api::<MetricTemplate>(client, ns),
+        w.templates,
+    ));
+    drain(reflected(
+        scoped_api::<AlertProvider>(client, ns),
+        w.providers,
+    ));
+
+    controller.reconcile_all_on(ticks(resync))
+}
+
+fn drain<K: Send + 'static>(
+    stream: impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+) {
+    tokio::spawn(stream.for_each(|r| {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "watch error; retrying");
+        }
+        future::ready(())
+    }));
+}
+
+/// A tick every `period`, starting one period from now.
+fn ticks(period: Duration) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(
+        tokio::time::interval_at(tokio::time::Instant::now() + period, period),
+        |mut interval| async move {
+            interval.tick().await;
+            Some(((), interval))
+        },
+    )
+}
+
+/// `/readyz` turns ready once every cache has its initial list.
+fn spawn_readiness(stores: &Stores, state: State) {
+    let stores = stores.clone();
+    tokio::spawn(async move {
+        let ok = wait_ready(&stores.canaries).await
+            && wait_ready(&stores.deployments).await
+            && wait_ready(&stores.services).await
+            && wait_ready(&stores.autoscalers).await
+            && wait_ready(&stores.templates).await
+            && wait_ready(&stores.providers).await;
+        let mut ok = ok;
+        if let Some(s) = &stores.config_maps {
+            ok = ok && wait_ready(s).await;
+        }
+        if let Some(s) = &stores.secrets {
+            ok = ok && wait_ready(s).await;
+        }
+        for (_, _, s) in &stores.routes {
+            ok = ok && wait_ready(s).await;
+        }
+        if ok {
+            tracing::info!("caches synced");
+            state.readiness.set_caches_synced(true);
+        }
+    });
+}
+
+async fn wait_ready<K>(store: &Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store.wait_until_ready().await.is_ok()
+}
+
+async fn handle_deletions(ctx: Arc<Context>, mut deleted: mpsc::UnboundedReceiver<Canary>) {
+    while let Some(canary) = deleted.recv().await {
+        let id = format!(
+            "{}.{}",
+            canary.name_any(),
+            canary.namespace().unwrap_or_default()
+        );
+        ctx.state.metrics.forget_canary(
+            &canary.spec.target_ref.name,
+            &canary.namespace().unwrap_or_default(),
+        );
+        match deletion::restore_target(&ctx.client, &ctx.stores, &canary).await {
+            Ok(Some(replicas)) => tracing::info!(
+                canary = %id,
+                replicas,
+                "Canary deleted; scaled its target back up"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                canary = %id,
+                error = %e,
+                "Canary deleted; scaling its target back up failed"
+            ),
+        }
+    }
+}
+
+fn log_controller_error(e: &controller::Error<reconcile::Error, watcher::Error>) {
+    match e {
+        // Already logged by the error policy.
+        controller::Error::ReconcilerFailed(_, _) => {}
+        controller::Error::ObjectNotFound(r) => {
+            tracing::debug!(canary = %r, "Canary gone before its reconcile")
+        }
+        other => tracing::warn!(error = %other, "controller error"),
+    }
+}

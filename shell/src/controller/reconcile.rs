@@ -1,0 +1,133 @@
+//! The kube-runtime reconciler: snapshot from the caches, decide and execute, requeue when the
+//! core wants to be called again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flagger_core::api::Canary;
+use flagger_core::snapshot::Answers;
+use jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+
+use super::context::Context;
+use super::dispatch::ClusterEffects;
+use super::run::{self, CommandFailure, TooManyPasses};
+use super::snapshot;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    TooManyPasses(#[from] TooManyPasses),
+    #[error("{} failed: {}", .0.command, .0.error)]
+    Command(CommandFailure),
+}
+
+impl Error {
+    /// A short label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::TooManyPasses(_) => "too_many_passes",
+            Error::Command(_) => "command_failed",
+        }
+    }
+}
+
+pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let key = ObjectRef::from_obj(canary.as_ref());
+    let namespace = canary.namespace().unwrap_or_default();
+    let now = Timestamp::now();
+    let snap = snapshot::build(
+        &ctx.stores,
+        &canary,
+        &ctx.settings.config,
+        now,
+        Answers::default(),
+    );
+    let effects = ClusterEffects { ctx: &ctx };
+    let result = run::decide_and_execute(&effects, &canary, snap.clone()).await;
+    ctx.state.metrics.observe_duration(
+        &canary.spec.target_ref.name,
+        &namespace,
+        started.elapsed().as_secs_f64(),
+    );
+    let run = result?;
+    if let Some(traces) = &ctx.traces {
+        traces.record(&canary, &snap, &run);
+    }
+    tracing::debug!(
+        canary = %format!("{}.{namespace}", canary.name_any()),
+        passes = run.passes,
+        commands = run.decision.commands.len(),
+        wake_at = ?run.decision.wake_at,
+        "reconciled"
+    );
+    if let Some(failure) = run.failure {
+        return Err(Error::Command(failure));
+    }
+    ctx.clear_failures(&key);
+    Ok(requeue(run.decision.wake_at, Timestamp::now()))
+}
+
+/// Call again at `wake_at` (at least a second from now), or only when something changes.
+pub fn requeue(wake_at: Option<Timestamp>, now: Timestamp) -> Action {
+    match wake_at {
+        None => Action::await_change(),
+        Some(at) => {
+            let wait = at.duration_since(now).as_secs_f64().max(1.0);
+            Action::requeue(Duration::from_secs_f64(wait))
+        }
+    }
+}
+
+/// One Canary's failure never holds up the others: log it and retry with a growing backoff.
+pub fn error_policy(canary: Arc<Canary>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = ObjectRef::from_obj(canary.as_ref());
+    let wait = ctx.failure_backoff(&key);
+    tracing::warn!(
+        canary = %format!("{}.{}", canary.name_any(), canary.namespace().unwrap_or_default()),
+        error = %error,
+        kind = error.kind(),
+        retry_in = ?wait,
+        "reconcile failed"
+    );
+    Action::requeue(wait)
+}
+
+/// `flagger_canary_total{namespace}` from the cache; namespaces whose last Canary went away
+/// drop to zero rather than keep their old count.
+pub fn count_canaries(ctx: &Context, seen: &mut BTreeMap<String, usize>) {
+    for count in seen.values_mut() {
+        *count = 0;
+    }
+    for c in ctx.stores.canaries.state() {
+        *seen.entry(c.namespace().unwrap_or_default()).or_insert(0) += 1;
+    }
+    for (ns, count) in seen.iter() {
+        ctx.state.metrics.set_total(ns, *count);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requeue_waits_until_wake_at_but_at_least_a_second() {
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let later: Timestamp = "2026-01-01T00:00:30Z".parse().unwrap();
+        let earlier: Timestamp = "2025-12-31T23:59:00Z".parse().unwrap();
+        assert_eq!(
+            requeue(Some(later), now),
+            Action::requeue(Duration::from_secs(30))
+        );
+        assert_eq!(
+            requeue(Some(earlier), now),
+            Action::requeue(Duration::from_secs(1))
+        );
+        assert_eq!(requeue(None, now), Action::await_change());
+    }
+}

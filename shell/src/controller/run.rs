@@ -1,0 +1,130 @@
+//! One reconcile's conversation with the core: decide, gather what it needs, decide again, then
+//! carry out the decision in order.
+//!
+//! The I/O sits behind [`Effects`], so the loop itself (how many passes, what is asked together,
+//! where execution stops) is tested without a cluster or webhooks.
+
+use std::future::Future;
+
+use flagger_core::api::Canary;
+use flagger_core::command::{Command, Decision, Outcome, Request};
+use flagger_core::snapshot::{Answers, HookAnswer, MetricAnswer, Snapshot};
+use futures::future::join_all;
+
+/// Passes allowed before a reconcile gives up. The core asks for hooks one at a time, so this is
+/// the bound on the hooks and metric batches one step can need.
+pub const MAX_PASSES: usize = 64;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Hook(HookAnswer),
+    Metric(MetricAnswer),
+}
+
+/// The outside world as a reconcile sees it.
+pub trait Effects: Sync {
+    /// The answer to one request. Never fails: an unreachable webhook or metrics server is an
+    /// answer the core judges.
+    fn answer(&self, canary: &Canary, request: &Request) -> impl Future<Output = Answer> + Send;
+
+    /// Carries out one command. An error stops the rest of the decision; the persisted status
+    /// still describes the previous step, so the next reconcile repeats what is left.
+    fn execute(
+        &self,
+        canary: &Canary,
+        command: &Command,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandFailure {
+    /// Position in the decision's command list.
+    pub index: usize,
+    pub command: String,
+    pub error: String,
+}
+
+/// What one reconcile did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    /// Every answer given to the core (for trace recording).
+    pub answers: Answers,
+    pub passes: usize,
+    pub decision: Decision,
+    /// Commands carried out successfully, in order.
+    pub executed: usize,
+    pub failure: Option<CommandFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("the decision still needed inputs after {MAX_PASSES} passes (last asked: {last})")]
+pub struct TooManyPasses {
+    pub last: String,
+}
+
+/// Asks the core until it decides, then executes the decision. `snapshot.answers` may already
+/// hold answers (replay); new ones are added to it.
+pub async fn decide_and_execute<E: Effects>(
+    effects: &E,
+    canary: &Canary,
+    snapshot: Snapshot,
+) -> Result<Run, TooManyPasses> {
+    let (decision, answers, passes) = decide(effects, canary, snapshot).await?;
+    let mut executed = 0;
+    let mut failure = None;
+    for (index, command) in decision.commands.iter().enumerate() {
+        match effects.execute(canary, command).await {
+            Ok(()) => executed += 1,
+            Err(error) => {
+                failure = Some(CommandFailure {
+                    index,
+                    command: command.to_string(),
+                    error,
+                });
+                break;
+            }
+        }
+    }
+    Ok(Run {
+        answers,
+        passes,
+        decision,
+        executed,
+        failure,
+    })
+}
+
+/// The decision loop alone: returns the decision, all answers gathered and the number of passes.
+pub async fn decide<E: Effects>(
+    effects: &E,
+    canary: &Canary,
+    mut snapshot: Snapshot,
+) -> Result<(Decision, Answers, usize), TooManyPasses> {
+    let mut last = String::new();
+    for pass in 1..=MAX_PASSES {
+        match flagger_core::decide(&snapshot) {
+            Outcome::Decided(decision) => return Ok((decision, snapshot.answers, pass)),
+            Outcome::Need(requests) => {
+                last = requests
+                    .iter()
+                    .map(Request::key)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                // Queries and hooks asked in one pass are independent: ask them together.
+                let answers = join_all(requests.iter().map(|r| effects.answer(canary, r))).await;
+                for (request, answer) in requests.iter().zip(answers) {
+                    let key = request.key();
+                    match answer {
+                        Answer::Hook(a) => {
+                            snapshot.answers.hooks.insert(key, a);
+                        }
+                        Answer::Metric(a) => {
+                            snapshot.answers.metrics.insert(key, a);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Err(TooManyPasses { last })
+}

@@ -1,0 +1,125 @@
+//! What the core sees of one Canary, built from the watch caches alone: a pure function of the
+//! Canary, the cached objects, the operator's settings and `now`.
+
+use flagger_core::api::Canary;
+use flagger_core::policy::Provider;
+use flagger_core::snapshot::{Answers, CanaryMeta, OperatorConfig, Routes, Snapshot, Workload};
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::ResourceExt;
+
+use super::watch::{ClusterView, RouteKind, RouteLookup};
+use crate::observe;
+
+pub const FINALIZER: &str = "finalizer.flagger.app";
+
+pub fn build(
+    view: &impl ClusterView,
+    canary: &Canary,
+    config: &OperatorConfig,
+    now: Timestamp,
+    answers: Answers,
+) -> Snapshot {
+    let namespace = canary.namespace().unwrap_or_default();
+    let spec = &canary.spec;
+    let target_name = &spec.target_ref.name;
+    let autoscaler = spec
+        .autoscaler_ref
+        .as_ref()
+        .map(|a| a.name.clone())
+        .filter(|n| !n.is_empty());
+    let target = view.deployment(&namespace, target_name).map(|d| {
+        let hpa = autoscaler
+            .as_deref()
+            .and_then(|n| view.autoscaler(&namespace, n));
+        let configs = configs_of(view, &namespace, &d);
+        observe::workload(&d, hpa.as_deref(), configs)
+    });
+    let primary = view
+        .deployment(&namespace, &format!("{target_name}-primary"))
+        .map(|d| {
+            let hpa = autoscaler
+                .as_deref()
+                .and_then(|n| view.autoscaler(&namespace, &format!("{n}-primary")));
+            // Revisions are detected on the target; the primary's own config copies are not compared.
+            observe::workload(&d, hpa.as_deref(), Default::default())
+        });
+    let apex = spec
+        .service
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| target_name.clone());
+    let services_present = [
+        apex.clone(),
+        format!("{apex}-primary"),
+        format!("{apex}-canary"),
+    ]
+    .iter()
+    .all(|name| view.service(&namespace, name).is_some());
+    let provider = spec
+        .provider
+        .clone()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| config.mesh_provider.clone());
+    Snapshot {
+        now,
+        canary: CanaryMeta {
+            name: canary.name_any(),
+            namespace: namespace.clone(),
+            deleting: canary.metadata.deletion_timestamp.is_some(),
+            has_finalizer: canary.finalizers().iter().any(|f| f == FINALIZER),
+        },
+        spec: spec.clone(),
+        status: canary.status.clone().unwrap_or_default(),
+        config: config.clone(),
+        target,
+        primary,
+        routes: routes(view, &provider, &namespace, &apex),
+        services_present,
+        answers,
+    }
+}
+
+/// Checksums of the configs the target's pods use, when config tracking is on.
+fn configs_of(
+    view: &impl ClusterView,
+    namespace: &str,
+    d: &Deployment,
+) -> std::collections::BTreeMap<String, String> {
+    let (Some(cms), Some(secrets)) = (view.config_maps(namespace), view.secrets(namespace)) else {
+        return Default::default();
+    };
+    match d.spec.as_ref() {
+        Some(spec) => observe::tracked_configs(&spec.template, &cms, &secrets),
+        None => Default::default(),
+    }
+}
+
+/// The weights the provider's routing object sends now; `None` when it does not exist, cannot
+/// be read, or its CRD is not installed (the core then writes it).
+fn routes(view: &impl ClusterView, provider: &str, namespace: &str, apex: &str) -> Option<Routes> {
+    let kind = match Provider::parse(provider)? {
+        Provider::Istio => RouteKind::VirtualService,
+        Provider::GatewayApi => RouteKind::HttpRoute,
+        // The core derives the Kubernetes provider's routing from the status.
+        Provider::Kubernetes => return None,
+    };
+    match view.route(kind, namespace, apex) {
+        RouteLookup::Found(object) => match observe::routes(provider, &object) {
+            Ok(routes) => routes,
+            Err(e) => {
+                tracing::warn!(%provider, namespace, name = apex, error = %e, "cannot read routes");
+                None
+            }
+        },
+        RouteLookup::Missing | RouteLookup::Unavailable => None,
+    }
+}
+
+/// The workload a Canary's target is, for callers outside the snapshot (deletion handling).
+pub fn target_workload(view: &impl ClusterView, canary: &Canary) -> Option<Workload> {
+    let namespace = canary.namespace().unwrap_or_default();
+    view.deployment(&namespace, &canary.spec.target_ref.name)
+        .map(|d| observe::workload(&d, None, Default::default()))
+}

@@ -1,0 +1,304 @@
+//! Watch caches for everything a reconcile reads, and the mapping from a changed object to the
+//! Canaries it concerns. Each kind is watched once: the same reflected stream both fills the
+//! store that snapshots are built from and triggers reconciles, so the steady state costs no
+//! API requests beyond the watches themselves.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use flagger_core::api::{AlertProvider, Canary, MetricTemplate};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use crate::observe::ConfigRefs;
+
+/// The mesh objects whose weights are read back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RouteKind {
+    /// Istio `VirtualService`.
+    VirtualService,
+    /// Gateway API `HTTPRoute`.
+    HttpRoute,
+}
+
+impl RouteKind {
+    pub const ALL: [RouteKind; 2] = [RouteKind::VirtualService, RouteKind::HttpRoute];
+
+    pub fn group_and_kind(self) -> (&'static str, &'static str) {
+        match self {
+            RouteKind::VirtualService => ("networking.istio.io", "VirtualService"),
+            RouteKind::HttpRoute => ("gateway.networking.k8s.io", "HTTPRoute"),
+        }
+    }
+}
+
+/// Read access to the cluster as last observed. Implemented by the watch caches, and by plain
+/// maps in tests, so that building a snapshot needs no cluster.
+pub trait ClusterView {
+    fn deployment(&self, namespace: &str, name: &str) -> Option<Arc<Deployment>>;
+    fn service(&self, namespace: &str, name: &str) -> Option<Arc<Service>>;
+    fn autoscaler(&self, namespace: &str, name: &str) -> Option<Arc<HorizontalPodAutoscaler>>;
+    /// `None` when config tracking is off.
+    fn config_maps(&self, namespace: &str) -> Option<Vec<ConfigMap>>;
+    /// `None` when config tracking is off.
+    fn secrets(&self, namespace: &str) -> Option<Vec<Secret>>;
+    /// `Err(())` when the kind is not installed in the cluster (its weights are unknown).
+    fn route(&self, kind: RouteKind, namespace: &str, name: &str) -> RouteLookup;
+}
+
+#[derive(Debug, Clone)]
+pub enum RouteLookup {
+    /// The CRD is not installed (or could not be watched).
+    Unavailable,
+    Missing,
+    Found(Arc<DynamicObject>),
+}
+
+/// The reflector stores.
+#[derive(Clone)]
+pub struct Stores {
+    pub canaries: Store<Canary>,
+    pub deployments: Store<Deployment>,
+    pub services: Store<Service>,
+    pub autoscalers: Store<HorizontalPodAutoscaler>,
+    pub config_maps: Option<Store<ConfigMap>>,
+    pub secrets: Option<Store<Secret>>,
+    pub templates: Store<MetricTemplate>,
+    pub providers: Store<AlertProvider>,
+    pub routes: Vec<(RouteKind, ApiResource, Store<DynamicObject>)>,
+}
+
+fn get<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<Arc<K>>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    store.get(&ObjectRef::new(name).within(namespace))
+}
+
+impl ClusterView for Stores {
+    fn deployment(&self, namespace: &str, name: &str) -> Option<Arc<Deployment>> {
+        get(&self.deployments, namespace, name)
+    }
+
+    fn service(&self, namespace: &str, name: &str) -> Option<Arc<Service>> {
+        get(&self.services, namespace, name)
+    }
+
+    fn autoscaler(&self, namespace: &str, name: &str) -> Option<Arc<HorizontalPodAutoscaler>> {
+        get(&self.autoscalers, namespace, name)
+    }
+
+    fn config_maps(&self, namespace: &str) -> Option<Vec<ConfigMap>> {
+        let store = self.config_maps.as_ref()?;
+        Some(in_namespace(store, namespace))
+    }
+
+    fn secrets(&self, namespace: &str) -> Option<Vec<Secret>> {
+        let store = self.secrets.as_ref()?;
+        Some(in_namespace(store, namespace))
+    }
+
+    fn route(&self, kind: RouteKind, namespace: &str, name: &str) -> RouteLookup {
+        let Some((_, resource, store)) = self.routes.iter().find(|(k, _, _)| *k == kind) else {
+            return RouteLookup::Unavailable;
+        };
+        let key = ObjectRef::new_with(name, resource.clone()).within(namespace);
+        match store.get(&key) {
+            Some(o) => RouteLookup::Found(o),
+            None => RouteLookup::Missing,
+        }
+    }
+}
+
+fn in_namespace<K>(store: &Store<K>, namespace: &str) -> Vec<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    store
+        .state()
+        .into_iter()
+        .filter(|o| o.namespace().as_deref() == Some(namespace))
+        .map(|o| (*o).clone())
+        .collect()
+}
+
+/// `Api::all` or `Api::namespaced`, per `-namespace`.
+pub fn scoped_api<K>(client: &Client, namespace: &str) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    if namespace.is_empty() {
+        Api::all(client.clone())
+    } else {
+        Api::namespaced(client.clone(), namespace)
+    }
+}
+
+/// A watch that fills `writer` and yields every object it sees change or disappear. Managed
+/// fields are dropped: they are large and nothing here reads them.
+pub fn reflected<K>(
+    api: Api<K>,
+    writer: reflector::store::Writer<K>,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(writer)
+        .touched_objects()
+}
+
+/// Like [`reflected`], for a mesh kind known only at run time.
+pub fn reflected_dynamic(
+    api: Api<DynamicObject>,
+    writer: reflector::store::Writer<DynamicObject>,
+) -> impl Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static {
+    watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(writer)
+        .touched_objects()
+}
+
+/// The Canary that owns `object`, by its controller ownerReference.
+pub fn owning_canaries(object: &impl Resource) -> Vec<ObjectRef<Canary>> {
+    let namespace = object.meta().namespace.clone().unwrap_or_default();
+    object
+        .owner_references()
+        .iter()
+        .filter(|o| o.kind == "Canary" && o.api_version.starts_with("flagger.app/"))
+        .map(|o| ObjectRef::new(&o.name).within(&namespace))
+        .collect()
+}
+
+/// Canaries in `namespace` whose target is the Deployment `name`.
+pub fn canaries_targeting(
+    canaries: &Store<Canary>,
+    namespace: &str,
+    name: &str,
+) -> Vec<ObjectRef<Canary>> {
+    canaries
+        .state()
+        .iter()
+        .filter(|c| c.namespace().as_deref() == Some(namespace) && c.spec.target_ref.name == name)
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
+/// Deployments: the generated primary (owned) or the target (by `targetRef`).
+pub fn map_deployment(canaries: &Store<Canary>, d: &Deployment) -> Vec<ObjectRef<Canary>> {
+    let mut out = owning_canaries(d);
+    let ns = d.namespace().unwrap_or_default();
+    out.extend(canaries_targeting(canaries, &ns, &d.name_any()));
+    out.sort_by_key(|r| r.name.clone());
+    out.dedup();
+    out
+}
+
+/// Autoscalers: the generated primary one (owned) or the one `autoscalerRef` names.
+pub fn map_autoscaler(
+    canaries: &Store<Canary>,
+    h: &HorizontalPodAutoscaler,
+) -> Vec<ObjectRef<Canary>> {
+    let mut out = owning_canaries(h);
+    let ns = h.namespace().unwrap_or_default();
+    let name = h.name_any();
+    out.extend(
+        canaries
+            .state()
+            .iter()
+            .filter(|c| {
+                c.namespace().as_deref() == Some(ns.as_str())
+                    && c.spec
+                        .autoscaler_ref
+                        .as_ref()
+                        .is_some_and(|a| a.name == name)
+            })
+            .map(|c| ObjectRef::from_obj(c.as_ref())),
+    );
+    out.sort_by_key(|r| r.name.clone());
+    out.dedup();
+    out
+}
+
+/// A ConfigMap or Secret: every Canary whose target's pods use it (a change is a new revision).
+pub fn map_config(
+    canaries: &Store<Canary>,
+    deployments: &Store<Deployment>,
+    namespace: &str,
+    name: &str,
+    is_secret: bool,
+) -> Vec<ObjectRef<Canary>> {
+    canaries
+        .state()
+        .iter()
+        .filter(|c| c.namespace().as_deref() == Some(namespace))
+        .filter(|c| {
+            let Some(target) = get(deployments, namespace, &c.spec.target_ref.name) else {
+                return false;
+            };
+            let Some(pod) = target.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
+                return false;
+            };
+            let refs = ConfigRefs::of(pod);
+            if is_secret {
+                refs.secrets.contains(name)
+            } else {
+                refs.configmaps.contains(name)
+            }
+        })
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
+/// Every Canary of the store, for the periodic resync.
+pub fn all_canaries(canaries: &Store<Canary>) -> impl Iterator<Item = ObjectRef<Canary>> {
+    canaries
+        .state()
+        .into_iter()
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect::<Vec<_>>()
+        .into_iter()
+}
+
+/// Discovers the preferred version of a mesh kind; `None` (logged once by the caller) when
+/// the CRD is not installed.
+pub async fn discover_route_kind(
+    client: &Client,
+    kind: RouteKind,
+) -> Result<Option<ApiResource>, kube::Error> {
+    let (group, kind_name) = kind.group_and_kind();
+    let group = match kube::discovery::group(client, group).await {
+        Ok(g) => g,
+        Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(None),
+        Err(kube::Error::Discovery(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(group.recommended_kind(kind_name).map(|(ar, _)| ar))
+}
+
+/// Bounds a stream of trigger objects to the Canary refs a mapper returns, dropping watch errors
+/// after logging them (the watcher retries by itself).
+pub fn log_errors<K>(
+    kind: &'static str,
+    s: impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+    s.inspect(move |r| {
+        if let Err(e) = r {
+            tracing::warn!(kind, error = %e, "watch error; retrying");
+        }
+    })
+}

@@ -1,0 +1,84 @@
+//! `-record-traces DIR`: every reconcile of a Canary appended to `DIR/<namespace>.<name>.jsonl`
+//! as one JSON object: the complete snapshot the core decided on (including every webhook and
+//! metric answer it was given) and the decision it returned.
+//!
+//! Because the core is a pure function, feeding a recorded snapshot back to
+//! `flagger_core::decide` must give the recorded decision; a difference after a code change is a
+//! behaviour change on real inputs.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use flagger_core::api::Canary;
+use flagger_core::command::Decision;
+use flagger_core::snapshot::Snapshot;
+use kube::ResourceExt;
+use serde::{Deserialize, Serialize};
+
+use crate::controller::run::Run;
+
+/// One reconcile as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reconcile {
+    pub snapshot: Snapshot,
+    pub decision: Decision,
+    /// Commands carried out before one failed (all of them when none did).
+    pub executed: usize,
+}
+
+pub struct TraceRecorder {
+    dir: PathBuf,
+    /// Serializes appends so concurrent reconciles never interleave lines.
+    lock: Mutex<()>,
+}
+
+impl TraceRecorder {
+    pub fn new(dir: &Path) -> std::io::Result<TraceRecorder> {
+        std::fs::create_dir_all(dir)?;
+        Ok(TraceRecorder {
+            dir: dir.to_path_buf(),
+            lock: Mutex::new(()),
+        })
+    }
+
+    pub fn path_for(&self, namespace: &str, name: &str) -> PathBuf {
+        self.dir.join(format!("{namespace}.{name}.jsonl"))
+    }
+
+    /// Appends the reconcile; failures are logged, never fatal: recording must not stop rollouts.
+    pub fn record(&self, canary: &Canary, snapshot: &Snapshot, run: &Run) {
+        let mut snapshot = snapshot.clone();
+        snapshot.answers = run.answers.clone();
+        let entry = Reconcile {
+            snapshot,
+            decision: run.decision.clone(),
+            executed: run.executed,
+        };
+        let path = self.path_for(&canary.namespace().unwrap_or_default(), &canary.name_any());
+        if let Err(e) = self.append(&path, &entry) {
+            tracing::warn!(path = %path.display(), error = %e, "recording the trace failed");
+        }
+    }
+
+    fn append(&self, path: &Path, entry: &Reconcile) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(entry)?;
+        line.push(b'\n');
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+        f.write_all(&line)
+    }
+}
+
+/// Reads a recorded file back.
+pub fn read(path: &Path) -> Result<Vec<Reconcile>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))
+        })
+        .collect()
+}
