@@ -1,6 +1,7 @@
 //! The operator's control loop: watch Canaries and everything they touch, and reconcile each
 //! Canary whenever something it depends on changes or the core asked to be called again.
 
+pub mod apply;
 pub mod context;
 pub mod deletion;
 pub mod dispatch;
@@ -75,7 +76,7 @@ struct Writers {
 pub async fn run(
     client: Client,
     state: State,
-    executor: Arc<dyn KubeExecutor>,
+    make_executor: impl FnOnce(&Stores) -> Arc<dyn KubeExecutor>,
     opts: Options,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), StartError> {
@@ -141,6 +142,7 @@ pub async fn run(
     let http = crate::webhook::http_client_builder()
         .build()
         .map_err(|e| StartError::Setup(format!("building the HTTP client failed: {e}")))?;
+    let executor = make_executor(&stores);
     let metrics_client = MetricsClient::new().map_err(StartError::Setup)?;
     let traces = match &opts.record_traces {
         Some(dir) => Some(TraceRecorder::new(dir).map_err(|e| {

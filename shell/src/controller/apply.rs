@@ -1,0 +1,87 @@
+//! The executor fed from the watch caches: each kube-facing command gets an [`ExecContext`]
+//! built from what is cached at the moment it runs, so a command sees the objects earlier
+//! commands of the same decision created as soon as the watch delivers them, without a GET.
+
+use flagger_core::api::Canary;
+use flagger_core::command::Command;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use kube::ResourceExt;
+
+use super::context::KubeExecutor;
+use super::watch::{ClusterView, Stores};
+use crate::executor::{ExecContext, Executor, LabelSettings};
+use crate::observe;
+
+pub struct CachedExecutor {
+    pub executor: Executor,
+    pub stores: Stores,
+    pub labels: LabelSettings,
+    /// `-mesh-provider`, for Canaries that name no provider.
+    pub mesh_provider: String,
+}
+
+impl CachedExecutor {
+    pub fn exec_context(&self, canary: &Canary) -> ExecContext {
+        exec_context(&self.stores, canary, &self.labels, &self.mesh_provider)
+    }
+}
+
+/// What the executor needs to know about a Canary's objects, from `view`.
+pub fn exec_context(
+    view: &impl ClusterView,
+    canary: &Canary,
+    labels: &LabelSettings,
+    mesh_provider: &str,
+) -> ExecContext {
+    let ns = canary.namespace().unwrap_or_default();
+    let target_name = &canary.spec.target_ref.name;
+    let target = view.deployment(&ns, target_name).map(|d| (*d).clone());
+    let tracked_configs = match (
+        target.as_ref().and_then(|t| t.spec.as_ref()),
+        view.config_maps(&ns),
+        view.secrets(&ns),
+    ) {
+        (Some(spec), Some(cms), Some(secrets)) => {
+            observe::tracked_configs(&spec.template, &cms, &secrets)
+        }
+        _ => Default::default(),
+    };
+    ExecContext {
+        primary: view
+            .deployment(&ns, &format!("{target_name}-primary"))
+            .map(|d| (*d).clone()),
+        target_hpa: canary
+            .spec
+            .autoscaler_ref
+            .as_ref()
+            .and_then(|a| view.autoscaler(&ns, &a.name))
+            .map(|h| (*h).clone()),
+        provider: canary
+            .spec
+            .provider
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| mesh_provider.to_string()),
+        labels: labels.clone(),
+        tracked_configs,
+        target,
+    }
+}
+
+impl KubeExecutor for CachedExecutor {
+    fn execute<'a>(
+        &'a self,
+        canary: &'a Canary,
+        command: &'a Command,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        async move {
+            let ctx = self.exec_context(canary);
+            self.executor
+                .execute(canary, &ctx, command)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .boxed()
+    }
+}
