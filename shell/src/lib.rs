@@ -1,18 +1,19 @@
 //! The Flagger operator's shell: everything that touches the network, the cluster or the clock.
 //! Decisions come from `flagger-core`; this crate gathers inputs and carries out commands.
 pub mod cli;
+pub mod controller;
 pub mod crd;
 pub mod events;
+pub mod executor;
 pub mod kube_metrics;
 pub mod leader;
 pub mod metrics;
 pub mod notifier;
 pub mod observe;
 pub mod operator_metrics;
+pub mod replay;
 pub mod router;
 pub mod server;
 pub mod telemetry;
-pub mod webhook;
-pub mod replay;
-pub mod controller;
 pub mod trace_recorder;
+pub mod webhook;
