@@ -195,9 +195,8 @@ cmd_up() {
   local running=0 c
   for c in "${COMPONENTS[@]}"; do [ -n "$(pid_of "$c")" ] && running=$((running + 1)); done
   if [ $running -eq ${#COMPONENTS[@]} ] && [ -f "$STATE_DIR/env" ]; then
-    # shellcheck disable=SC1091
-    API_PORT=$(sed -n 's/^FLAGGER_TEST_APISERVER_PORT=//p' "$STATE_DIR/env")
-    if api_get /readyz; then
+    API_PORT=$(sed -n 's/^export FLAGGER_TEST_APISERVER_PORT=//p' "$STATE_DIR/env")
+    if api_get /readyz >/dev/null; then
       log "already running (kubeconfig $KUBECONFIG_FILE)"; return 0
     fi
   fi
@@ -266,12 +265,12 @@ cmd_up() {
 
   cat >"$STATE_DIR/env" <<ENV
 # source this file: the loopback test cluster started by tests/cluster/cluster.sh up
-KUBECONFIG=$KUBECONFIG_FILE
-FLAGGER_TEST_APISERVER=https://127.0.0.1:$API_PORT
-FLAGGER_TEST_APISERVER_PORT=$API_PORT
-FLAGGER_TEST_ETCD=http://127.0.0.1:$ETCD_PORT
-FLAGGER_TEST_KCM_PORT=$KCM_PORT
-FLAGGER_TEST_KUBECTL=$BIN_DIR/kubectl
+export KUBECONFIG=$KUBECONFIG_FILE
+export FLAGGER_TEST_APISERVER=https://127.0.0.1:$API_PORT
+export FLAGGER_TEST_APISERVER_PORT=$API_PORT
+export FLAGGER_TEST_ETCD=http://127.0.0.1:$ETCD_PORT
+export FLAGGER_TEST_KCM_PORT=$KCM_PORT
+export FLAGGER_TEST_KUBECTL=$BIN_DIR/kubectl
 ENV
   trap - EXIT
   log "up in $((SECONDS - UP_START))s: KUBECONFIG=$KUBECONFIG_FILE (API https://127.0.0.1:$API_PORT)"
