@@ -1,0 +1,314 @@
+//! CreatePrimary, PromoteTemplate and ScaleTarget as API requests.
+
+mod executor_support;
+
+use executor_support::*;
+use flagger::executor::LabelSettings;
+use flagger_core::Command;
+use flagger_core::api::AutoscalerReference;
+use k8s_openapi::api::apps::v1::Deployment;
+use serde_json::{Value, json};
+
+async fn primary_body(canary: flagger_core::Canary, ctx: flagger::executor::ExecContext) -> Value {
+    let (result, requests) = run(echo(canary.clone()), |exec| async move {
+        exec.execute(&canary, &ctx, &Command::CreatePrimary).await
+    })
+    .await;
+    result.unwrap();
+    assert_eq!(requests.len(), 1);
+    requests[0].assert_apply(&format!("{DEPLOYMENTS}/podinfo-primary"));
+    requests[0].body.clone()
+}
+
+#[tokio::test]
+async fn create_primary_copies_the_target_under_the_primary_selector() {
+    let body = primary_body(canary(), context("istio")).await;
+    assert_eq!(body["apiVersion"], "apps/v1");
+    assert_eq!(body["kind"], "Deployment");
+    assert_eq!(body["metadata"]["name"], "podinfo-primary");
+    assert_eq!(body["metadata"]["namespace"], "test");
+    assert_owned_by_canary(&body);
+    let spec = &body["spec"];
+    assert_eq!(spec["replicas"], 3);
+    assert_eq!(spec["minReadySeconds"], 5);
+    assert_eq!(spec["revisionHistoryLimit"], 4);
+    assert_eq!(spec["progressDeadlineSeconds"], 60);
+    assert_eq!(spec["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
+    assert_eq!(
+        spec["selector"],
+        json!({ "matchLabels": { "app": "podinfo-primary" } })
+    );
+    let template = &spec["template"];
+    assert_eq!(
+        template["metadata"]["labels"],
+        json!({ "app": "podinfo-primary", "version": "6.0.0" })
+    );
+    assert_eq!(
+        template["spec"]["containers"][0]["image"],
+        "ghcr.io/stefanprodan/podinfo:6.0.0"
+    );
+    let target_template = target().spec.unwrap().template;
+    assert_eq!(
+        template["metadata"]["annotations"],
+        json!({
+            "prometheus.io/scrape": "true",
+            "flagger.app/promoted-revision": flagger::observe::template_hash(&target_template)
+        })
+    );
+    // Without -include-label-prefix only the selector label is set; Flux may not revert us.
+    assert_eq!(
+        body["metadata"]["labels"],
+        json!({ "app": "podinfo-primary" })
+    );
+    assert_eq!(
+        body["metadata"]["annotations"],
+        json!({
+            "kustomize.toolkit.fluxcd.io/reconcile": "disabled",
+            "helm.toolkit.fluxcd.io/driftDetection": "disabled"
+        })
+    );
+}
+
+#[tokio::test]
+async fn include_label_prefix_copies_matching_labels_but_never_flux_ones() {
+    let mut ctx = context("istio");
+    ctx.labels = LabelSettings::from_flags("app,name,app.kubernetes.io/name", "*");
+    let body = primary_body(canary(), ctx).await;
+    assert_eq!(
+        body["metadata"]["labels"],
+        json!({ "app": "podinfo-primary", "team": "web" })
+    );
+    assert_eq!(body["metadata"]["annotations"]["team/owner"], "web");
+
+    let mut ctx = context("istio");
+    ctx.labels = LabelSettings::from_flags("app", "tea");
+    let body = primary_body(canary(), ctx).await;
+    assert_eq!(
+        body["metadata"]["labels"],
+        json!({ "app": "podinfo-primary", "team": "web" })
+    );
+}
+
+#[tokio::test]
+async fn replicas_are_left_to_the_autoscaler() {
+    let mut canary = canary();
+    canary.spec.autoscaler_ref = Some(AutoscalerReference {
+        name: "podinfo".into(),
+        ..AutoscalerReference::default()
+    });
+    let body = primary_body(canary, context("istio")).await;
+    assert!(body["spec"].get("replicas").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn selector_label_is_the_first_configured_one_present() {
+    let mut ctx = context("istio");
+    let mut target = target();
+    let spec = target.spec.as_mut().unwrap();
+    spec.selector.match_labels =
+        Some([("app.kubernetes.io/name".to_string(), "web".to_string())].into());
+    spec.template
+        .metadata
+        .as_mut()
+        .unwrap()
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("app.kubernetes.io/name".into(), "web".into());
+    ctx.target = Some(target);
+    let body = primary_body(canary(), ctx).await;
+    assert_eq!(
+        body["spec"]["selector"]["matchLabels"],
+        json!({ "app.kubernetes.io/name": "web-primary" })
+    );
+    assert_eq!(
+        body["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"],
+        "web-primary"
+    );
+    // `app: podinfo` is an ordinary label here and is copied unchanged.
+    assert_eq!(
+        body["spec"]["template"]["metadata"]["labels"]["app"],
+        "podinfo"
+    );
+}
+
+#[tokio::test]
+async fn a_target_without_a_selector_label_is_an_error_not_a_write() {
+    let mut ctx = context("istio");
+    ctx.labels = LabelSettings::from_flags("name", "");
+    let c = canary();
+    let (result, requests) = run(echo(c.clone()), |exec| async move {
+        exec.execute(&c, &ctx, &Command::CreatePrimary).await
+    })
+    .await;
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("must contain one of [\"name\"]"), "{err}");
+    assert!(requests.is_empty());
+}
+
+#[tokio::test]
+async fn an_existing_primary_keeps_its_immutable_selector() {
+    let mut ctx = context("istio");
+    let mut primary: Deployment = target();
+    primary.spec.as_mut().unwrap().selector.match_labels = Some(
+        [
+            ("app".to_string(), "podinfo-primary".to_string()),
+            ("tier".to_string(), "web".to_string()),
+        ]
+        .into(),
+    );
+    ctx.primary = Some(primary);
+    let body = primary_body(canary(), ctx).await;
+    assert_eq!(
+        body["spec"]["selector"]["matchLabels"],
+        json!({ "app": "podinfo-primary", "tier": "web" })
+    );
+    assert_eq!(
+        body["spec"]["template"]["metadata"]["labels"]["tier"],
+        "web"
+    );
+}
+
+#[tokio::test]
+async fn affinity_and_spread_against_the_target_mean_the_primary_in_the_copy() {
+    let mut ctx = context("istio");
+    let mut target = target();
+    let pod = target
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap();
+    *pod = serde_json::from_value(json!({
+        "containers": [{ "name": "podinfod", "image": "podinfo:6.0.0" }],
+        "affinity": { "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [{
+                "topologyKey": "kubernetes.io/hostname",
+                "labelSelector": { "matchLabels": { "app": "podinfo" } }
+            }],
+            "preferredDuringSchedulingIgnoredDuringExecution": [{
+                "weight": 1,
+                "podAffinityTerm": {
+                    "topologyKey": "zone",
+                    "labelSelector": { "matchLabels": { "app": "other" } }
+                }
+            }]
+        }},
+        "topologySpreadConstraints": [{
+            "maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": { "matchLabels": { "app": "podinfo" } }
+        }]
+    }))
+    .unwrap();
+    ctx.target = Some(target);
+    let body = primary_body(canary(), ctx).await;
+    let pod = &body["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]["labelSelector"]
+            ["matchLabels"]["app"],
+        "podinfo-primary"
+    );
+    assert_eq!(
+        pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+            ["labelSelector"]["matchLabels"]["app"],
+        "other",
+        "selectors for other apps are left alone"
+    );
+    assert_eq!(
+        pod["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"]["app"],
+        "podinfo-primary"
+    );
+}
+
+#[tokio::test]
+async fn promotion_is_deterministic_and_rolls_only_on_change() {
+    let promote = |ctx: flagger::executor::ExecContext| async move {
+        let c = canary();
+        let (result, requests) = run(echo(c.clone()), |exec| async move {
+            exec.execute(&c, &ctx, &Command::PromoteTemplate).await
+        })
+        .await;
+        result.unwrap();
+        assert_eq!(requests.len(), 1);
+        requests[0].assert_apply(&format!("{DEPLOYMENTS}/podinfo-primary"));
+        requests[0].body.clone()
+    };
+    let first = promote(context("istio")).await;
+    let again = promote(context("istio")).await;
+    assert_eq!(
+        first, again,
+        "the same target must produce the same primary"
+    );
+    // CreatePrimary and PromoteTemplate own the same fields.
+    assert_eq!(first, primary_body(canary(), context("istio")).await);
+
+    let mut ctx = context("istio");
+    let mut changed = target();
+    changed
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0]
+        .image = Some("ghcr.io/stefanprodan/podinfo:6.0.1".into());
+    ctx.target = Some(changed);
+    let next = promote(ctx).await;
+    let revision = |b: &Value| {
+        b["spec"]["template"]["metadata"]["annotations"]["flagger.app/promoted-revision"].clone()
+    };
+    assert_ne!(revision(&first), revision(&next));
+    assert_eq!(
+        next["spec"]["template"]["spec"]["containers"][0]["image"],
+        "ghcr.io/stefanprodan/podinfo:6.0.1"
+    );
+
+    let mut ctx = context("istio");
+    ctx.tracked_configs = [(
+        "configmap/podinfo-config".to_string(),
+        "0a1b2c3d4e5f6a7b".to_string(),
+    )]
+    .into();
+    let with_config = promote(ctx).await;
+    let configs = |b: &Value| {
+        b["spec"]["template"]["metadata"]["annotations"]["flagger.app/promoted-configs"].clone()
+    };
+    assert!(configs(&first).is_null());
+    assert!(configs(&with_config).is_string());
+    assert_eq!(revision(&first), revision(&with_config));
+}
+
+#[tokio::test]
+async fn a_missing_target_cannot_be_copied() {
+    let mut ctx = context("istio");
+    ctx.target = None;
+    let c = canary();
+    let (result, requests) = run(echo(c.clone()), |exec| async move {
+        exec.execute(&c, &ctx, &Command::PromoteTemplate).await
+    })
+    .await;
+    assert_eq!(
+        result.unwrap_err().to_string(),
+        "deployment podinfo not found"
+    );
+    assert!(requests.is_empty());
+}
+
+#[tokio::test]
+async fn scale_target_merge_patches_replicas() {
+    let c = canary();
+    let ctx = context("istio");
+    let (result, requests) = run(echo(c.clone()), |exec| async move {
+        exec.execute(&c, &ctx, &Command::ScaleTarget { replicas: 0 })
+            .await
+    })
+    .await;
+    result.unwrap();
+    assert_eq!(requests.len(), 1);
+    requests[0].assert_merge(&format!("{DEPLOYMENTS}/podinfo"));
+    assert_eq!(requests[0].body, json!({ "spec": { "replicas": 0 } }));
+}

@@ -1,0 +1,215 @@
+//! ApplyServices and RevertApexService as API requests.
+
+mod executor_support;
+
+use std::collections::BTreeMap;
+
+use executor_support::*;
+use flagger_core::Command;
+use flagger_core::api::CustomMetadata;
+use serde_json::{Value, json};
+
+async fn apply_services(
+    canary: flagger_core::Canary,
+    ctx: flagger::executor::ExecContext,
+    existing_apex: Option<Value>,
+) -> Vec<Captured> {
+    let respond = {
+        let canary = canary.clone();
+        let echo = echo(canary);
+        move |req: &Captured| match (&existing_apex, req.method.as_str()) {
+            (Some(apex), "GET") => (200, apex.clone()),
+            _ => echo(req),
+        }
+    };
+    let (result, requests) = run(respond, |exec| async move {
+        exec.execute(&canary, &ctx, &Command::ApplyServices).await
+    })
+    .await;
+    result.unwrap();
+    requests
+}
+
+#[tokio::test]
+async fn creates_canary_primary_and_apex_services_owned_by_the_canary() {
+    let requests = apply_services(canary(), context("istio"), None).await;
+    assert_eq!(requests.len(), 4);
+    requests[0].assert_get(&format!("{SERVICES}/podinfo"));
+    requests[1].assert_apply(&format!("{SERVICES}/podinfo-canary"));
+    requests[2].assert_apply(&format!("{SERVICES}/podinfo-primary"));
+    requests[3].assert_apply(&format!("{SERVICES}/podinfo"));
+    let selector = |r: &Captured| r.body["spec"]["selector"].clone();
+    assert_eq!(selector(&requests[1]), json!({ "app": "podinfo" }));
+    assert_eq!(selector(&requests[2]), json!({ "app": "podinfo-primary" }));
+    assert_eq!(selector(&requests[3]), json!({ "app": "podinfo-primary" }));
+    for r in &requests[1..] {
+        assert_eq!(r.body["apiVersion"], "v1");
+        assert_eq!(r.body["kind"], "Service");
+        assert_eq!(r.body["spec"]["type"], "ClusterIP");
+        assert_eq!(
+            r.body["spec"]["ports"],
+            json!([{ "name": "http", "port": 9898, "targetPort": 9898, "protocol": "TCP" }])
+        );
+        assert_owned_by_canary(&r.body);
+    }
+}
+
+#[tokio::test]
+async fn port_settings_and_per_service_metadata_are_applied() {
+    let mut canary = canary();
+    let service = &mut canary.spec.service;
+    service.name = Some("web".into());
+    service.port_name = Some("grpc".into());
+    service.target_port = Some(json!("grpc-port"));
+    service.app_protocol = Some("kubernetes.io/h2c".into());
+    service.apex = Some(CustomMetadata {
+        labels: Some(BTreeMap::from([("expose".to_string(), "true".to_string())])),
+        annotations: None,
+    });
+    service.canary = Some(CustomMetadata {
+        labels: None,
+        annotations: Some(BTreeMap::from([("note".to_string(), "canary".to_string())])),
+    });
+    let requests = apply_services(canary, context("istio"), None).await;
+    requests[0].assert_get(&format!("{SERVICES}/web"));
+    requests[1].assert_apply(&format!("{SERVICES}/web-canary"));
+    requests[2].assert_apply(&format!("{SERVICES}/web-primary"));
+    requests[3].assert_apply(&format!("{SERVICES}/web"));
+    assert_eq!(
+        requests[3].body["spec"]["ports"],
+        json!([{ "name": "grpc", "port": 9898, "targetPort": "grpc-port", "protocol": "TCP", "appProtocol": "kubernetes.io/h2c" }])
+    );
+    assert_eq!(requests[3].body["metadata"]["labels"]["expose"], "true");
+    assert_eq!(
+        requests[1].body["metadata"]["annotations"]["note"],
+        "canary"
+    );
+    assert!(
+        requests[2].body["metadata"]["labels"]
+            .get("expose")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn port_discovery_adds_the_other_container_ports_but_not_sidecars() {
+    let mut canary = canary();
+    canary.spec.service.port_discovery = Some(true);
+    let mut ctx = context("istio");
+    let mut target = target();
+    let pod = target
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap();
+    pod.containers = serde_json::from_value(json!([
+        { "name": "podinfod", "ports": [
+            { "name": "http", "containerPort": 9898 },
+            { "name": "http-metrics", "containerPort": 9797 },
+            { "containerPort": 9999 }
+        ]},
+        { "name": "istio-proxy", "ports": [{ "name": "http-envoy-prom", "containerPort": 15090 }] }
+    ]))
+    .unwrap();
+    ctx.target = Some(target);
+    let requests = apply_services(canary, ctx, None).await;
+    let ports: Vec<(String, i64)> = requests[1].body["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["port"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            ("http".to_string(), 9898),
+            ("http-metrics".to_string(), 9797),
+            ("tcp-podinfod-2".to_string(), 9999)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_existing_apex_service_is_taken_over_without_ownership() {
+    let existing = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "podinfo", "namespace": "test", "labels": { "owner": "user" } },
+        "spec": { "type": "LoadBalancer", "selector": { "app": "podinfo" }, "ports": [{ "port": 80 }] }
+    });
+    let requests = apply_services(canary(), context("istio"), Some(existing)).await;
+    assert_eq!(requests.len(), 4);
+    let apex = &requests[3];
+    apex.assert_apply(&format!("{SERVICES}/podinfo"));
+    assert_eq!(
+        apex.body["spec"]["selector"],
+        json!({ "app": "podinfo-primary" })
+    );
+    assert!(
+        apex.body["metadata"].get("ownerReferences").is_none(),
+        "{}",
+        apex.body
+    );
+    assert!(apex.body["metadata"].get("labels").is_none());
+    assert!(
+        apex.body["spec"].get("type").is_none(),
+        "the user's Service type is theirs"
+    );
+}
+
+#[tokio::test]
+async fn an_apex_service_we_created_stays_ours() {
+    let existing = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "podinfo", "namespace": "test", "ownerReferences": [{
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary", "name": "podinfo",
+            "uid": "6d3c1a0e-uid", "controller": true
+        }]},
+        "spec": { "selector": { "app": "podinfo-primary" } }
+    });
+    let requests = apply_services(canary(), context("istio"), Some(existing)).await;
+    assert_owned_by_canary(&requests[3].body);
+}
+
+#[tokio::test]
+async fn revert_points_the_apex_at_the_target_and_releases_it() {
+    let c = canary();
+    let ctx = context("istio");
+    let (result, requests) = run(echo(c.clone()), |exec| async move {
+        exec.execute(&c, &ctx, &Command::RevertApexService).await
+    })
+    .await;
+    result.unwrap();
+    assert_eq!(requests.len(), 1);
+    requests[0].assert_apply(&format!("{SERVICES}/podinfo"));
+    let body = &requests[0].body;
+    assert_eq!(body["spec"]["selector"], json!({ "app": "podinfo" }));
+    assert!(body["metadata"].get("ownerReferences").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn revert_works_from_the_primary_when_the_target_is_gone() {
+    let c = canary();
+    let mut ctx = context("istio");
+    let mut primary = target();
+    primary.spec.as_mut().unwrap().selector.match_labels =
+        Some([("app".to_string(), "podinfo-primary".to_string())].into());
+    ctx.primary = Some(primary);
+    ctx.target = None;
+    let (result, requests) = run(echo(c.clone()), |exec| async move {
+        exec.execute(&c, &ctx, &Command::RevertApexService).await
+    })
+    .await;
+    result.unwrap();
+    assert_eq!(
+        requests[0].body["spec"]["selector"],
+        json!({ "app": "podinfo" })
+    );
+}
