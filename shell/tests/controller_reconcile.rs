@@ -1,0 +1,182 @@
+//! One reconcile against a mocked API server: the snapshot comes from the watch caches (no GET),
+//! the core's commands reach the API server in order, events go through the recorder, and a
+//! failed write stops the rest of the decision.
+
+mod controller_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use controller_support::*;
+use flagger::controller::reconcile::{self, Error};
+use flagger_core::Phase;
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/test/deployments";
+const SERVICES: &str = "/api/v1/namespaces/test/services";
+const STATUS: &str = "/apis/flagger.app/v1beta1/namespaces/test/canaries/podinfo/status";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/test/events";
+
+fn lines(seen: &[Seen]) -> Vec<String> {
+    seen.iter().map(Seen::line).collect()
+}
+
+fn phase(body: &Value) -> &str {
+    body["status"]["phase"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn a_new_canary_creates_the_primary_and_services_then_writes_its_status() {
+    let canary = canary();
+    let mut caches = Caches::new();
+    caches.canary(&canary);
+    caches.deployment(&deployment("podinfo", 2, "podinfo:6.0.0"));
+    let (client, server) = mock_client(echo(canary.clone()));
+    let ctx = context(client, caches.stores.clone(), settings());
+
+    let action = reconcile::reconcile(Arc::new(canary), ctx.clone())
+        .await
+        .unwrap();
+    drop(ctx);
+    let seen = server.await.unwrap();
+
+    assert_eq!(
+        lines(&seen),
+        vec![
+            format!("PATCH {DEPLOYMENTS}/podinfo-primary"),
+            // The executor looks for a user-made apex Service to preserve before taking it over.
+            format!("GET {SERVICES}/podinfo"),
+            format!("PATCH {SERVICES}/podinfo-canary"),
+            format!("PATCH {SERVICES}/podinfo-primary"),
+            format!("PATCH {SERVICES}/podinfo"),
+            format!("PATCH {STATUS}"),
+        ],
+        "the snapshot came from the caches: the Canary and its target were never read"
+    );
+    assert_eq!(phase(&seen[5].body), "Initializing");
+    // Initializing waits for the primary: the core asks to be called again within the interval.
+    assert_ne!(
+        action,
+        Action::await_change(),
+        "an initializing canary is requeued"
+    );
+}
+
+#[tokio::test]
+async fn a_ready_primary_finishes_initialization_with_an_event_and_scales_the_target_down() {
+    let mut canary = canary();
+    canary.status = Some(flagger_core::CanaryStatus {
+        phase: Some(Phase::Initializing),
+        last_transition_time: Some(jiff::Timestamp::now()),
+        ..Default::default()
+    });
+    let mut caches = Caches::new();
+    caches.canary(&canary);
+    caches.deployment(&deployment("podinfo", 2, "podinfo:6.0.0"));
+    caches.deployment(&deployment("podinfo-primary", 2, "podinfo:6.0.0"));
+    for s in ["podinfo", "podinfo-primary", "podinfo-canary"] {
+        caches.service(s);
+    }
+    let (client, server) = mock_client(echo(canary.clone()));
+    let ctx = context(client, caches.stores.clone(), settings());
+
+    let action = reconcile::reconcile(Arc::new(canary), ctx.clone())
+        .await
+        .unwrap();
+    drop(ctx);
+    let seen = server.await.unwrap();
+
+    assert_eq!(
+        lines(&seen),
+        vec![
+            format!("PATCH {DEPLOYMENTS}/podinfo"),
+            format!("POST {EVENTS}"),
+            format!("PATCH {STATUS}"),
+        ]
+    );
+    assert_eq!(seen[0].body["spec"]["replicas"], json!(0));
+    let event = &seen[1].body;
+    assert_eq!(event["note"], "Initialization done! podinfo.test");
+    assert_eq!(event["reason"], "Synced");
+    assert_eq!(event["type"], "Normal");
+    assert_eq!(event["regarding"]["kind"], "Canary");
+    assert_eq!(event["reportingController"], "flagger");
+    assert_eq!(phase(&seen[2].body), "Initialized");
+    assert_eq!(
+        action,
+        Action::await_change(),
+        "resting canaries wait for a change"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_write_stops_the_decision_and_backs_off() {
+    let canary = canary();
+    let mut caches = Caches::new();
+    caches.canary(&canary);
+    caches.deployment(&deployment("podinfo", 2, "podinfo:6.0.0"));
+    let echo = echo(canary.clone());
+    let (client, server) = mock_client(Box::new(move |s| {
+        if s.path.ends_with("/podinfo-primary") && s.path.contains("/deployments/") {
+            (
+                500,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "InternalError", "code": 500, "message": "etcd is sad"}),
+            )
+        } else {
+            echo(s)
+        }
+    }));
+    let ctx = context(client, caches.stores.clone(), settings());
+
+    let err = reconcile::reconcile(Arc::new(canary.clone()), ctx.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, Error::Command(f) if f.index == 0), "{err}");
+    assert_eq!(
+        reconcile::error_policy(Arc::new(canary.clone()), &err, ctx.clone()),
+        Action::requeue(Duration::from_secs(5))
+    );
+    assert_eq!(
+        reconcile::error_policy(Arc::new(canary), &err, ctx.clone()),
+        Action::requeue(Duration::from_secs(10)),
+        "consecutive failures back off further"
+    );
+    drop(ctx);
+    let seen = server.await.unwrap();
+    // kube's client retries server errors a few times; nothing after the failed command is sent.
+    assert!(
+        seen.iter()
+            .all(|s| s.path == format!("{DEPLOYMENTS}/podinfo-primary")),
+        "{:?}",
+        lines(&seen)
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_canary_is_blocked_with_a_warning_and_waits_for_a_change() {
+    let mut canary = canary();
+    canary.spec.provider = Some("linkerd".into());
+    let mut caches = Caches::new();
+    caches.canary(&canary);
+    caches.deployment(&deployment("podinfo", 2, "podinfo:6.0.0"));
+    let (client, server) = mock_client(echo(canary.clone()));
+    let ctx = context(client, caches.stores.clone(), settings());
+
+    let action = reconcile::reconcile(Arc::new(canary), ctx.clone())
+        .await
+        .unwrap();
+    drop(ctx);
+    let seen = server.await.unwrap();
+
+    assert_eq!(
+        lines(&seen),
+        vec![format!("POST {EVENTS}"), format!("PATCH {STATUS}")]
+    );
+    assert_eq!(seen[0].body["type"], "Warning");
+    let note = seen[0].body["note"].as_str().unwrap();
+    assert!(note.starts_with("Canary podinfo.test is invalid"), "{note}");
+    let conditions = seen[1].body["status"]["conditions"].as_array().unwrap();
+    assert!(conditions.iter().any(|c| c["type"] == "Blocked"));
+    assert_eq!(action, Action::await_change());
+}

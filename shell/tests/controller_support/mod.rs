@@ -1,0 +1,256 @@
+//! Shared pieces of the controller tests: a recording mock API server, watch caches filled by
+//! hand, and a podinfo Canary with its Deployment.
+
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flagger::controller::apply::CachedExecutor;
+use flagger::controller::context::{Context, Settings, State};
+use flagger::controller::outbox::Outbox;
+use flagger::controller::watch::Stores;
+use flagger::events::EventPublisher;
+use flagger::executor::{Executor, LabelSettings};
+use flagger::metrics::MetricsClient;
+use flagger::notifier::Notifier;
+use flagger_core::api::{Canary, CanaryAnalysis, CanaryService, CanarySpec, ObjectReference};
+use flagger_core::snapshot::OperatorConfig;
+use http::{Request, Response};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+
+/// One request as the API server received it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    pub path: String,
+    pub body: Value,
+}
+
+impl Seen {
+    pub fn line(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
+pub type Responder = Box<dyn Fn(&Seen) -> (u16, Value) + Send>;
+
+/// A client whose requests are recorded and answered by `respond`; the returned task yields
+/// every request once all clones of the client are gone.
+pub fn mock_client(respond: Responder) -> (Client, tokio::task::JoinHandle<Vec<Seen>>) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let task = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some((request, send)) = handle.next_request().await {
+            let s = capture(request).await;
+            let (status, body) = respond(&s);
+            send.send_response(
+                Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                    .unwrap(),
+            );
+            seen.push(s);
+        }
+        seen
+    });
+    (Client::new(service, "default"), task)
+}
+
+async fn capture(request: Request<Body>) -> Seen {
+    let method = request.method().to_string();
+    let uri = request.uri().to_string();
+    let path = request.uri().path().to_string();
+    let bytes = request.into_body().collect_bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    };
+    Seen {
+        method,
+        uri,
+        path,
+        body,
+    }
+}
+
+/// What an API server answers to writes of new objects: the object itself. Writes to the
+/// Canary get `canary` back (its status subresource answers with the whole object); reads 404.
+pub fn echo(canary: Canary) -> Responder {
+    Box::new(move |s| match s.method.as_str() {
+        "GET" => (
+            404,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+        ),
+        _ if s.path.contains("/canaries/") => {
+            let mut c = serde_json::to_value(&canary).unwrap();
+            if let Some(status) = s.body.get("status") {
+                c["status"] = status.clone();
+            }
+            (200, c)
+        }
+        _ => {
+            let mut body = s.body.clone();
+            if body.is_object() && body.get("metadata").is_none() {
+                body["metadata"] = json!({});
+            }
+            (200, body)
+        }
+    })
+}
+
+/// Watch caches filled by hand.
+pub struct Caches {
+    pub stores: Stores,
+    canaries: Writer<Canary>,
+    deployments: Writer<Deployment>,
+    services: Writer<Service>,
+}
+
+impl Caches {
+    pub fn new() -> Caches {
+        let canaries = Writer::<Canary>::default();
+        let deployments = Writer::<Deployment>::default();
+        let services = Writer::<Service>::default();
+        let stores = Stores {
+            canaries: canaries.as_reader(),
+            deployments: deployments.as_reader(),
+            services: services.as_reader(),
+            autoscalers: Writer::default().as_reader(),
+            config_maps: None,
+            secrets: None,
+            templates: Writer::default().as_reader(),
+            providers: Writer::default().as_reader(),
+            routes: Vec::new(),
+        };
+        Caches {
+            stores,
+            canaries,
+            deployments,
+            services,
+        }
+    }
+
+    pub fn canary(&mut self, c: &Canary) {
+        self.canaries
+            .apply_watcher_event(&watcher::Event::Apply(c.clone()));
+    }
+
+    pub fn deployment(&mut self, d: &Deployment) {
+        self.deployments
+            .apply_watcher_event(&watcher::Event::Apply(d.clone()));
+    }
+
+    pub fn service(&mut self, name: &str) {
+        let s: Service = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "test"},
+            "spec": {"selector": {"app": name}, "ports": [{"port": 9898}]}
+        }))
+        .unwrap();
+        self.services.apply_watcher_event(&watcher::Event::Apply(s));
+    }
+}
+
+pub fn canary() -> Canary {
+    let mut c = Canary::new(
+        "podinfo",
+        CanarySpec {
+            provider: Some("kubernetes".into()),
+            target_ref: ObjectReference {
+                api_version: Some("apps/v1".into()),
+                kind: Some("Deployment".into()),
+                name: "podinfo".into(),
+                namespace: None,
+            },
+            service: CanaryService {
+                port: 9898,
+                ..CanaryService::default()
+            },
+            analysis: Some(CanaryAnalysis {
+                interval: Some("1m".into()),
+                threshold: Some(2),
+                iterations: Some(2),
+                ..CanaryAnalysis::default()
+            }),
+            ..CanarySpec::default()
+        },
+    );
+    c.metadata.namespace = Some("test".into());
+    c.metadata.uid = Some("0b5e-canary-uid".into());
+    c.metadata.resource_version = Some("1".into());
+    c
+}
+
+/// A Deployment whose rollout finished: every replica updated and available.
+pub fn deployment(name: &str, replicas: i32, image: &str) -> Deployment {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "test", "generation": 1},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "podinfod", "image": image,
+                    "ports": [{"name": "http", "containerPort": 9898}]}]}
+            }
+        },
+        "status": {
+            "observedGeneration": 1,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "availableReplicas": replicas,
+            "readyReplicas": replicas
+        }
+    }))
+    .unwrap()
+}
+
+pub fn settings() -> Settings {
+    Settings {
+        namespace: String::new(),
+        config: OperatorConfig::default(),
+        metrics_server: "http://127.0.0.1:9".into(),
+        event_webhook: None,
+        config_tracking: false,
+        // Nothing updates the hand-filled caches after a write: do not wait for them.
+        status_sync_timeout: Duration::from_millis(10),
+    }
+}
+
+/// A controller context whose every API request goes to `client`.
+pub fn context(client: Client, stores: Stores, settings: Settings) -> Arc<Context> {
+    let http = flagger::webhook::http_client_builder().build().unwrap();
+    let (outbox, _task) = Outbox::start(http.clone());
+    Arc::new(Context {
+        client: client.clone(),
+        stores: stores.clone(),
+        settings,
+        state: State::new("test", "kubernetes"),
+        events: EventPublisher::new(client.clone(), None),
+        http,
+        metrics_client: MetricsClient::new().unwrap(),
+        global_notifier: Notifier::disabled(),
+        executor: Arc::new(CachedExecutor {
+            executor: Executor::new(client),
+            stores,
+            labels: LabelSettings::default(),
+            mesh_provider: "kubernetes".into(),
+        }),
+        outbox,
+        traces: None,
+        failures: Mutex::new(Default::default()),
+    })
+}
