@@ -105,6 +105,9 @@ booleans always with `=true`/`=false`). Rendered as a YAML list, quoted by the c
 {{- with .Values.controlLoopInterval }}
 - {{ printf "-control-loop-interval=%s" . | quote }}
 {{- end }}
+{{- with .Values.minAnalysisInterval }}
+- {{ printf "-min-analysis-interval=%s" . | quote }}
+{{- end }}
 {{- with .Values.threadiness }}
 - {{ printf "-threadiness=%v" . | quote }}
 {{- end }}

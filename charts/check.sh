@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Chart checks, no cluster needed:
+#   - helm lint --strict of charts/flagger and charts/grafana;
+#   - helm template of charts/flagger with the default values and with each optional feature
+#     on (leader election, ServiceMonitor, PodMonitor, notifiers, trace recording, a watch
+#     namespace), every rendering validated by tests/tools/helm/cmd/chartcheck: strict decoding
+#     into the Kubernetes API types, the hardened pod and its probes, flags that
+#     `flagger run --help` lists, least-privilege RBAC and a Lease grant exactly when needed;
+#   - settings the chart must refuse (both monitors at once) are refused;
+#   - fixtures/examples against the chart's CRDs (schema and unknown fields) and each other;
+#   - the Grafana dashboard: structure, variables, every operator metric shown, PromQL parsed by
+#     promtool when it is installed, and shipped unchanged by charts/grafana.
+#
+# helm is built from the Go module pinned in tests/tools/helm/go.mod (cached per version, see
+# tests/tools/helm/build.sh). FLAGGER_BIN may name a prebuilt operator binary; otherwise the
+# debug binary is built with cargo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+TOOLS="$REPO/tests/tools/helm"
+
+step() { printf '\n--> %s\n' "$*"; }
+die() { printf '\nchart checks FAILED: %s\n' "$*" >&2; exit 1; }
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/flagger-chart-check.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+step "helm"
+HELM=$("$TOOLS/build.sh") || die "could not build helm from $TOOLS/go.mod"
+echo "helm $("$HELM" version --template '{{ .Version }}') ($HELM)"
+# Keep helm away from the user's repositories, plugins and caches.
+export HELM_CACHE_HOME="$WORK/helm/cache" HELM_CONFIG_HOME="$WORK/helm/config" HELM_DATA_HOME="$WORK/helm/data"
+
+step "chartcheck"
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
+CHECK_HASH=$(cat "$TOOLS/go.mod" "$TOOLS/go.sum" "$TOOLS"/cmd/chartcheck/*.go | sha256sum | cut -c1-12)
+CHARTCHECK="$(dirname "$HELM")/chartcheck-$CHECK_HASH"
+if [ ! -x "$CHARTCHECK" ]; then
+  (cd "$TOOLS" && nice -n 15 go build -trimpath -o "$WORK/chartcheck" ./cmd/chartcheck) ||
+    die "could not build chartcheck"
+  mv "$WORK/chartcheck" "$CHARTCHECK"
+fi
+echo "$CHARTCHECK"
+
+step "flagger binary (for its flag names)"
+if [ -z "${FLAGGER_BIN:-}" ]; then
+  cargo build --quiet --locked -p flagger --bin flagger || die "cargo build of the flagger binary failed"
+  FLAGGER_BIN="$REPO/target/debug/flagger"
+fi
+"$FLAGGER_BIN" run --help >"$WORK/run-help.txt" || die "$FLAGGER_BIN run --help failed"
+echo "$FLAGGER_BIN: $(grep -c -- '^ *--' "$WORK/run-help.txt") flags"
+
+step "helm lint"
+"$HELM" lint --strict charts/flagger || die "helm lint charts/flagger"
+"$HELM" lint --strict charts/grafana || die "helm lint charts/grafana"
+
+# render NAME [helm template args...] -> $WORK/NAME.yaml
+render() {
+  local name=$1; shift
+  "$HELM" template flagger charts/flagger --namespace flagger-system "$@" >"$WORK/$name.yaml" ||
+    die "helm template ($name): $*"
+}
+# check NAME [chartcheck render args...]
+check() {
+  local name=$1; shift
+  echo "$name:"
+  "$CHARTCHECK" render -help-text "$WORK/run-help.txt" "$@" "$WORK/$name.yaml" ||
+    die "rendered chart ($name) failed validation; see $name above"
+}
+
+step "helm template charts/flagger"
+render defaults --include-crds
+check defaults \
+  -require CustomResourceDefinition/canaries.flagger.app \
+  -require CustomResourceDefinition/metrictemplates.flagger.app \
+  -require CustomResourceDefinition/alertproviders.flagger.app \
+  -require ServiceAccount -require ClusterRole -require ClusterRoleBinding -require Deployment -require Service \
+  -absent Role -absent RoleBinding -absent ServiceMonitor -absent PodMonitor -absent Secret
+# The defaults must keep rendering the flags whose absence would change the operator's behaviour.
+for arg in '"-metrics-server=http://prometheus:9090"' '"-enable-leader-election=false"' '"-enable-config-tracking=true"'; do
+  grep -qF -- "- $arg" "$WORK/defaults.yaml" || die "default rendering lacks the arg $arg"
+done
+
+render leader-servicemonitor \
+  --set leaderElection.enabled=true --set leaderElection.replicaCount=2 \
+  --set serviceMonitor.enabled=true \
+  --set slack.url=https://slack.invalid/hooks/x --set slack.channel=deployments \
+  --set eventWebhook=http://events.invalid/ --set clusterName=staging \
+  --set recordTraces.enabled=true --set meshProvider=gatewayapi:v1 --set logLevel=debug \
+  --set minAnalysisInterval=1s --set controlLoopInterval=5s --set threadiness=4
+check leader-servicemonitor -require Role -require RoleBinding -require ServiceMonitor -require Secret -absent PodMonitor
+# Notifier URLs travel in the Secret, never in the pod spec.
+if sed -n '/^kind: Deployment/,/^---/p' "$WORK/leader-servicemonitor.yaml" | grep -q 'slack.invalid\|events.invalid'; then
+  die "a notifier URL leaked into the Deployment"
+fi
+
+render scoped-podmonitor \
+  --set namespace=team-a --set leaderElection.enabled=true \
+  --set podMonitor.enabled=true --set configTracking.enabled=false --set selectorLabels=app
+check scoped-podmonitor -require Role/flagger-leader-election -require PodMonitor -absent ServiceMonitor
+# A scoped operator keeps its Lease in the watched namespace.
+grep -q 'namespace: team-a' "$WORK/scoped-podmonitor.yaml" || die "the Lease Role is not in the watch namespace"
+
+step "settings the chart refuses"
+if "$HELM" template flagger charts/flagger --set serviceMonitor.enabled=true --set podMonitor.enabled=true \
+  >"$WORK/refused.yaml" 2>"$WORK/refused.err"; then
+  die "helm template accepted serviceMonitor and podMonitor together"
+fi
+grep -q 'enable at most one of serviceMonitor.enabled and podMonitor.enabled' "$WORK/refused.err" ||
+  die "both monitors refused, but not with the chart's message: $(cat "$WORK/refused.err")"
+echo "  ok: serviceMonitor + podMonitor refused"
+
+step "examples (fixtures/examples) against the chart's CRDs"
+"$CHARTCHECK" examples charts/flagger/crds/crd.yaml fixtures/examples/*.yaml || die "fixtures/examples failed validation"
+
+step "Grafana dashboard"
+"$HELM" template flagger-grafana charts/grafana --namespace monitoring >"$WORK/grafana.yaml" ||
+  die "helm template charts/grafana"
+"$CHARTCHECK" dashboard -configmap "$WORK/grafana.yaml" -rules-out "$WORK/dashboard-rules.yaml" \
+  charts/grafana/dashboards/canary.json || die "charts/grafana/dashboards/canary.json failed validation"
+if command -v promtool >/dev/null 2>&1; then
+  promtool check rules "$WORK/dashboard-rules.yaml" >"$WORK/promtool.out" 2>&1 ||
+    die "promtool rejects a dashboard query: $(cat "$WORK/promtool.out")"
+  echo "  ok: promtool parses every query"
+else
+  echo "  skipped: promtool is not installed, queries were not parsed by Prometheus"
+fi
+
+printf '\nchart checks passed (helm %s)\n' "$("$HELM" version --template '{{ .Version }}')"
