@@ -1,0 +1,110 @@
+//! Every request the kube client sends is counted by verb and resource, which is how the
+//! operator's load on the API server is observed.
+
+mod controller_support;
+
+use controller_support::*;
+use flagger::kube_metrics::ApiRequestLayer;
+use flagger::operator_metrics::OperatorMetrics;
+use flagger_core::api::Canary;
+use http::{Request, Response};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::client::{Body, ClientBuilder};
+use serde_json::json;
+
+#[tokio::test]
+async fn requests_are_counted_by_verb_and_resource() {
+    let metrics = OperatorMetrics::new();
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let canary = canary();
+    let server = tokio::spawn(async move {
+        while let Some((req, send)) = handle.next_request().await {
+            let body = if req.uri().path().contains("/canaries") {
+                if req.method() == http::Method::GET && !req.uri().path().ends_with("/podinfo") {
+                    json!({"apiVersion": "flagger.app/v1beta1", "kind": "CanaryList", "metadata": {}, "items": []})
+                } else {
+                    serde_json::to_value(&canary).unwrap()
+                }
+            } else {
+                serde_json::to_value(deployment("podinfo", 1, "podinfo:1")).unwrap()
+            };
+            send.send_response(
+                Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                    .unwrap(),
+            );
+        }
+    });
+    let client = ClientBuilder::new(service, "test")
+        .with_layer(&ApiRequestLayer::new(metrics.kube_requests(), 0, 0))
+        .build();
+    let canaries: Api<Canary> = Api::namespaced(client.clone(), "test");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "test");
+    canaries.list(&ListParams::default()).await.unwrap();
+    canaries.get("podinfo").await.unwrap();
+    canaries
+        .patch_status(
+            "podinfo",
+            &PatchParams::apply("flagger").force(),
+            &Patch::Apply(
+                json!({"apiVersion": "flagger.app/v1beta1", "kind": "Canary", "status": {}}),
+            ),
+        )
+        .await
+        .unwrap();
+    deployments.get("podinfo").await.unwrap();
+    deployments.get("podinfo").await.unwrap();
+    drop((client, canaries, deployments));
+    server.await.unwrap();
+
+    let text = metrics.encode();
+    for line in [
+        r#"flagger_kube_requests_total{resource="canaries",verb="list"} 1"#,
+        r#"flagger_kube_requests_total{resource="canaries",verb="get"} 1"#,
+        r#"flagger_kube_requests_total{resource="canaries/status",verb="patch"} 1"#,
+        r#"flagger_kube_requests_total{resource="deployments",verb="get"} 2"#,
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_beyond_the_burst_wait_for_the_rate_limit() {
+    let metrics = OperatorMetrics::new();
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let arrivals = tokio::spawn(async move {
+        let mut at = Vec::new();
+        while let Some((_req, send)) = handle.next_request().await {
+            at.push(tokio::time::Instant::now());
+            let body = serde_json::to_vec(&deployment("podinfo", 1, "podinfo:1")).unwrap();
+            send.send_response(
+                Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Body::from(body))
+                    .unwrap(),
+            );
+        }
+        at
+    });
+    // 2 requests per second, bursts of 2.
+    let client = ClientBuilder::new(service, "test")
+        .with_layer(&ApiRequestLayer::new(metrics.kube_requests(), 2, 2))
+        .build();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "test");
+    let start = tokio::time::Instant::now();
+    for _ in 0..4 {
+        deployments.get("podinfo").await.unwrap();
+    }
+    drop((client, deployments));
+    let at = arrivals.await.unwrap();
+    let offsets: Vec<u128> = at.iter().map(|t| (*t - start).as_millis()).collect();
+    assert_eq!(offsets.len(), 4);
+    assert!(offsets[1] < 100, "the burst goes at once: {offsets:?}");
+    assert!(
+        (450..700).contains(&offsets[2]),
+        "then one every 500ms: {offsets:?}"
+    );
+    assert!((950..1200).contains(&offsets[3]), "{offsets:?}");
+}
