@@ -8,9 +8,10 @@
 //! That parser (in `main.rs`) owns `-version`, because printing the version must not require the
 //! other flags to be valid. [`parse_run_args`] parses a bare `RunArgs` for callers without one.
 //!
-//! Environment fallbacks (`KUBECONFIG`, `METRICS_SERVER`, `SLACK_*`, `MSTEAMS_*`,
-//! `EVENT_WEBHOOK_URL`) apply when the flag is absent; a flag on the command line wins over the
-//! environment (Flagger lets the `SLACK_*`/`MSTEAMS_*` variables win instead).
+//! Environment fallbacks (`METRICS_SERVER`, `SLACK_*`, `MSTEAMS_*`, `EVENT_WEBHOOK_URL`) apply
+//! when the flag is absent; a flag on the command line wins over the environment (Flagger lets
+//! the `SLACK_*`/`MSTEAMS_*` variables win instead). `KUBECONFIG` is honoured through kube's
+//! configuration inference when `-kubeconfig` is absent.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -24,8 +25,10 @@ use jiff::SignedDuration;
 /// Flags of the operator's `run` mode.
 #[derive(Args, Debug, Clone, PartialEq)]
 pub struct RunArgs {
-    /// Path to a kubeconfig; only needed out of cluster.
-    #[arg(long, env = "KUBECONFIG", value_name = "PATH")]
+    /// Path to a kubeconfig; only needed out of cluster. When absent, the configuration is
+    /// inferred: `KUBECONFIG` (which may list several files), then `~/.kube/config`, then the
+    /// in-cluster service account. Not bound to `KUBECONFIG` itself, since that may be a list.
+    #[arg(long, value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
 
     /// Address of the Kubernetes API server; overrides the kubeconfig's.

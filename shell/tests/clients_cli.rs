@@ -178,7 +178,7 @@ fn environment_fills_absent_flags_and_flags_win() {
     // SAFETY: guarded by `ENV`.
     unsafe {
         std::env::set_var("METRICS_SERVER", "http://from-env:9090");
-        std::env::set_var("KUBECONFIG", "/etc/kube/config");
+        std::env::set_var("KUBECONFIG", "/etc/kube/a:/etc/kube/b");
         std::env::set_var("SLACK_URL", "https://hooks.slack.example/T/B/X");
         std::env::set_var("SLACK_CHANNEL", "deploys");
         std::env::set_var("SLACK_USER", "bot");
@@ -187,10 +187,8 @@ fn environment_fills_absent_flags_and_flags_win() {
     }
     let a = parse(&[]).unwrap();
     assert_eq!(a.metrics_server, "http://from-env:9090");
-    assert_eq!(
-        a.kubeconfig.as_deref(),
-        Some(std::path::Path::new("/etc/kube/config"))
-    );
+    // A KUBECONFIG list is left to kube's inference rather than read as one path.
+    assert_eq!(a.kubeconfig, None);
     assert_eq!(a.event_webhook(), Some("http://events.example/hook"));
     let n = a.global_notifier().unwrap().unwrap();
     assert_eq!(n.kind, "slack");
@@ -200,8 +198,17 @@ fn environment_fills_absent_flags_and_flags_win() {
     assert_eq!(n.token.as_deref(), Some("xoxb-1"));
     assert!(a.operator_config().global_notifier);
 
-    let flagged = parse(&["-metrics-server=http://from-flag:9090"]).unwrap();
+    let flagged = parse(&[
+        "-metrics-server=http://from-flag:9090",
+        "-kubeconfig",
+        "/etc/kube/config",
+    ])
+    .unwrap();
     assert_eq!(flagged.metrics_server, "http://from-flag:9090");
+    assert_eq!(
+        flagged.kubeconfig.as_deref(),
+        Some(std::path::Path::new("/etc/kube/config"))
+    );
 
     // SAFETY: guarded by `ENV`.
     unsafe { std::env::set_var("MSTEAMS_URL", "https://teams.example/webhook") };
