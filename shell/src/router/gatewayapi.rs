@@ -314,3 +314,209 @@ pub fn read_routes(object: &DynamicObject) -> Option<Routes> {
         });
     Some(routes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flagger_core::api::{CanaryAnalysis, CanaryService, CanarySpec, ObjectReference};
+    use proptest::prelude::*;
+
+    fn canary(service: CanaryService, analysis: CanaryAnalysis) -> Canary {
+        let mut c = Canary::new(
+            "podinfo",
+            CanarySpec {
+                target_ref: ObjectReference {
+                    name: "podinfo".into(),
+                    ..ObjectReference::default()
+                },
+                service: CanaryService {
+                    port: 9898,
+                    gateway_refs: Some(vec![
+                        json!({ "name": "gateway", "namespace": "istio-ingress" }),
+                    ]),
+                    ..service
+                },
+                analysis: Some(analysis),
+                ..CanarySpec::default()
+            },
+        );
+        c.metadata.namespace = Some("test".into());
+        c.metadata.uid = Some("uid-1".into());
+        c
+    }
+
+    fn routes(primary_weight: i32, canary_weight: i32, mirrored: bool) -> Routes {
+        Routes {
+            primary_weight,
+            canary_weight,
+            mirrored,
+        }
+    }
+
+    fn route_spec(c: &Canary, r: Routes) -> Value {
+        let objects = desired_objects(c, "v1", r);
+        assert_eq!(objects.len(), 1);
+        let types = objects[0].types.as_ref().unwrap();
+        assert_eq!(
+            (types.api_version.as_str(), types.kind.as_str()),
+            ("gateway.networking.k8s.io/v1", "HTTPRoute")
+        );
+        objects[0].data["spec"].clone()
+    }
+
+    #[test]
+    fn default_route_attaches_to_the_gateways_and_splits_by_weight() {
+        let service = CanaryService {
+            hosts: Some(vec!["app.example.com".into()]),
+            ..CanaryService::default()
+        };
+        let spec = route_spec(
+            &canary(service, CanaryAnalysis::default()),
+            routes(60, 40, false),
+        );
+        assert_eq!(
+            spec,
+            json!({
+                "parentRefs": [{ "name": "gateway", "namespace": "istio-ingress" }],
+                "hostnames": ["app.example.com"],
+                "rules": [{
+                    "matches": [{ "path": { "type": "PathPrefix", "value": "/" } }],
+                    "backendRefs": [
+                        { "name": "podinfo-primary", "port": 9898, "weight": 60 },
+                        { "name": "podinfo-canary", "port": 9898, "weight": 40 }
+                    ]
+                }]
+            })
+        );
+    }
+
+    #[test]
+    fn istio_style_settings_become_matches_filters_and_timeouts() {
+        let service = CanaryService {
+            match_: Some(vec![
+                json!({ "uri": { "exact": "/api" }, "method": { "exact": "GET" } }),
+            ]),
+            headers: Some(json!({
+                "request": { "set": { "x-env": "prod" }, "remove": ["x-debug"] },
+                "response": { "add": { "x-served-by": "flagger" } }
+            })),
+            rewrite: Some(json!({ "uri": "/v2", "authority": "backend.local" })),
+            timeout: Some("30s".into()),
+            backend_timeout: Some("10s".into()),
+            ..CanaryService::default()
+        };
+        let rule = route_spec(
+            &canary(service, CanaryAnalysis::default()),
+            routes(100, 0, false),
+        )["rules"][0]
+            .clone();
+        assert_eq!(
+            rule["matches"],
+            json!([{ "path": { "type": "Exact", "value": "/api" }, "method": "GET" }])
+        );
+        assert_eq!(
+            rule["filters"],
+            json!([
+                { "type": "RequestHeaderModifier", "requestHeaderModifier": {
+                    "set": [{ "name": "x-env", "value": "prod" }], "remove": ["x-debug"] } },
+                { "type": "ResponseHeaderModifier", "responseHeaderModifier": {
+                    "add": [{ "name": "x-served-by", "value": "flagger" }] } },
+                { "type": "URLRewrite", "urlRewrite": {
+                    "path": { "type": "ReplacePrefixMatch", "replacePrefixMatch": "/v2" },
+                    "hostname": "backend.local" } }
+            ])
+        );
+        assert_eq!(
+            rule["timeouts"],
+            json!({ "request": "30s", "backendRequest": "10s" })
+        );
+    }
+
+    #[test]
+    fn ab_conditions_are_converted_and_merged_with_the_service_path() {
+        let service = CanaryService {
+            match_: Some(vec![json!({ "uri": { "prefix": "/api" } })]),
+            ..CanaryService::default()
+        };
+        let analysis = CanaryAnalysis {
+            iterations: Some(10),
+            match_: Some(vec![
+                json!({ "headers": { "x-canary": { "exact": "insider" } } }),
+                json!({ "headers": { "user-agent": { "prefix": "Mozilla/5.0 (X11" } } }),
+                json!({ "headers": { "cookie": { "regex": "canary=always" } }, "queryParams": { "beta": { "exact": "1" } } }),
+            ]),
+            ..CanaryAnalysis::default()
+        };
+        let c = canary(service, analysis);
+        let spec = route_spec(&c, routes(0, 100, false));
+        let path = json!({ "type": "PathPrefix", "value": "/api" });
+        assert_eq!(
+            spec["rules"][0]["matches"],
+            json!([
+                { "path": path, "headers": [{ "type": "Exact", "name": "x-canary", "value": "insider" }] },
+                { "path": path, "headers": [{ "type": "RegularExpression", "name": "user-agent", "value": "^Mozilla/5\\.0 \\(X11.*" }] },
+                { "path": path,
+                  "headers": [{ "type": "RegularExpression", "name": "cookie", "value": "canary=always" }],
+                  "queryParams": [{ "type": "Exact", "name": "beta", "value": "1" }] }
+            ])
+        );
+        assert_eq!(spec["rules"][1]["matches"], json!([{ "path": path }]));
+        assert_eq!(
+            spec["rules"][1]["backendRefs"],
+            json!([{ "name": "podinfo-primary", "port": 9898, "weight": 100 }])
+        );
+        let object = desired_objects(&c, "v1", routes(0, 100, false)).remove(0);
+        assert_eq!(read_routes(&object), Some(routes(0, 100, false)));
+    }
+
+    #[test]
+    fn mirroring_adds_a_request_mirror_to_the_canary() {
+        let analysis = CanaryAnalysis {
+            mirror: Some(true),
+            mirror_weight: Some(25),
+            ..CanaryAnalysis::default()
+        };
+        let spec = route_spec(
+            &canary(CanaryService::default(), analysis),
+            routes(100, 0, true),
+        );
+        assert_eq!(
+            spec["rules"][0]["filters"],
+            json!([{ "type": "RequestMirror", "requestMirror": {
+                "backendRef": { "name": "podinfo-canary", "port": 9898 }, "percent": 25 } }])
+        );
+    }
+
+    #[test]
+    fn user_mirrors_are_not_mistaken_for_canary_mirroring() {
+        let service = CanaryService {
+            mirror: Some(vec![
+                json!({ "backendRef": { "name": "shadow", "port": 80 } }),
+            ]),
+            ..CanaryService::default()
+        };
+        let c = canary(service, CanaryAnalysis::default());
+        let object = desired_objects(&c, "v1", routes(90, 10, false)).remove(0);
+        assert_eq!(
+            object.data["spec"]["rules"][0]["filters"][0]["requestMirror"]["backendRef"]["name"],
+            "shadow"
+        );
+        assert_eq!(read_routes(&object), Some(routes(90, 10, false)));
+    }
+
+    proptest! {
+        #[test]
+        fn written_weights_read_back(canary_weight in 0i32..=100, mirrored: bool, ab: bool) {
+            let analysis = CanaryAnalysis {
+                match_: ab.then(|| vec![json!({ "headers": { "x-canary": { "exact": "1" } } })]),
+                ..CanaryAnalysis::default()
+            };
+            let mirrored = mirrored && !ab;
+            let wanted = routes(100 - canary_weight, canary_weight, mirrored);
+            let object = desired_objects(&canary(CanaryService::default(), analysis), "v1", wanted).remove(0);
+            let object: DynamicObject =
+                serde_json::from_value(serde_json::to_value(&object).unwrap()).unwrap();
+            prop_assert_eq!(read_routes(&object), Some(wanted));
+        }
+    }
+}

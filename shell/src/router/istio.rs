@@ -200,3 +200,249 @@ pub fn read_routes(object: &DynamicObject) -> Option<Routes> {
         == Some(canary.as_str());
     Some(routes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flagger_core::api::{CanaryAnalysis, CanaryService, CanarySpec, ObjectReference};
+    use proptest::prelude::*;
+
+    fn canary(service: CanaryService, analysis: CanaryAnalysis) -> Canary {
+        let mut c = Canary::new(
+            "podinfo",
+            CanarySpec {
+                target_ref: ObjectReference {
+                    name: "podinfo".into(),
+                    ..ObjectReference::default()
+                },
+                service: CanaryService {
+                    port: 9898,
+                    ..service
+                },
+                analysis: Some(analysis),
+                ..CanarySpec::default()
+            },
+        );
+        c.metadata.namespace = Some("test".into());
+        c.metadata.uid = Some("uid-1".into());
+        c
+    }
+
+    fn routes(primary_weight: i32, canary_weight: i32, mirrored: bool) -> Routes {
+        Routes {
+            primary_weight,
+            canary_weight,
+            mirrored,
+        }
+    }
+
+    fn spec_of(objects: &[DynamicObject], name: &str) -> Value {
+        objects
+            .iter()
+            .find(|o| o.metadata.name.as_deref() == Some(name))
+            .map(|o| o.data["spec"].clone())
+            .unwrap()
+    }
+
+    #[test]
+    fn default_virtual_service_routes_the_mesh_by_weight() {
+        let c = canary(CanaryService::default(), CanaryAnalysis::default());
+        let objects = desired_objects(&c, routes(80, 20, false));
+        let kinds: Vec<_> = objects
+            .iter()
+            .map(|o| {
+                (
+                    o.types.as_ref().unwrap().kind.clone(),
+                    o.metadata.name.clone().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("DestinationRule".into(), "podinfo-primary".into()),
+                ("DestinationRule".into(), "podinfo-canary".into()),
+                ("VirtualService".into(), "podinfo".to_string())
+            ]
+        );
+        assert!(
+            objects
+                .iter()
+                .all(|o| o.metadata.owner_references.as_ref().unwrap()[0].uid == "uid-1")
+        );
+        let vs = spec_of(&objects, "podinfo");
+        assert_eq!(
+            vs,
+            json!({
+                "hosts": ["podinfo"],
+                "gateways": ["mesh"],
+                "http": [{ "route": [
+                    { "destination": { "host": "podinfo-primary", "port": { "number": 9898 } }, "weight": 80 },
+                    { "destination": { "host": "podinfo-canary", "port": { "number": 9898 } }, "weight": 20 }
+                ]}]
+            })
+        );
+    }
+
+    #[test]
+    fn hosts_gateways_and_route_settings_come_from_the_service() {
+        let service = CanaryService {
+            name: Some("web".into()),
+            hosts: Some(vec!["app.example.com".into(), "web".into()]),
+            gateways: Some(vec!["public/gateway".into()]),
+            timeout: Some("30s".into()),
+            retries: Some(json!({ "attempts": 3, "perTryTimeout": "1s" })),
+            headers: Some(json!({ "request": { "add": { "x-flagger": "yes" } } })),
+            cors_policy: Some(json!({ "allowOrigins": [{ "exact": "example.com" }] })),
+            rewrite: Some(json!({ "uri": "/" })),
+            match_: Some(vec![json!({ "uri": { "prefix": "/api" } })]),
+            traffic_policy: Some(json!({ "tls": { "mode": "ISTIO_MUTUAL" } })),
+            ..CanaryService::default()
+        };
+        let objects = desired_objects(
+            &canary(service, CanaryAnalysis::default()),
+            routes(100, 0, false),
+        );
+        assert_eq!(
+            spec_of(&objects, "web-primary"),
+            json!({ "host": "web-primary", "trafficPolicy": { "tls": { "mode": "ISTIO_MUTUAL" } } })
+        );
+        let vs = spec_of(&objects, "web");
+        assert_eq!(
+            vs["hosts"],
+            json!(["app.example.com", "web"]),
+            "apex already listed"
+        );
+        assert_eq!(vs["gateways"], json!(["public/gateway"]));
+        let route = &vs["http"][0];
+        assert_eq!(route["timeout"], "30s");
+        assert_eq!(route["retries"]["attempts"], 3);
+        assert_eq!(route["headers"]["request"]["add"]["x-flagger"], "yes");
+        assert_eq!(
+            route["corsPolicy"]["allowOrigins"][0]["exact"],
+            "example.com"
+        );
+        assert_eq!(route["rewrite"]["uri"], "/");
+        assert_eq!(route["match"], json!([{ "uri": { "prefix": "/api" } }]));
+        assert_eq!(route["route"][0]["destination"]["host"], "web-primary");
+    }
+
+    #[test]
+    fn wildcard_host_is_not_extended_and_delegates_have_no_hosts() {
+        let wildcard = CanaryService {
+            hosts: Some(vec!["*".into()]),
+            ..CanaryService::default()
+        };
+        let objects = desired_objects(
+            &canary(wildcard, CanaryAnalysis::default()),
+            routes(100, 0, false),
+        );
+        assert_eq!(spec_of(&objects, "podinfo")["hosts"], json!(["*"]));
+
+        let delegate = CanaryService {
+            delegation: Some(true),
+            ..CanaryService::default()
+        };
+        let objects = desired_objects(
+            &canary(delegate, CanaryAnalysis::default()),
+            routes(100, 0, false),
+        );
+        let vs = spec_of(&objects, "podinfo");
+        assert!(
+            vs.get("hosts").is_none() && vs.get("gateways").is_none(),
+            "{vs}"
+        );
+    }
+
+    #[test]
+    fn mirroring_copies_requests_to_the_canary() {
+        let analysis = CanaryAnalysis {
+            mirror: Some(true),
+            mirror_weight: Some(50),
+            ..CanaryAnalysis::default()
+        };
+        let objects = desired_objects(
+            &canary(CanaryService::default(), analysis),
+            routes(100, 0, true),
+        );
+        let route = &spec_of(&objects, "podinfo")["http"][0];
+        assert_eq!(
+            route["mirror"],
+            json!({ "host": "podinfo-canary", "port": { "number": 9898 } })
+        );
+        assert_eq!(route["mirrorPercentage"], json!({ "value": 50 }));
+        assert_eq!(route["route"][0]["weight"], 100);
+
+        let objects = desired_objects(
+            &canary(CanaryService::default(), CanaryAnalysis::default()),
+            routes(100, 0, false),
+        );
+        assert!(
+            spec_of(&objects, "podinfo")["http"][0]
+                .get("mirror")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn ab_testing_routes_matching_requests_and_keeps_the_rest_on_the_primary() {
+        let service = CanaryService {
+            match_: Some(vec![json!({ "uri": { "prefix": "/api" } })]),
+            ..CanaryService::default()
+        };
+        let analysis = CanaryAnalysis {
+            iterations: Some(10),
+            match_: Some(vec![
+                json!({ "headers": { "x-canary": { "exact": "insider" } } }),
+                json!({ "headers": { "cookie": { "regex": "^(.*?;)?(canary=always)(;.*)?$" } } }),
+            ]),
+            ..CanaryAnalysis::default()
+        };
+        let objects = desired_objects(&canary(service, analysis), routes(0, 100, false));
+        let http = spec_of(&objects, "podinfo")["http"].clone();
+        assert_eq!(http[0]["name"], "canary");
+        assert_eq!(
+            http[0]["match"],
+            json!([
+                { "headers": { "x-canary": { "exact": "insider" } }, "uri": { "prefix": "/api" } },
+                { "headers": { "cookie": { "regex": "^(.*?;)?(canary=always)(;.*)?$" } }, "uri": { "prefix": "/api" } }
+            ])
+        );
+        assert_eq!(http[0]["route"][0]["weight"], 0);
+        assert_eq!(http[0]["route"][1]["weight"], 100);
+        assert_eq!(http[1]["name"], "primary");
+        assert_eq!(http[1]["match"], json!([{ "uri": { "prefix": "/api" } }]));
+        assert_eq!(
+            http[1]["route"],
+            json!([{ "destination": { "host": "podinfo-primary", "port": { "number": 9898 } }, "weight": 100 }])
+        );
+        let vs = objects.last().unwrap();
+        assert_eq!(read_routes(vs), Some(routes(0, 100, false)));
+    }
+
+    #[test]
+    fn a_virtual_service_without_the_canary_reads_as_nothing() {
+        let mut vs = DynamicObject::new("podinfo", &virtual_service_resource());
+        vs.data = json!({ "spec": { "http": [{ "route": [
+            { "destination": { "host": "somewhere-else" }, "weight": 100 }
+        ]}]}});
+        assert_eq!(read_routes(&vs), None);
+    }
+
+    proptest! {
+        #[test]
+        fn written_weights_read_back(canary_weight in 0i32..=100, mirrored: bool, ab: bool) {
+            let analysis = CanaryAnalysis {
+                match_: ab.then(|| vec![json!({ "headers": { "x-canary": { "exact": "1" } } })]),
+                ..CanaryAnalysis::default()
+            };
+            let mirrored = mirrored && !ab;
+            let wanted = routes(100 - canary_weight, canary_weight, mirrored);
+            let objects = desired_objects(&canary(CanaryService::default(), analysis), wanted);
+            // Through JSON, as the API server would return it.
+            let vs: DynamicObject =
+                serde_json::from_value(serde_json::to_value(objects.last().unwrap()).unwrap()).unwrap();
+            prop_assert_eq!(read_routes(&vs), Some(wanted));
+        }
+    }
+}
