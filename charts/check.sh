@@ -6,7 +6,8 @@
 #     namespace), every rendering validated by tests/tools/helm/cmd/chartcheck: strict decoding
 #     into the Kubernetes API types, the hardened pod and its probes, flags that
 #     `flagger run --help` lists, least-privilege RBAC and a Lease grant exactly when needed;
-#   - settings the chart must refuse (both monitors at once) are refused;
+#   - settings the chart must refuse (both monitors at once, values.schema.json violations) are
+#     refused with a message saying which value is wrong;
 #   - fixtures/examples against the chart's CRDs (schema and unknown fields) and each other;
 #   - the Grafana dashboard: structure, variables, every operator metric shown, PromQL parsed by
 #     promtool when it is installed, and shipped unchanged by charts/grafana.
@@ -102,13 +103,23 @@ check scoped-podmonitor -require Role/flagger-leader-election -require PodMonito
 grep -q 'namespace: team-a' "$WORK/scoped-podmonitor.yaml" || die "the Lease Role is not in the watch namespace"
 
 step "settings the chart refuses"
-if "$HELM" template flagger charts/flagger --set serviceMonitor.enabled=true --set podMonitor.enabled=true \
-  >"$WORK/refused.yaml" 2>"$WORK/refused.err"; then
-  die "helm template accepted serviceMonitor and podMonitor together"
-fi
-grep -q 'enable at most one of serviceMonitor.enabled and podMonitor.enabled' "$WORK/refused.err" ||
-  die "both monitors refused, but not with the chart's message: $(cat "$WORK/refused.err")"
-echo "  ok: serviceMonitor + podMonitor refused"
+# refused EXPECTED-MESSAGE HELM-SET-ARGS...: helm template must fail, saying EXPECTED-MESSAGE.
+refused() {
+  local want=$1; shift
+  if "$HELM" template flagger charts/flagger "$@" >"$WORK/refused.yaml" 2>"$WORK/refused.err"; then
+    die "helm template accepted $*"
+  fi
+  grep -qF -- "$want" "$WORK/refused.err" ||
+    die "helm template refused $* but without saying '$want': $(cat "$WORK/refused.err")"
+  echo "  ok: refused $*"
+}
+refused 'enable at most one of serviceMonitor.enabled and podMonitor.enabled' \
+  --set serviceMonitor.enabled=true --set podMonitor.enabled=true
+# values.schema.json: what the operator would reject at start-up fails at install time instead.
+refused "at '/meshProvider'" --set meshProvider=linkerd
+refused "at '/logLevel'" --set logLevel=verbose
+refused "at '/leaderElection/replicaCount'" --set leaderElection.enabled=true --set leaderElection.replicaCount=0
+refused "at '/extraArgs/0'" --set 'extraArgs={--two-dashes}'
 
 step "examples (fixtures/examples) against the chart's CRDs"
 "$CHARTCHECK" examples charts/flagger/crds/crd.yaml fixtures/examples/*.yaml || die "fixtures/examples failed validation"
