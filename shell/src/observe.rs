@@ -184,3 +184,240 @@ impl ConfigRefs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(status: serde_json::Value) -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": { "name": "podinfo", "generation": 4 },
+            "spec": {
+                "replicas": 3,
+                "selector": { "matchLabels": { "app": "podinfo" } },
+                "template": {
+                    "metadata": { "labels": { "app": "podinfo" } },
+                    "spec": { "containers": [{ "name": "podinfod", "image": "podinfo:6.0.0" }] }
+                }
+            },
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn rollout_state_is_read_from_status_and_conditions() {
+        let d = deployment(json!({
+            "observedGeneration": 3,
+            "replicas": 4,
+            "updatedReplicas": 2,
+            "availableReplicas": 3,
+            "conditions": [
+                { "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded" },
+                { "type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
+                  "lastUpdateTime": "2026-11-26T14:00:00Z" }
+            ]
+        }));
+        let w = workload(&d, None, BTreeMap::new());
+        assert_eq!((w.replicas, w.generation, w.observed_generation), (3, 4, 3));
+        assert_eq!(
+            (w.total_replicas, w.updated_replicas, w.available_replicas),
+            (4, 2, 3)
+        );
+        assert!(w.progress_deadline_exceeded);
+        assert_eq!(
+            w.unavailable_since,
+            Some("2026-11-26T14:00:00Z".parse().unwrap())
+        );
+        assert_eq!(w.autoscaler_min_replicas, None);
+    }
+
+    #[test]
+    fn a_healthy_deployment_has_no_deadline_or_outage() {
+        let d = deployment(json!({
+            "conditions": [
+                { "type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable" },
+                { "type": "Available", "status": "True", "lastUpdateTime": "2026-11-26T14:00:00Z" }
+            ]
+        }));
+        let w = workload(&d, None, BTreeMap::new());
+        assert!(!w.progress_deadline_exceeded);
+        assert_eq!(w.unavailable_since, None);
+    }
+
+    #[test]
+    fn autoscaler_minimum_defaults_to_one() {
+        let d = deployment(json!({}));
+        let mut hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
+            "metadata": { "name": "podinfo" },
+            "spec": { "scaleTargetRef": { "kind": "Deployment", "name": "podinfo" }, "maxReplicas": 4 }
+        }))
+        .unwrap();
+        assert_eq!(
+            workload(&d, Some(&hpa), BTreeMap::new()).autoscaler_min_replicas,
+            Some(1)
+        );
+        hpa.spec.as_mut().unwrap().min_replicas = Some(2);
+        assert_eq!(
+            workload(&d, Some(&hpa), BTreeMap::new()).autoscaler_min_replicas,
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn template_hash_follows_the_template_only() {
+        let a = deployment(json!({ "replicas": 3 }));
+        let mut b = deployment(json!({ "replicas": 1, "observedGeneration": 9 }));
+        b.spec.as_mut().unwrap().replicas = Some(0);
+        b.metadata.labels = Some([("team".to_string(), "web".to_string())].into());
+        let hash = |d: &Deployment| workload(d, None, BTreeMap::new()).template_hash;
+        assert_eq!(hash(&a), hash(&b), "scale and status are not a revision");
+        // Stable across a JSON round trip, as every read from the API server is one.
+        let reread: Deployment = serde_json::from_value(serde_json::to_value(&a).unwrap()).unwrap();
+        assert_eq!(hash(&a), hash(&reread));
+        let mut c = deployment(json!({}));
+        c.spec
+            .as_mut()
+            .unwrap()
+            .template
+            .spec
+            .as_mut()
+            .unwrap()
+            .containers[0]
+            .image = Some("podinfo:6.0.1".into());
+        assert_ne!(hash(&a), hash(&c));
+    }
+
+    fn template() -> PodTemplateSpec {
+        serde_json::from_value(json!({
+            "spec": {
+                "volumes": [
+                    { "name": "cfg", "configMap": { "name": "podinfo-config" } },
+                    { "name": "tls", "secret": { "secretName": "podinfo-tls" } },
+                    { "name": "all", "projected": { "sources": [
+                        { "configMap": { "name": "projected-config" } },
+                        { "secret": { "name": "projected-secret" } }
+                    ]}}
+                ],
+                "initContainers": [{ "name": "init", "envFrom": [{ "configMapRef": { "name": "init-env" } }] }],
+                "containers": [{
+                    "name": "podinfod",
+                    "env": [
+                        { "name": "A", "valueFrom": { "configMapKeyRef": { "name": "env-config", "key": "a" } } },
+                        { "name": "B", "valueFrom": { "secretKeyRef": { "name": "env-secret", "key": "b" } } },
+                        { "name": "C", "value": "plain" }
+                    ],
+                    "envFrom": [{ "secretRef": { "name": "env-from-secret" } }]
+                }]
+            }
+        }))
+        .unwrap()
+    }
+
+    fn configmap(name: &str, data: serde_json::Value) -> ConfigMap {
+        serde_json::from_value(json!({ "metadata": { "name": name }, "data": data })).unwrap()
+    }
+
+    fn secret(name: &str, type_: &str) -> Secret {
+        serde_json::from_value(
+            json!({ "metadata": { "name": name }, "type": type_, "data": { "k": "dg==" } }),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn every_kind_of_reference_is_found() {
+        let refs = ConfigRefs::of(template().spec.as_ref().unwrap());
+        let names = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>();
+        assert_eq!(
+            names(&refs.configmaps),
+            [
+                "env-config",
+                "init-env",
+                "podinfo-config",
+                "projected-config"
+            ]
+        );
+        assert_eq!(
+            names(&refs.secrets),
+            [
+                "env-from-secret",
+                "env-secret",
+                "podinfo-tls",
+                "projected-secret"
+            ]
+        );
+    }
+
+    #[test]
+    fn checksums_cover_used_objects_of_tracked_types() {
+        let configmaps = [
+            configmap("podinfo-config", json!({ "b": "2", "a": "1" })),
+            configmap("unused", json!({ "a": "1" })),
+        ];
+        let secrets = [
+            secret("podinfo-tls", "kubernetes.io/tls"),
+            secret("env-secret", "kubernetes.io/dockerconfigjson"),
+            secret("env-from-secret", "Opaque"),
+        ];
+        let tracked = tracked_configs(&template(), &configmaps, &secrets);
+        assert_eq!(
+            tracked.keys().collect::<Vec<_>>(),
+            [
+                "configmap/podinfo-config",
+                "secret/env-from-secret",
+                "secret/podinfo-tls"
+            ]
+        );
+        // `printf '{"a":"1","b":"2"}' | sha256sum`: Go's sorted-key JSON, first 8 bytes.
+        assert_eq!(tracked["configmap/podinfo-config"], "21f76dfbfe6dfe21");
+        assert!(tracked.values().all(|c| c.len() == 16));
+    }
+
+    #[test]
+    fn a_data_change_changes_the_checksum_and_opt_out_hides_the_object() {
+        let before = tracked_configs(
+            &template(),
+            &[configmap("podinfo-config", json!({ "a": "1" }))],
+            &[],
+        );
+        let after = tracked_configs(
+            &template(),
+            &[configmap("podinfo-config", json!({ "a": "2" }))],
+            &[],
+        );
+        assert_ne!(
+            before["configmap/podinfo-config"],
+            after["configmap/podinfo-config"]
+        );
+
+        let mut disabled = configmap("podinfo-config", json!({ "a": "1" }));
+        disabled.metadata.annotations = Some(
+            [(
+                CONFIG_TRACKING_ANNOTATION.to_string(),
+                "disabled".to_string(),
+            )]
+            .into(),
+        );
+        assert!(tracked_configs(&template(), &[disabled], &[]).is_empty());
+    }
+
+    #[test]
+    fn routes_are_read_with_the_providers_reader() {
+        let mut vs =
+            DynamicObject::new("podinfo", &crate::router::istio::virtual_service_resource());
+        vs.data = json!({ "spec": { "http": [{ "route": [
+            { "destination": { "host": "podinfo-primary" }, "weight": 60 },
+            { "destination": { "host": "podinfo-canary" }, "weight": 40 }
+        ]}]}});
+        let expected = Routes {
+            primary_weight: 60,
+            canary_weight: 40,
+            mirrored: false,
+        };
+        assert_eq!(routes("istio", &vs).unwrap(), Some(expected));
+        assert_eq!(routes("kubernetes", &vs).unwrap(), None);
+        assert!(routes("linkerd", &vs).is_err());
+    }
+}
