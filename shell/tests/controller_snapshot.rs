@@ -1,0 +1,304 @@
+//! Building the core's snapshot from cached objects: a pure function of plain data.
+
+mod controller_support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use controller_support::{canary, deployment};
+use flagger::controller::snapshot::{self, FINALIZER};
+use flagger::controller::watch::{ClusterView, RouteKind, RouteLookup};
+use flagger::observe;
+use flagger_core::api::Canary;
+use flagger_core::snapshot::{Answers, HookAnswer, OperatorConfig, Routes};
+use flagger_core::{CanaryStatus, Phase};
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::DynamicObject;
+use serde_json::json;
+
+/// The cluster as plain maps.
+#[derive(Default)]
+struct Cluster {
+    deployments: BTreeMap<String, Arc<Deployment>>,
+    services: BTreeMap<String, Arc<Service>>,
+    config_maps: Option<Vec<ConfigMap>>,
+    virtual_services: Option<BTreeMap<String, Arc<DynamicObject>>>,
+}
+
+impl ClusterView for Cluster {
+    fn deployment(&self, ns: &str, name: &str) -> Option<Arc<Deployment>> {
+        assert_eq!(ns, "test");
+        self.deployments.get(name).cloned()
+    }
+    fn service(&self, _: &str, name: &str) -> Option<Arc<Service>> {
+        self.services.get(name).cloned()
+    }
+    fn autoscaler(&self, _: &str, _: &str) -> Option<Arc<HorizontalPodAutoscaler>> {
+        None
+    }
+    fn config_maps(&self, _: &str) -> Option<Vec<ConfigMap>> {
+        self.config_maps.clone()
+    }
+    fn secrets(&self, _: &str) -> Option<Vec<Secret>> {
+        self.config_maps.as_ref().map(|_| Vec::new())
+    }
+    fn route(&self, kind: RouteKind, _: &str, name: &str) -> RouteLookup {
+        assert_eq!(kind, RouteKind::VirtualService);
+        match &self.virtual_services {
+            None => RouteLookup::Unavailable,
+            Some(m) => m
+                .get(name)
+                .cloned()
+                .map_or(RouteLookup::Missing, RouteLookup::Found),
+        }
+    }
+}
+
+fn istio_canary() -> Canary {
+    let mut c = canary();
+    c.spec.provider = None;
+    c.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    c.status = Some(CanaryStatus {
+        phase: Some(Phase::Progressing),
+        canary_weight: 10,
+        ..Default::default()
+    });
+    c
+}
+
+fn virtual_service(primary: i32, canary: i32) -> Arc<DynamicObject> {
+    Arc::new(
+        serde_json::from_value(json!({
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": "podinfo", "namespace": "test"},
+            "spec": {"http": [{"route": [
+                {"destination": {"host": "podinfo-primary"}, "weight": primary},
+                {"destination": {"host": "podinfo-canary"}, "weight": canary}
+            ]}]}
+        }))
+        .unwrap(),
+    )
+}
+
+fn full_cluster() -> Cluster {
+    let mut c = Cluster::default();
+    for d in [
+        deployment("podinfo", 2, "podinfo:6.0.1"),
+        deployment("podinfo-primary", 3, "podinfo:6.0.0"),
+    ] {
+        c.deployments
+            .insert(d.metadata.name.clone().unwrap(), Arc::new(d));
+    }
+    for s in ["podinfo", "podinfo-primary", "podinfo-canary"] {
+        c.services.insert(s.into(), Arc::new(Service::default()));
+    }
+    c.virtual_services = Some(BTreeMap::from([(
+        "podinfo".to_string(),
+        virtual_service(90, 10),
+    )]));
+    c
+}
+
+fn now() -> Timestamp {
+    "2026-03-01T12:00:00Z".parse().unwrap()
+}
+
+#[test]
+fn the_snapshot_reflects_the_cached_objects() {
+    let cluster = full_cluster();
+    let canary = istio_canary();
+    let answers = Answers {
+        hooks: BTreeMap::from([("pre-rollout/smoke".to_string(), HookAnswer::Passed)]),
+        ..Answers::default()
+    };
+    let snap = snapshot::build(
+        &cluster,
+        &canary,
+        &OperatorConfig::default(),
+        now(),
+        answers.clone(),
+    );
+
+    assert_eq!(snap.now, now());
+    assert_eq!(
+        (snap.canary.name.as_str(), snap.canary.namespace.as_str()),
+        ("podinfo", "test")
+    );
+    assert!(snap.canary.has_finalizer);
+    assert!(!snap.canary.deleting);
+    assert_eq!(snap.status, canary.status.clone().unwrap());
+    assert_eq!(snap.spec, canary.spec);
+    let target = snap.target.as_ref().unwrap();
+    let primary = snap.primary.as_ref().unwrap();
+    let template = |name: &str| cluster.deployments[name].spec.clone().unwrap().template;
+    assert_eq!(
+        target.template_hash,
+        observe::template_hash(&template("podinfo"))
+    );
+    assert_ne!(
+        target.template_hash, primary.template_hash,
+        "a new revision is visible"
+    );
+    assert_eq!((target.replicas, primary.replicas), (2, 3));
+    assert!(snap.services_present);
+    assert_eq!(
+        snap.routes,
+        Some(Routes {
+            primary_weight: 90,
+            canary_weight: 10,
+            mirrored: false
+        })
+    );
+    assert_eq!(snap.answers, answers);
+    assert_eq!(
+        snap,
+        snapshot::build(
+            &cluster,
+            &canary,
+            &OperatorConfig::default(),
+            now(),
+            answers
+        ),
+        "same inputs, same snapshot"
+    );
+}
+
+#[test]
+fn missing_objects_are_absent_from_the_snapshot() {
+    let mut cluster = full_cluster();
+    cluster.deployments.remove("podinfo-primary");
+    cluster.services.remove("podinfo-canary");
+    cluster.virtual_services = Some(BTreeMap::new());
+    let snap = snapshot::build(
+        &cluster,
+        &istio_canary(),
+        &OperatorConfig::default(),
+        now(),
+        Answers::default(),
+    );
+    assert!(snap.primary.is_none());
+    assert!(!snap.services_present, "all three Services must exist");
+    assert_eq!(snap.routes, None, "a missing VirtualService has no weights");
+
+    cluster.deployments.clear();
+    let snap = snapshot::build(
+        &cluster,
+        &istio_canary(),
+        &OperatorConfig::default(),
+        now(),
+        Answers::default(),
+    );
+    assert!(snap.target.is_none());
+}
+
+#[test]
+fn routes_are_unknown_without_the_mesh_crd_and_derived_for_the_kubernetes_provider() {
+    let mut cluster = full_cluster();
+    cluster.virtual_services = None;
+    let snap = snapshot::build(
+        &cluster,
+        &istio_canary(),
+        &OperatorConfig::default(),
+        now(),
+        Answers::default(),
+    );
+    assert_eq!(snap.routes, None);
+
+    let mut kube_canary = istio_canary();
+    kube_canary.spec.provider = Some("kubernetes".into());
+    cluster.virtual_services = Some(BTreeMap::from([(
+        "podinfo".to_string(),
+        virtual_service(50, 50),
+    )]));
+    let snap = snapshot::build(
+        &cluster,
+        &kube_canary,
+        &OperatorConfig::default(),
+        now(),
+        Answers::default(),
+    );
+    assert_eq!(
+        snap.routes, None,
+        "the kubernetes provider never reads mesh objects"
+    );
+}
+
+#[test]
+fn tracked_configs_are_checksummed_only_with_config_tracking() {
+    let mut cluster = full_cluster();
+    let mut target = deployment("podinfo", 2, "podinfo:6.0.1");
+    let mut spec = target.spec.take().unwrap();
+    spec.template.spec.as_mut().unwrap().containers[0].env_from = Some(vec![
+        serde_json::from_value(json!({"configMapRef": {"name": "podinfo-env"}})).unwrap(),
+    ]);
+    target.spec = Some(spec);
+    cluster
+        .deployments
+        .insert("podinfo".into(), Arc::new(target));
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "podinfo-env", "namespace": "test"},
+        "data": {"color": "blue"}
+    }))
+    .unwrap();
+
+    let snap = snapshot::build(
+        &cluster,
+        &istio_canary(),
+        &OperatorConfig::default(),
+        now(),
+        Answers::default(),
+    );
+    assert!(
+        snap.target.unwrap().configs.is_empty(),
+        "tracking off: nothing tracked"
+    );
+
+    cluster.config_maps = Some(vec![cm.clone()]);
+    let snap = snapshot::build(
+        &cluster,
+        &istio_canary(),
+        &OperatorConfig::default(),
+        now(),
+        Answers::default(),
+    );
+    let configs = snap.target.unwrap().configs;
+    assert_eq!(
+        configs.keys().collect::<Vec<_>>(),
+        vec!["configmap/podinfo-env"]
+    );
+
+    let mut changed = cm;
+    changed.data = Some(BTreeMap::from([("color".to_string(), "green".to_string())]));
+    cluster.config_maps = Some(vec![changed]);
+    let snap = snapshot::build(
+        &cluster,
+        &istio_canary(),
+        &OperatorConfig::default(),
+        now(),
+        Answers::default(),
+    );
+    assert_ne!(
+        snap.target.unwrap().configs,
+        configs,
+        "a config change is a new checksum"
+    );
+}
+
+#[test]
+fn a_deleted_canary_is_marked_deleting() {
+    let mut canary = istio_canary();
+    canary.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()));
+    let snap = snapshot::build(
+        &full_cluster(),
+        &canary,
+        &OperatorConfig::default(),
+        now(),
+        Answers::default(),
+    );
+    assert!(snap.canary.deleting);
+}
