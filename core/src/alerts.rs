@@ -9,15 +9,13 @@ pub fn metadata_fields(p: &Policy) -> Vec<(String, String)> {
     let routing = match &p.strategy {
         Strategy::AbTesting { .. } => "A/B Testing".to_string(),
         Strategy::BlueGreen { .. } => "Blue/Green".to_string(),
-        Strategy::Canary(c) => {
-            let step = match &c.steps {
-                crate::policy::Steps::Linear(s) => s.to_string(),
-                crate::policy::Steps::Ladder(l) => {
-                    l.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
-                }
-            };
-            format!("Weight step: {} max: {}", step, c.max_weight)
-        }
+        Strategy::Canary(c) => match &c.steps {
+            crate::policy::Steps::Linear(s) => format!("Weight step: {} max: {}", s, c.max_weight),
+            crate::policy::Steps::Ladder(l) => {
+                let ladder = l.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+                format!("Weight steps: {} max: {}", ladder, c.max_weight)
+            }
+        },
     };
     vec![
         (
@@ -41,13 +39,13 @@ pub fn route(
     message: &str,
     with_metadata: bool,
 ) -> Vec<Alert> {
-    let mut fields = if with_metadata {
-        metadata_fields(p)
-    } else {
-        Vec::new()
-    };
+    // Flagger names the cluster first, before the canary's metadata.
+    let mut fields = Vec::new();
     if !cluster.is_empty() {
         fields.push(("Cluster".into(), cluster.to_string()));
+    }
+    if with_metadata {
+        fields.extend(metadata_fields(p));
     }
     let alert = |destination| Alert {
         destination,

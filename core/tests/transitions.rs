@@ -922,8 +922,9 @@ fn the_global_notifier_receives_alerts_when_the_canary_names_no_provider() {
         "New Deployment detected, initialization completed."
     );
     assert_eq!(
-        alert.fields.last(),
-        Some(&("Cluster".to_string(), "prod-eu".to_string()))
+        alert.fields.first(),
+        Some(&("Cluster".to_string(), "prod-eu".to_string())),
+        "Flagger names the cluster first"
     );
     assert!(
         alert
@@ -931,4 +932,32 @@ fn the_global_notifier_receives_alerts_when_the_canary_names_no_provider() {
             .iter()
             .any(|(k, v)| k == "Traffic routing" && v == "Weight step: 10 max: 50")
     );
+}
+
+#[test]
+fn a_run_interrupted_after_scaling_the_canary_down_still_finishes() {
+    // Finalising crashed right after `ScaleTarget{0}`: the status still says Finalising.
+    let mut c = Cluster::new(spec(
+        json!({"interval": "1m", "threshold": 2, "stepWeight": 100}),
+    ));
+    c.tick();
+    c.tick();
+    c.new_revision("v2");
+    for _ in 0..4 {
+        c.tick_after(60);
+    }
+    assert_eq!(c.phase(), Some(Phase::Finalising));
+    c.apply(&Command::ScaleTarget { replicas: 0 });
+    c.tick_after(60);
+    assert_eq!(c.phase(), Some(Phase::Succeeded));
+
+    // A rollback crashed right after `ScaleTarget{0}`: failed checks are still at the threshold.
+    let mut c = progressing_at(10);
+    c.metrics
+        .insert("request-success-rate".into(), MetricAnswer::Value(50.0));
+    c.tick_after(60);
+    c.tick_after(60);
+    c.apply(&Command::ScaleTarget { replicas: 0 });
+    c.tick_after(60);
+    assert_eq!(c.phase(), Some(Phase::Failed));
 }

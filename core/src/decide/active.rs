@@ -167,17 +167,15 @@ fn wait_for_canary(t: &mut Tick) -> Step<bool> {
     let Some(target) = t.target() else {
         return Ok(false);
     };
-    let verdict = if target.replicas == 0 {
-        Readiness::Waiting("canary deployment is scaled to zero".into())
-    } else {
-        readiness(
-            &t.p.target,
-            target,
-            t.p.canary_ready_threshold,
-            t.p.progress_deadline,
-            t.now,
-        )
-    };
+    // A Deployment scaled to zero counts as rolled out, as in Flagger: a run interrupted right
+    // after scaling the canary down (rollback, finalising) must be able to finish.
+    let verdict = readiness(
+        &t.p.target,
+        target,
+        t.p.canary_ready_threshold,
+        t.p.progress_deadline,
+        t.now,
+    );
     match verdict {
         Readiness::Ready => Ok(true),
         Readiness::Waiting(why) => {
