@@ -266,20 +266,6 @@ async fn promotion_is_deterministic_and_rolls_only_on_change() {
         next["spec"]["template"]["spec"]["containers"][0]["image"],
         "ghcr.io/stefanprodan/podinfo:6.0.1"
     );
-
-    let mut ctx = context("istio");
-    ctx.tracked_configs = [(
-        "configmap/podinfo-config".to_string(),
-        "0a1b2c3d4e5f6a7b".to_string(),
-    )]
-    .into();
-    let with_config = promote(ctx).await;
-    let configs = |b: &Value| {
-        b["spec"]["template"]["metadata"]["annotations"]["flagger.app/promoted-configs"].clone()
-    };
-    assert!(configs(&first).is_null());
-    assert!(configs(&with_config).is_string());
-    assert_eq!(revision(&first), revision(&with_config));
 }
 
 #[tokio::test]
@@ -311,4 +297,134 @@ async fn scale_target_merge_patches_replicas() {
     assert_eq!(requests.len(), 1);
     requests[0].assert_merge(&format!("{DEPLOYMENTS}/podinfo"));
     assert_eq!(requests[0].body, json!({ "spec": { "replicas": 0 } }));
+}
+
+fn config_target() -> Deployment {
+    let mut target = target();
+    let pod = target
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap();
+    *pod = serde_json::from_value(json!({
+        "volumes": [{ "name": "cfg", "configMap": { "name": "podinfo-config" } }],
+        "containers": [{
+            "name": "podinfod",
+            "image": "podinfo:6.0.0",
+            "envFrom": [{ "secretRef": { "name": "podinfo-secret" } }, { "configMapRef": { "name": "shared" } }]
+        }]
+    }))
+    .unwrap();
+    target
+}
+
+async fn promote_with_configs(
+    tracked: &[(&str, &str)],
+    respond: impl Fn(&Captured) -> (u16, Value) + Send + 'static,
+) -> Vec<Captured> {
+    let mut ctx = context("istio");
+    ctx.target = Some(config_target());
+    ctx.tracked_configs = tracked
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let c = canary();
+    let (result, requests) = run(respond, |exec| async move {
+        exec.execute(&c, &ctx, &Command::PromoteTemplate).await
+    })
+    .await;
+    result.unwrap();
+    requests
+}
+
+#[tokio::test]
+async fn promotion_copies_tracked_configs_and_points_the_primary_at_the_copies() {
+    let echo = echo(canary());
+    let requests = promote_with_configs(
+        &[
+            ("configmap/podinfo-config", "0a1b2c3d4e5f6a7b"),
+            ("secret/podinfo-secret", "1a1b2c3d4e5f6a7b"),
+        ],
+        move |req| match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/api/v1/namespaces/test/configmaps/podinfo-config") => (
+                200,
+                json!({ "apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": { "name": "podinfo-config", "namespace": "test", "labels": { "app": "podinfo" } },
+                        "data": { "color": "blue" } }),
+            ),
+            ("GET", "/api/v1/namespaces/test/secrets/podinfo-secret") => (
+                200,
+                json!({ "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                        "metadata": { "name": "podinfo-secret", "namespace": "test" },
+                        "data": { "token": "c2VjcmV0" } }),
+            ),
+            _ => echo(req),
+        },
+    )
+    .await;
+    assert_eq!(requests.len(), 5);
+    requests[0].assert_get("/api/v1/namespaces/test/configmaps/podinfo-config");
+    requests[1].assert_apply("/api/v1/namespaces/test/configmaps/podinfo-config-primary");
+    requests[2].assert_get("/api/v1/namespaces/test/secrets/podinfo-secret");
+    requests[3].assert_apply("/api/v1/namespaces/test/secrets/podinfo-secret-primary");
+    requests[4].assert_apply(&format!("{DEPLOYMENTS}/podinfo-primary"));
+
+    let cm = &requests[1].body;
+    assert_eq!(cm["metadata"]["name"], "podinfo-config-primary");
+    assert_eq!(cm["data"], json!({ "color": "blue" }));
+    assert_owned_by_canary(cm);
+    let secret = &requests[3].body;
+    assert_eq!(
+        (secret["type"].clone(), secret["data"].clone()),
+        (json!("Opaque"), json!({ "token": "c2VjcmV0" }))
+    );
+    assert_owned_by_canary(secret);
+
+    let pod = &requests[4].body["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"][0]["configMap"]["name"],
+        "podinfo-config-primary"
+    );
+    assert_eq!(
+        pod["containers"][0]["envFrom"][0]["secretRef"]["name"],
+        "podinfo-secret-primary"
+    );
+    assert_eq!(
+        pod["containers"][0]["envFrom"][1]["configMapRef"]["name"], "shared",
+        "untracked objects are shared, as before"
+    );
+    let annotations = &requests[4].body["spec"]["template"]["metadata"]["annotations"];
+    assert!(annotations["flagger.app/promoted-configs"].is_string());
+}
+
+#[tokio::test]
+async fn a_config_change_alone_changes_the_promoted_pod_template() {
+    let body = |checksum: &'static str| async move {
+        let requests =
+            promote_with_configs(&[("configmap/podinfo-config", checksum)], echo(canary())).await;
+        requests.last().unwrap().body["spec"]["template"].clone()
+    };
+    let before = body("0a1b2c3d4e5f6a7b").await;
+    let after = body("ffffffffffffffff").await;
+    assert_ne!(
+        before, after,
+        "the primary's pods must restart to read the new configuration"
+    );
+    assert_eq!(before["spec"], after["spec"]);
+}
+
+#[tokio::test]
+async fn a_vanished_config_is_not_copied_and_keeps_its_reference() {
+    let requests = promote_with_configs(
+        &[("configmap/podinfo-config", "0a1b2c3d4e5f6a7b")],
+        echo(canary()),
+    )
+    .await;
+    assert_eq!(requests.len(), 2);
+    requests[0].assert_get("/api/v1/namespaces/test/configmaps/podinfo-config");
+    let pod = &requests[1].body["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][0]["configMap"]["name"], "podinfo-config");
 }

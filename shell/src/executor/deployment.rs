@@ -9,10 +9,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, Patch};
 use serde_json::{Value, json};
 
+use super::configs;
 use super::{
     ExecContext, ExecError, Executor, FLUX_ANNOTATIONS, Selector, TOOLKIT_MARKER, namespace,
 };
-use crate::observe::template_hash;
+use crate::observe::{ConfigRefs, template_hash};
 use crate::router::{Names, owner_references};
 
 /// The target template revision last copied into the primary. Flagger forces a rollout with a
@@ -30,7 +31,11 @@ pub(super) async fn apply_primary(
     canary: &Canary,
     ctx: &ExecContext,
 ) -> Result<(), ExecError> {
-    let primary = desired_primary(canary, ctx)?;
+    // Fail on a missing target or selector label before writing any copy.
+    ctx.target(canary)?;
+    ctx.selector(canary)?;
+    let copied = configs::copy_tracked(exec, canary, ctx).await?;
+    let primary = desired_primary(canary, ctx, &copied)?;
     let api: Api<Deployment> = Api::namespaced(exec.client.clone(), &namespace(canary)?);
     exec.apply(&api, &Names::of(canary).primary, &primary).await
 }
@@ -51,8 +56,13 @@ pub(super) async fn scale_target(
 }
 
 /// `<target>-primary`: the target's pod template and rollout settings, selected by the
-/// selector label's value suffixed `-primary`, owned by the Canary.
-pub fn desired_primary(canary: &Canary, ctx: &ExecContext) -> Result<Deployment, ExecError> {
+/// selector label's value suffixed `-primary`, owned by the Canary, reading the `-primary`
+/// copies of the ConfigMaps and Secrets in `copied`.
+pub fn desired_primary(
+    canary: &Canary,
+    ctx: &ExecContext,
+    copied: &ConfigRefs,
+) -> Result<Deployment, ExecError> {
     let target = ctx.target(canary)?;
     let selector = ctx.selector(canary)?;
     let names = Names::of(canary);
@@ -82,6 +92,9 @@ pub fn desired_primary(canary: &Canary, ctx: &ExecContext) -> Result<Deployment,
     });
 
     let mut template = primary_template(&spec.template, &selector, &match_labels);
+    if let Some(pod) = &mut template.spec {
+        configs::rename_refs(pod, copied);
+    }
     let template_annotations = template
         .metadata
         .get_or_insert_with(Default::default)

@@ -6,11 +6,13 @@
 //! commands from the persisted status.
 //!
 //! Command families live in their own files: `deployment` (primary, promotion, scaling),
+//! `configs` (the primary's copies of tracked ConfigMaps and Secrets),
 //! `autoscaler` (primary HPA), `services` (apex/primary/canary Services), `canary` (finalizer,
 //! status) and `routes` (the provider's routing objects).
 
 pub mod autoscaler;
 pub mod canary;
+pub mod configs;
 pub mod deployment;
 pub mod routes;
 pub mod services;
