@@ -185,6 +185,7 @@ struct Engine<'a> {
     extra: BTreeMap<Timestamp, Vec<Reason>>,
     next_revision: usize,
     crash: Option<Crash>,
+    snap: Option<Snapshot>,
 }
 
 pub fn replay(trace: &Trace, opts: &Options) -> Run {
@@ -212,6 +213,7 @@ pub fn replay(trace: &Trace, opts: &Options) -> Run {
         extra: BTreeMap::new(),
         next_revision: 0,
         crash: opts.crash,
+        snap: None,
     };
     e.extra.insert(trace.start, vec![Reason::Start]);
     let span = trace.end.duration_since(trace.start).as_secs().max(1) as usize;
@@ -333,31 +335,42 @@ impl Engine<'_> {
         };
         let before = Digest::of(&self.world.status);
         let kube_deadline = trace.readiness.kube_progress_deadline;
-        let mut snap = Snapshot {
+        // One snapshot is reused across reconciles: the spec and settings never change, and
+        // cloning them every step would dominate a long replay.
+        let mut snap = self.snap.take().unwrap_or_else(|| Snapshot {
             now,
             canary: CanaryMeta {
                 name: trace.canary.metadata.name.clone(),
                 namespace: trace.canary.metadata.namespace.clone(),
                 deleting: false,
-                has_finalizer: self.world.finalizer,
+                has_finalizer: false,
             },
             spec: trace.canary.spec.clone(),
-            status,
+            status: CanaryStatus::default(),
             config: trace.config.clone(),
-            target: self
-                .world
-                .target
-                .as_ref()
-                .map(|d| d.observe(now, kube_deadline)),
-            primary: self
-                .world
-                .primary
-                .as_ref()
-                .map(|d| d.observe(now, kube_deadline)),
-            routes: self.world.routes,
-            services_present: self.world.services,
+            target: None,
+            primary: None,
+            routes: None,
+            services_present: false,
             answers: Default::default(),
-        };
+        });
+        snap.now = now;
+        snap.canary.has_finalizer = self.world.finalizer;
+        snap.status = status;
+        snap.target = self
+            .world
+            .target
+            .as_ref()
+            .map(|d| d.observe(now, kube_deadline));
+        snap.primary = self
+            .world
+            .primary
+            .as_ref()
+            .map(|d| d.observe(now, kube_deadline));
+        snap.routes = self.world.routes;
+        snap.services_present = self.world.services;
+        snap.answers.hooks.clear();
+        snap.answers.metrics.clear();
         let mut inputs = self.describe_readiness(&snap);
         inputs.stale = stale;
 
@@ -428,8 +441,16 @@ impl Engine<'_> {
             restart = true;
             faults.push(format!("operator restart after {keep} of {n} commands"));
         }
-        let conflict_at =
-            (n > 0 && self.faults.hits(FaultKind::Conflict)).then(|| self.faults.pick(n));
+        // Only writes to the API server can conflict; events, alerts and gauges do not.
+        let writes: Vec<usize> = decision
+            .commands
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| is_api_write(c))
+            .map(|(i, _)| i)
+            .collect();
+        let conflict_at = (!writes.is_empty() && self.faults.hits(FaultKind::Conflict))
+            .then(|| writes[self.faults.pick(writes.len())]);
         let twice_at =
             (n > 0 && self.faults.hits(FaultKind::ApplyTwice)).then(|| self.faults.pick(n));
 
@@ -460,6 +481,21 @@ impl Engine<'_> {
         }
         let complete = applied == n;
 
+        // A workload that became ready within this instant (a zero readiness delay) is a watch
+        // event the operator sees at once, as it would see the Deployment's status change.
+        let was_ready = |w: &Option<flagger_core::Workload>| {
+            w.as_ref()
+                .is_some_and(|w| w.replicas > 0 && w.available_replicas == w.replicas)
+        };
+        let ready_now = |d: &Option<crate::world::Deployment>| {
+            d.as_ref()
+                .is_some_and(|d| d.replicas > 0 && d.is_ready(now))
+        };
+        if (ready_now(&self.world.target) && !was_ready(&snap.target))
+            || (ready_now(&self.world.primary) && !was_ready(&snap.primary))
+        {
+            self.extra.entry(now).or_default().push(Reason::Ready);
+        }
         if restart {
             // The process is gone with its timers; the new one reconciles everything at start-up.
             self.wake = None;
@@ -501,6 +537,7 @@ impl Engine<'_> {
             .check(&step, &snap.status, complete, &self.world);
         self.violations.extend(found);
         self.steps.push(step);
+        self.snap = Some(snap);
         Ok(())
     }
 
@@ -537,4 +574,14 @@ impl Engine<'_> {
             ..Inputs::default()
         }
     }
+}
+
+fn is_api_write(c: &Command) -> bool {
+    !matches!(
+        c,
+        Command::EmitEvent { .. }
+            | Command::SendAlert(_)
+            | Command::RecordMetric(_)
+            | Command::RunPostRolloutHooks { .. }
+    )
 }

@@ -182,7 +182,11 @@ fn default_namespace() -> String {
 pub struct RevisionFile {
     pub at: At,
     /// The target's `spec.template` (any JSON object).
-    pub template: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<serde_json::Value>,
+    /// The template's hash alone, as a recording knows it (instead of `template`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_hash: Option<String>,
     #[serde(default)]
     pub configs: BTreeMap<String, String>,
     /// The target's `spec.replicas`; only on the first revision (later ones keep what Flagger set).
@@ -480,12 +484,19 @@ impl Trace {
                     "revisions must be in time order".into(),
                 );
             }
-            if !r.template.is_object() {
-                return fail(
-                    &format!("{field}.template"),
-                    "must be a JSON object (the pod template)".into(),
-                );
-            }
+            let (template, template_hash) = match (&r.template, &r.template_hash) {
+                (Some(t), None) if t.is_object() => (t.clone(), hash::template_hash(t)),
+                (Some(_), None) => {
+                    return fail(
+                        &format!("{field}.template"),
+                        "must be a JSON object (the pod template)".into(),
+                    );
+                }
+                (None, Some(h)) if !h.is_empty() => (serde_json::Value::Null, h.clone()),
+                _ => {
+                    return fail(&field, "give exactly one of template, templateHash".into());
+                }
+            };
             if i > 0 && r.replicas.is_some() {
                 return fail(
                     &format!("{field}.replicas"),
@@ -502,8 +513,8 @@ impl Trace {
             }
             revisions.push(Revision {
                 at,
-                template_hash: hash::template_hash(&r.template),
-                template: r.template.clone(),
+                template_hash,
+                template,
                 configs: r.configs.clone(),
                 replicas: r.replicas,
                 autoscaler_min_replicas: r.autoscaler_min_replicas,

@@ -1,0 +1,161 @@
+//! The trace format's rules as documented in docs/trace-format.md.
+
+use std::path::Path;
+
+use flagger_core::Phase;
+use flagger_sim::{Options, Trace, replay};
+use serde_json::{Value, json};
+
+fn promote() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/traces/promote.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn parse(v: &Value) -> Result<Trace, String> {
+    Trace::parse("t.json", &v.to_string()).map_err(|e| e.to_string())
+}
+
+fn events(v: &Value) -> Vec<String> {
+    let run = replay(&parse(v).unwrap(), &Options::default());
+    assert!(run.violations.is_empty() && run.error.is_none());
+    run.world.events.into_iter().map(|e| e.message).collect()
+}
+
+#[test]
+fn recorded_answers_win_over_schedules() {
+    let mut t = promote();
+    // The schedule says healthy; the recording says the success rate was 42% from 4m on.
+    t["answers"] = json!([
+        {"at": "4m", "key": "request-success-rate", "metric": {"result": "value", "value": 42.0}}
+    ]);
+    let ev = events(&t);
+    assert!(
+        ev.iter().any(|e| e.contains("success rate 42.00% < 99%")),
+        "{ev:?}"
+    );
+    let run = replay(&parse(&t).unwrap(), &Options::default());
+    assert_eq!(run.final_phase(), Some(Phase::Failed));
+}
+
+#[test]
+fn hooks_are_keyed_by_name_or_type_and_name() {
+    for key in ["load-test", "rollout/load-test"] {
+        let mut t = promote();
+        t["webhooks"] =
+            json!({ key: [{"at": "0s", "pass": false, "message": "load test failed"}] });
+        let ev = events(&t);
+        assert!(
+            ev.iter()
+                .any(|e| e.contains("external check load-test failed load test failed")),
+            "{key}: {ev:?}"
+        );
+    }
+}
+
+#[test]
+fn absolute_times_equal_offsets() {
+    let mut a = promote();
+    let mut b = promote();
+    a["revisions"][1]["at"] = json!("2m");
+    b["revisions"][1]["at"] = json!("2026-01-01T00:02:00Z");
+    assert_eq!(events(&a), events(&b));
+}
+
+#[test]
+fn template_hash_stands_in_for_the_template() {
+    let mut t = promote();
+    t["revisions"][1] = json!({"at": "2m", "templateHash": "recorded-hash"});
+    let run = replay(&parse(&t).unwrap(), &Options::default());
+    assert_eq!(run.final_phase(), Some(Phase::Succeeded));
+    assert_eq!(run.world.primary.unwrap().template_hash, "recorded-hash");
+}
+
+#[test]
+fn a_config_change_alone_starts_a_run() {
+    let mut t = promote();
+    t["revisions"][1] = json!({"at": "2m", "template": t["revisions"][0]["template"].clone(),
+                                "configs": {"configmap/podinfo-config": "b2"}});
+    let ev = events(&t);
+    assert!(
+        ev.iter()
+            .any(|e| e.starts_with("New revision detected! Scaling up")),
+        "{ev:?}"
+    );
+}
+
+type Edit = Box<dyn Fn(&mut Value)>;
+
+#[test]
+fn malformed_fields_are_named() {
+    let cases: Vec<(Edit, &str)> = vec![
+        (
+            Box::new(|t| t["version"] = json!(2)),
+            "version: 2 is not supported",
+        ),
+        (
+            Box::new(|t| t["surprise"] = json!(1)),
+            "unknown field `surprise`",
+        ),
+        (
+            Box::new(|t| t["metrics"]["request-duration"][0]["nan"] = json!(true)),
+            "metrics.request-duration[0]: give exactly one of",
+        ),
+        (
+            Box::new(|t| t["revisions"][1]["replicas"] = json!(3)),
+            "revisions[1].replicas",
+        ),
+        (
+            Box::new(|t| t["revisions"][0]["at"] = json!("1m")),
+            "revisions[0].at",
+        ),
+        (
+            Box::new(|t| t["revisions"][1]["at"] = json!("2 minutes")),
+            "revisions[1].at: invalid duration",
+        ),
+        (
+            Box::new(|t| t["readiness"]["rules"] = json!([{"workload": "canary", "from": "0s"}])),
+            "readiness.rules[0]: missing delay",
+        ),
+        (
+            Box::new(|t| t["faults"] = json!({"rates": {"conflict": 1.5}})),
+            "faults.rates.conflict",
+        ),
+        (
+            Box::new(|t| t["canary"]["kind"] = json!("Deployment")),
+            "canary.kind",
+        ),
+        (
+            Box::new(|t| t["canary"]["spec"]["analysis"]["interval"] = json!("1 minute")),
+            "canary.spec.analysis.interval",
+        ),
+        (
+            Box::new(|t| {
+                t.as_object_mut().unwrap().remove("duration");
+            }),
+            "duration: missing",
+        ),
+    ];
+    for (edit, expected) in cases {
+        let mut t = promote();
+        edit(&mut t);
+        let err = parse(&t).expect_err(expected);
+        assert!(err.starts_with("t.json: "), "{err}");
+        assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+        assert_eq!(err.lines().count(), 1);
+    }
+}
+
+#[test]
+fn a_canary_that_never_becomes_ready_is_rolled_back_at_the_deadline() {
+    let mut t = promote();
+    t["readiness"]["rules"] = json!([{"workload": "canary", "from": "1m", "never": true}]);
+    let run = replay(&parse(&t).unwrap(), &Options::default());
+    assert_eq!(run.final_phase(), Some(Phase::Failed));
+    let failed = run
+        .steps
+        .iter()
+        .find(|s| s.after.phase == Some(Phase::Failed))
+        .unwrap();
+    // Scaled up at 2m, progressDeadlineSeconds 60: the first analysis step after 3m rolls back.
+    assert_eq!(failed.at.duration_since(run.start).as_secs(), 240);
+}
