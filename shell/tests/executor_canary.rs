@@ -21,20 +21,60 @@ async fn execute(canary: Canary, command: Command) -> (Result<(), String>, Vec<C
     (result, requests)
 }
 
+fn assert_json_patch(request: &Captured) {
+    assert_eq!(
+        (request.method.as_str(), request.path.as_str()),
+        ("PATCH", format!("{CANARIES}/podinfo").as_str())
+    );
+    assert_eq!(
+        request.content_type.as_deref(),
+        Some("application/json-patch+json")
+    );
+}
+
 #[tokio::test]
-async fn add_finalizer_keeps_others_and_guards_with_the_resource_version() {
+async fn add_finalizer_appends_only_to_the_list_it_saw() {
     let mut c = canary();
     c.metadata.finalizers = Some(vec!["example.com/other".into()]);
     let (result, requests) = execute(c, Command::AddFinalizer).await;
     result.unwrap();
     assert_eq!(requests.len(), 1);
-    requests[0].assert_merge(&format!("{CANARIES}/podinfo"));
+    assert_json_patch(&requests[0]);
     assert_eq!(
         requests[0].body,
-        json!({ "metadata": {
-            "finalizers": ["example.com/other", "finalizer.flagger.app"],
-            "resourceVersion": "7"
-        }})
+        json!([
+            { "op": "test", "path": "/metadata/finalizers", "value": ["example.com/other"] },
+            { "op": "add", "path": "/metadata/finalizers/-", "value": "finalizer.flagger.app" }
+        ])
+    );
+
+    let (result, requests) = execute(canary(), Command::AddFinalizer).await;
+    result.unwrap();
+    assert_eq!(
+        requests[0].body,
+        json!([
+            { "op": "test", "path": "/metadata/finalizers", "value": null },
+            { "op": "add", "path": "/metadata/finalizers", "value": ["finalizer.flagger.app"] }
+        ])
+    );
+}
+
+#[tokio::test]
+async fn remove_finalizer_removes_exactly_ours() {
+    let mut c = canary();
+    c.metadata.finalizers = Some(vec![
+        "example.com/other".into(),
+        "finalizer.flagger.app".into(),
+    ]);
+    let (result, requests) = execute(c, Command::RemoveFinalizer).await;
+    result.unwrap();
+    assert_json_patch(&requests[0]);
+    assert_eq!(
+        requests[0].body,
+        json!([
+            { "op": "test", "path": "/metadata/finalizers/1", "value": "finalizer.flagger.app" },
+            { "op": "remove", "path": "/metadata/finalizers/1" }
+        ])
     );
 }
 
@@ -42,20 +82,12 @@ async fn add_finalizer_keeps_others_and_guards_with_the_resource_version() {
 async fn finalizer_commands_are_no_ops_when_already_done() {
     let mut with = canary();
     with.metadata.finalizers = Some(vec!["finalizer.flagger.app".into()]);
-    let (result, requests) = execute(with.clone(), Command::AddFinalizer).await;
+    let (result, requests) = execute(with, Command::AddFinalizer).await;
     result.unwrap();
     assert!(requests.is_empty());
     let (result, requests) = execute(canary(), Command::RemoveFinalizer).await;
     result.unwrap();
     assert!(requests.is_empty());
-
-    let (result, requests) = execute(with, Command::RemoveFinalizer).await;
-    result.unwrap();
-    assert_eq!(requests.len(), 1);
-    assert_eq!(
-        requests[0].body,
-        json!({ "metadata": { "finalizers": [], "resourceVersion": "7" } })
-    );
 }
 
 #[tokio::test]
@@ -100,6 +132,24 @@ async fn a_conflict_is_reported_as_such() {
     )
     .await;
     assert_eq!(requests.len(), 1);
+    let err = result.unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+}
+
+#[tokio::test]
+async fn a_failed_finalizer_test_is_a_conflict() {
+    let c = canary();
+    let ctx = context("istio");
+    let (result, _) = run(
+        |_: &Captured| {
+            (
+                422,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422, "message": "the server rejected our request due to an error in our request"}),
+            )
+        },
+        |exec| async move { exec.execute(&c, &ctx, &Command::AddFinalizer).await },
+    )
+    .await;
     let err = result.unwrap_err();
     assert!(err.is_conflict(), "{err}");
 }

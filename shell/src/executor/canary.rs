@@ -3,50 +3,71 @@
 use flagger_core::api::{Canary, CanaryStatus};
 use kube::api::{Api, Patch};
 use kube::{Resource, ResourceExt};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{ExecError, Executor, namespace};
 
 pub const FINALIZER: &str = "finalizer.flagger.app";
 
 pub(super) async fn add_finalizer(exec: &Executor, canary: &Canary) -> Result<(), ExecError> {
-    let mut finalizers = canary.metadata.finalizers.clone().unwrap_or_default();
+    let finalizers = canary.finalizers();
     if finalizers.iter().any(|f| f == FINALIZER) {
         return Ok(());
     }
-    finalizers.push(FINALIZER.to_string());
-    set_finalizers(exec, canary, finalizers).await
+    let ops = if finalizers.is_empty() {
+        // `test` against null: the list must still be absent, or empty as the API server
+        // stores an empty list, when the patch lands.
+        json!([
+            { "op": "test", "path": "/metadata/finalizers", "value": null },
+            { "op": "add", "path": "/metadata/finalizers", "value": [FINALIZER] }
+        ])
+    } else {
+        json!([
+            { "op": "test", "path": "/metadata/finalizers", "value": finalizers },
+            { "op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER }
+        ])
+    };
+    json_patch(exec, canary, ops).await
 }
 
 pub(super) async fn remove_finalizer(exec: &Executor, canary: &Canary) -> Result<(), ExecError> {
-    let finalizers = canary.metadata.finalizers.clone().unwrap_or_default();
-    if !finalizers.iter().any(|f| f == FINALIZER) {
+    let Some(index) = canary.finalizers().iter().position(|f| f == FINALIZER) else {
         return Ok(());
-    }
-    let rest = finalizers.into_iter().filter(|f| f != FINALIZER).collect();
-    set_finalizers(exec, canary, rest).await
+    };
+    let path = format!("/metadata/finalizers/{index}");
+    json_patch(
+        exec,
+        canary,
+        json!([
+            { "op": "test", "path": path, "value": FINALIZER },
+            { "op": "remove", "path": path }
+        ]),
+    )
+    .await
 }
 
-/// A merge patch replaces the whole list, so it carries the `resourceVersion` it was computed
-/// from: if another controller changed the finalizers meanwhile, the server answers 409 instead
-/// of silently dropping theirs.
-async fn set_finalizers(
-    exec: &Executor,
-    canary: &Canary,
-    finalizers: Vec<String>,
-) -> Result<(), ExecError> {
+/// A JSON patch whose `test` operation makes it apply only to the finalizer list it was
+/// computed from: other controllers' finalizers are never dropped, and unrelated changes to the
+/// Canary (a status write) do not make it fail the way a resourceVersion precondition would.
+async fn json_patch(exec: &Executor, canary: &Canary, ops: Value) -> Result<(), ExecError> {
     let api: Api<Canary> = Api::namespaced(exec.client.clone(), &namespace(canary)?);
-    let mut metadata = json!({ "finalizers": finalizers });
-    if let Some(rv) = &canary.metadata.resource_version {
-        metadata["resourceVersion"] = json!(rv);
+    let patch: json_patch::Patch =
+        serde_json::from_value(ops).expect("finalizer patches are well-formed JSON patches");
+    match api
+        .patch(
+            &canary.name_any(),
+            &exec.patch_params(),
+            &Patch::Json::<()>(patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        // A failed `test` is answered 422: the finalizers moved on since our read.
+        Err(kube::Error::Api(status)) if status.code == 422 => {
+            Err(ExecError::FinalizersChanged(canary.name_any()))
+        }
+        Err(e) => Err(e.into()),
     }
-    api.patch(
-        &canary.name_any(),
-        &exec.merge_params(),
-        &Patch::Merge(json!({ "metadata": metadata })),
-    )
-    .await?;
-    Ok(())
 }
 
 /// The full status, applied on the status subresource: fields left out are removed, so what

@@ -48,7 +48,7 @@ pub(super) async fn scale_target(
     let api: Api<Deployment> = Api::namespaced(exec.client.clone(), &namespace(canary)?);
     api.patch(
         &canary.spec.target_ref.name,
-        &exec.merge_params(),
+        &exec.patch_params(),
         &Patch::Merge(json!({ "spec": { "replicas": replicas } })),
     )
     .await?;

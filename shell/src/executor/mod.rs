@@ -60,6 +60,8 @@ pub enum ExecError {
     AutoscalerMissing(String),
     #[error(transparent)]
     Router(#[from] RouterError),
+    #[error("the finalizers of canary {0} changed since they were read")]
+    FinalizersChanged(String),
     #[error("canary {0} has no namespace")]
     NoNamespace(String),
 }
@@ -68,7 +70,11 @@ impl ExecError {
     /// Someone else changed the object between our read and our write; retrying from a fresh
     /// read is the whole remedy.
     pub fn is_conflict(&self) -> bool {
-        matches!(self, ExecError::Kube(kube::Error::Api(s)) if s.is_conflict())
+        match self {
+            ExecError::Kube(kube::Error::Api(s)) => s.is_conflict(),
+            ExecError::FinalizersChanged(_) => true,
+            _ => false,
+        }
     }
 }
 
@@ -275,7 +281,7 @@ impl Executor {
         PatchParams::apply(&self.field_manager).force()
     }
 
-    fn merge_params(&self) -> PatchParams {
+    fn patch_params(&self) -> PatchParams {
         PatchParams {
             field_manager: Some(self.field_manager.clone()),
             ..PatchParams::default()
