@@ -213,3 +213,247 @@ async fn commands_are_accepted_and_idempotent_on_a_real_api_server() {
         .await
         .unwrap();
 }
+
+/// Canaries using every routing setting the routers translate: the real CRDs' schemas and CEL
+/// rules (Gateway API has many) must accept what the routers write, and it must read back.
+#[tokio::test]
+#[ignore = "needs a cluster: tests/cluster/cluster.sh up, then KUBECONFIG"]
+async fn routing_objects_pass_the_real_crds_validation() {
+    use flagger_core::api::{CanaryAnalysis, CanaryService};
+    use serde_json::json;
+
+    let (client, ns) = setup().await;
+    let exec = Executor::new(client.clone());
+    let service = CanaryService {
+        port: 9898,
+        hosts: Some(vec!["app.example.com".into()]),
+        gateways: Some(vec!["istio-system/public".into()]),
+        gateway_refs: Some(vec![
+            json!({ "name": "public", "namespace": "istio-system" }),
+        ]),
+        match_: Some(vec![json!({ "uri": { "prefix": "/api" } })]),
+        rewrite: Some(json!({ "uri": "/", "authority": "backend.local" })),
+        headers: Some(json!({
+            "request": { "set": { "x-env": "prod" }, "remove": ["x-debug"] },
+            "response": { "add": { "x-served-by": "flagger" } }
+        })),
+        timeout: Some("30s".into()),
+        backend_timeout: Some("10s".into()),
+        retries: Some(json!({ "attempts": 3, "perTryTimeout": "1s", "retryOn": "5xx" })),
+        cors_policy: Some(json!({ "allowOrigins": [{ "exact": "https://example.com" }] })),
+        traffic_policy: Some(json!({ "tls": { "mode": "ISTIO_MUTUAL" } })),
+        ..CanaryService::default()
+    };
+    let ab = CanaryAnalysis {
+        interval: Some("1m".into()),
+        threshold: Some(5),
+        iterations: Some(10),
+        match_: Some(vec![
+            json!({ "headers": { "x-canary": { "exact": "insider" } } }),
+            json!({ "headers": { "user-agent": { "prefix": "Mozilla/5.0 (X11" } } }),
+            json!({ "headers": { "cookie": { "regex": "^(.*?;)?(canary=always)(;.*)?$" } } }),
+        ]),
+        ..CanaryAnalysis::default()
+    };
+    let mirrored = CanaryAnalysis {
+        interval: Some("1m".into()),
+        threshold: Some(5),
+        step_weight: Some(10),
+        mirror: Some(true),
+        mirror_weight: Some(50),
+        ..CanaryAnalysis::default()
+    };
+    for (name, analysis, routes) in [
+        (
+            "ab",
+            ab,
+            Routes {
+                primary_weight: 0,
+                canary_weight: 100,
+                mirrored: false,
+            },
+        ),
+        (
+            "mirror",
+            mirrored,
+            Routes {
+                primary_weight: 100,
+                canary_weight: 0,
+                mirrored: true,
+            },
+        ),
+    ] {
+        let mut canary = executor_support::canary();
+        canary.metadata.name = Some(name.into());
+        canary.metadata.namespace = Some(ns.clone());
+        canary.metadata.uid = None;
+        canary.metadata.resource_version = None;
+        canary.spec.service = CanaryService {
+            name: Some(name.into()),
+            ..service.clone()
+        };
+        canary.spec.analysis = Some(analysis);
+        let canaries: Api<Canary> = Api::namespaced(client.clone(), &ns);
+        let canary = canaries
+            .create(&PostParams::default(), &canary)
+            .await
+            .unwrap();
+        for provider in ["istio", "gatewayapi:v1"] {
+            let ctx = context(&client, &ns, provider).await;
+            let command = Command::SetRoutes {
+                primary_weight: routes.primary_weight,
+                canary_weight: routes.canary_weight,
+                mirrored: routes.mirrored,
+            };
+            twice(&exec, &canary, &ctx, command).await;
+            let router = Router::for_provider(provider).unwrap();
+            let (resource, object_name) = router.routes_object(&canary).unwrap();
+            let object: DynamicObject = Api::namespaced_with(client.clone(), &ns, &resource)
+                .get(&object_name)
+                .await
+                .unwrap();
+            assert_eq!(
+                router.read_routes(&object),
+                Some(routes),
+                "{name} via {provider}"
+            );
+        }
+    }
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+/// The user's own apex Service is borrowed, not adopted: after the Canary is gone (and the
+/// garbage collector has removed what it owned) the Service is still there, serving the target.
+#[tokio::test]
+#[ignore = "needs a cluster: tests/cluster/cluster.sh up, then KUBECONFIG"]
+async fn a_users_apex_service_survives_its_canary_and_hpa_is_mirrored() {
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    use serde_json::json;
+
+    let (client, ns) = setup().await;
+    let exec = Executor::new(client.clone());
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let user_service: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "podinfo", "labels": { "owner": "user" } },
+        "spec": { "selector": { "app": "podinfo" }, "ports": [{ "name": "http", "port": 9898 }] }
+    }))
+    .unwrap();
+    services
+        .create(&PostParams::default(), &user_service)
+        .await
+        .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let mut target = executor_support::target();
+    target.metadata.namespace = Some(ns.clone());
+    deployments
+        .create(&PostParams::default(), &target)
+        .await
+        .unwrap();
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
+    let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": { "name": "podinfo" },
+        "spec": {
+            "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo" },
+            "minReplicas": 2, "maxReplicas": 4,
+            "metrics": [{ "type": "Resource", "resource": {
+                "name": "cpu", "target": { "type": "Utilization", "averageUtilization": 99 } } }]
+        }
+    }))
+    .unwrap();
+    let hpa = hpas.create(&PostParams::default(), &hpa).await.unwrap();
+
+    let canaries: Api<Canary> = Api::namespaced(client.clone(), &ns);
+    let mut canary = executor_support::canary();
+    canary.metadata.namespace = Some(ns.clone());
+    canary.metadata.uid = None;
+    canary.metadata.resource_version = None;
+    canary.spec.autoscaler_ref = Some(flagger_core::api::AutoscalerReference {
+        api_version: Some("autoscaling/v2".into()),
+        kind: Some("HorizontalPodAutoscaler".into()),
+        name: "podinfo".into(),
+        ..Default::default()
+    });
+    let canary = canaries
+        .create(&PostParams::default(), &canary)
+        .await
+        .unwrap();
+    let mut ctx = context(&client, &ns, "kubernetes").await;
+    ctx.target_hpa = Some(hpa);
+
+    twice(&exec, &canary, &ctx, Command::CreatePrimary).await;
+    let primary = deployments.get("podinfo-primary").await.unwrap();
+    assert_eq!(
+        primary.spec.unwrap().replicas,
+        Some(1),
+        "no replicas sent: the server default, for the autoscaler to raise"
+    );
+    twice(
+        &exec,
+        &canary,
+        &ctx,
+        Command::ApplyPrimaryAutoscaler { promote: false },
+    )
+    .await;
+    twice(
+        &exec,
+        &canary,
+        &ctx,
+        Command::ApplyPrimaryAutoscaler { promote: true },
+    )
+    .await;
+    let primary_hpa = hpas.get("podinfo-primary").await.unwrap().spec.unwrap();
+    assert_eq!(primary_hpa.scale_target_ref.name, "podinfo-primary");
+    assert_eq!(
+        (primary_hpa.min_replicas, primary_hpa.max_replicas),
+        (Some(2), 4)
+    );
+
+    twice(&exec, &canary, &ctx, Command::ApplyServices).await;
+    let apex = services.get("podinfo").await.unwrap();
+    assert_eq!(
+        apex.spec.as_ref().unwrap().selector.as_ref().unwrap()["app"],
+        "podinfo-primary"
+    );
+    assert!(apex.metadata.owner_references.is_none());
+    assert_eq!(apex.metadata.labels.unwrap()["owner"], "user");
+
+    twice(&exec, &canary, &ctx, Command::RevertApexService).await;
+    canaries
+        .delete("podinfo", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    // The garbage collector removes what the Canary owned; the apex stays, pointing at the target.
+    let mut primary_gone = false;
+    for _ in 0..100 {
+        if services.get_opt("podinfo-primary").await.unwrap().is_none()
+            && deployments
+                .get_opt("podinfo-primary")
+                .await
+                .unwrap()
+                .is_none()
+        {
+            primary_gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        primary_gone,
+        "owned objects are garbage-collected with the Canary"
+    );
+    let apex = services.get("podinfo").await.unwrap();
+    assert_eq!(apex.spec.unwrap().selector.unwrap()["app"], "podinfo");
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+}

@@ -265,15 +265,20 @@ fn header_filters(headers: Option<&Value>) -> Vec<Value> {
     filters
 }
 
-/// Istio `rewrite: {uri, authority}` as a URLRewrite filter.
+/// `rewrite: {uri, authority, type}` as a URLRewrite filter. As in Flagger, the path is replaced
+/// whole unless `type: ReplacePrefixMatch` asks for a prefix rewrite (which Gateway API allows
+/// only on a rule with exactly one PathPrefix match).
 fn rewrite_filter(rewrite: Option<&Value>) -> Option<Value> {
     let rewrite = rewrite?;
     let mut filter = Map::new();
     if let Some(uri) = rewrite.get("uri").and_then(Value::as_str) {
-        filter.insert(
-            "path".into(),
-            json!({ "type": "ReplacePrefixMatch", "replacePrefixMatch": uri }),
-        );
+        let path = match rewrite.get("type").and_then(Value::as_str) {
+            Some("ReplacePrefixMatch") => {
+                json!({ "type": "ReplacePrefixMatch", "replacePrefixMatch": uri })
+            }
+            _ => json!({ "type": "ReplaceFullPath", "replaceFullPath": uri }),
+        };
+        filter.insert("path".into(), path);
     }
     if let Some(host) = rewrite.get("authority").and_then(Value::as_str) {
         filter.insert("hostname".into(), json!(host));
@@ -422,9 +427,15 @@ mod tests {
                 { "type": "ResponseHeaderModifier", "responseHeaderModifier": {
                     "add": [{ "name": "x-served-by", "value": "flagger" }] } },
                 { "type": "URLRewrite", "urlRewrite": {
-                    "path": { "type": "ReplacePrefixMatch", "replacePrefixMatch": "/v2" },
+                    "path": { "type": "ReplaceFullPath", "replaceFullPath": "/v2" },
                     "hostname": "backend.local" } }
             ])
+        );
+        let prefix = rewrite_filter(Some(&json!({ "uri": "/", "type": "ReplacePrefixMatch" })));
+        assert_eq!(
+            prefix,
+            Some(json!({ "type": "URLRewrite", "urlRewrite": {
+                "path": { "type": "ReplacePrefixMatch", "replacePrefixMatch": "/" } } }))
         );
         assert_eq!(
             rule["timeouts"],

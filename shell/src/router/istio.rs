@@ -135,7 +135,14 @@ fn http_route(
         "match",
         matches.filter(|m| !m.is_empty()).map(|m| json!(m)).as_ref(),
     );
-    put(&mut route, "rewrite", service.rewrite.as_ref());
+    // `rewrite.type` only chooses the Gateway API path modifier; Istio has no such field.
+    let rewrite = service.rewrite.clone().map(|mut r| {
+        if let Some(obj) = r.as_object_mut() {
+            obj.remove("type");
+        }
+        r
+    });
+    put(&mut route, "rewrite", rewrite.as_ref());
     put(
         &mut route,
         "timeout",
@@ -294,7 +301,7 @@ mod tests {
             retries: Some(json!({ "attempts": 3, "perTryTimeout": "1s" })),
             headers: Some(json!({ "request": { "add": { "x-flagger": "yes" } } })),
             cors_policy: Some(json!({ "allowOrigins": [{ "exact": "example.com" }] })),
-            rewrite: Some(json!({ "uri": "/" })),
+            rewrite: Some(json!({ "uri": "/", "type": "ReplacePrefixMatch" })),
             match_: Some(vec![json!({ "uri": { "prefix": "/api" } })]),
             traffic_policy: Some(json!({ "tls": { "mode": "ISTIO_MUTUAL" } })),
             ..CanaryService::default()
@@ -322,7 +329,7 @@ mod tests {
             route["corsPolicy"]["allowOrigins"][0]["exact"],
             "example.com"
         );
-        assert_eq!(route["rewrite"]["uri"], "/");
+        assert_eq!(route["rewrite"], json!({ "uri": "/" }));
         assert_eq!(route["match"], json!([{ "uri": { "prefix": "/api" } }]));
         assert_eq!(route["route"][0]["destination"]["host"], "web-primary");
     }
