@@ -302,23 +302,22 @@ fn ticks(period: Duration) -> impl futures::Stream<Item = ()> + Send + 'static {
 
 /// `/readyz` turns ready once every cache has its initial list.
 fn spawn_readiness(stores: &Stores, state: State) {
-    let stores = stores.clone();
+    let s = stores.clone();
     tokio::spawn(async move {
-        let ok = wait_ready(&stores.canaries).await
-            && wait_ready(&stores.deployments).await
-            && wait_ready(&stores.services).await
-            && wait_ready(&stores.autoscalers).await
-            && wait_ready(&stores.templates).await
-            && wait_ready(&stores.providers).await;
-        let mut ok = ok;
-        if let Some(s) = &stores.config_maps {
-            ok = ok && wait_ready(s).await;
+        let mut ok = wait_ready("Canary", &s.canaries).await
+            && wait_ready("Deployment", &s.deployments).await
+            && wait_ready("Service", &s.services).await
+            && wait_ready("HorizontalPodAutoscaler", &s.autoscalers).await
+            && wait_ready("MetricTemplate", &s.templates).await
+            && wait_ready("AlertProvider", &s.providers).await;
+        if let Some(cms) = &s.config_maps {
+            ok = ok && wait_ready("ConfigMap", cms).await;
         }
-        if let Some(s) = &stores.secrets {
-            ok = ok && wait_ready(s).await;
+        if let Some(secrets) = &s.secrets {
+            ok = ok && wait_ready("Secret", secrets).await;
         }
-        for (_, _, s) in &stores.routes {
-            ok = ok && wait_ready(s).await;
+        for (kind, _, store) in &s.routes {
+            ok = ok && wait_ready(kind.group_and_kind().1, store).await;
         }
         if ok {
             tracing::info!("caches synced");
@@ -327,12 +326,24 @@ fn spawn_readiness(stores: &Stores, state: State) {
     });
 }
 
-async fn wait_ready<K>(store: &Store<K>) -> bool
+async fn wait_ready<K>(kind: &str, store: &Store<K>) -> bool
 where
     K: kube::Resource + Clone + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    store.wait_until_ready().await.is_ok()
+    tracing::debug!(kind, "waiting for the cache");
+    // The store's readiness future wakes only the last task that polled it, and the controller
+    // polls it too: poll again periodically instead of trusting the wake-up.
+    loop {
+        match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
+            Ok(result) => {
+                let ready = result.is_ok();
+                tracing::debug!(kind, ready, "cache listed");
+                return ready;
+            }
+            Err(_) => continue,
+        }
+    }
 }
 
 async fn handle_deletions(ctx: Arc<Context>, mut deleted: mpsc::UnboundedReceiver<Canary>) {
