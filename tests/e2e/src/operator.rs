@@ -1,0 +1,220 @@
+//! The `flagger` binary as a child process, started the way a Deployment would start it but with
+//! short intervals, a trace directory and a per-scenario log file.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use crate::Result;
+use crate::env::{Env, free_port};
+
+#[derive(Debug, Clone)]
+pub struct OperatorOpts {
+    /// `POD_NAME` of this replica: its leader-election identity and events' reporting instance.
+    pub instance: String,
+    pub mesh_provider: String,
+    /// `-metrics-server`; the shared Prometheus when `None`.
+    pub metrics_server: Option<String>,
+    pub leader_election: bool,
+    /// Watch only the scenario's namespace (`-namespace`).
+    pub scoped: bool,
+    pub extra_args: Vec<String>,
+}
+
+impl OperatorOpts {
+    pub fn new(instance: &str, mesh_provider: &str) -> OperatorOpts {
+        OperatorOpts {
+            instance: instance.into(),
+            mesh_provider: mesh_provider.into(),
+            metrics_server: None,
+            leader_election: false,
+            scoped: true,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+pub struct Operator {
+    pub instance: String,
+    pub port: u16,
+    pub log: PathBuf,
+    pub traces: PathBuf,
+    args: Vec<String>,
+    bin: PathBuf,
+    child: Option<Child>,
+}
+
+impl Operator {
+    /// Starts the operator; its traces go to `dir/traces/<instance>`, its log to `dir/<instance>.log`.
+    pub async fn start(
+        env: &Env,
+        namespace: &str,
+        dir: &Path,
+        opts: &OperatorOpts,
+    ) -> Result<Operator> {
+        let traces = dir.join("traces").join(&opts.instance);
+        std::fs::create_dir_all(&traces)?;
+        let port = free_port()?;
+        let mut args = vec![
+            format!("-kubeconfig={}", env.kubeconfig.display()),
+            format!(
+                "-metrics-server={}",
+                opts.metrics_server.as_deref().unwrap_or(&env.prometheus)
+            ),
+            format!("-mesh-provider={}", opts.mesh_provider),
+            format!("-port={port}"),
+            "-min-analysis-interval=1s".into(),
+            "-control-loop-interval=2s".into(),
+            format!("-record-traces={}", traces.display()),
+            "-log-level=debug".into(),
+        ];
+        if opts.scoped {
+            args.push(format!("-namespace={namespace}"));
+        }
+        if opts.leader_election {
+            args.push("-enable-leader-election".into());
+            args.push(format!("-leader-election-namespace={namespace}"));
+        }
+        args.extend(opts.extra_args.iter().cloned());
+        let mut op = Operator {
+            instance: opts.instance.clone(),
+            port,
+            log: dir.join(format!("{}.log", opts.instance)),
+            traces,
+            args,
+            bin: env.flagger_bin.clone(),
+            child: None,
+        };
+        op.spawn()?;
+        op.wait_healthy(Duration::from_secs(30)).await?;
+        Ok(op)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(&self.bin)
+            .args(&self.args)
+            .env("POD_NAME", &self.instance)
+            .env_remove("METRICS_SERVER")
+            .env_remove("SLACK_URL")
+            .env_remove("MSTEAMS_URL")
+            .env_remove("EVENT_WEBHOOK_URL")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", self.bin.display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// Polls `/healthz` on the operator's port; fails early if the process exits.
+    pub async fn wait_healthy(&mut self, timeout: Duration) -> Result<()> {
+        let http = reqwest::Client::builder().no_proxy().build()?;
+        let url = format!("http://127.0.0.1:{}/healthz", self.port);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exited()? {
+                return Err(format!(
+                    "operator {} exited with {status} before becoming healthy; log tail:\n{}",
+                    self.instance,
+                    self.log_tail(30)
+                )
+                .into());
+            }
+            if let Ok(r) = http.get(&url).timeout(Duration::from_secs(1)).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!(
+                    "operator {} not healthy on {url} after {timeout:?}; log tail:\n{}",
+                    self.instance,
+                    self.log_tail(30)
+                )
+                .into());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The exit status if the process has ended.
+    pub fn exited(&mut self) -> Result<Option<ExitStatus>> {
+        match &mut self.child {
+            Some(c) => Ok(c.try_wait()?),
+            None => Err("operator not started".into()),
+        }
+    }
+
+    /// SIGKILL: no shutdown path runs, as when a node dies or the OOM killer strikes.
+    pub async fn sigkill(&mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.start_kill()?;
+            c.wait().await?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, as the kubelet stops a pod; SIGKILL after `grace`.
+    pub async fn terminate(&mut self, grace: Duration) -> Result<Option<ExitStatus>> {
+        let Some(mut c) = self.child.take() else {
+            return Ok(None);
+        };
+        if let Some(pid) = c.id() {
+            // SAFETY: kill(2) on our own child's PID, which has not been reaped (we still own it).
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
+        match tokio::time::timeout(grace, c.wait()).await {
+            Ok(status) => Ok(Some(status?)),
+            Err(_) => {
+                c.start_kill()?;
+                c.wait().await?;
+                Err(format!("operator {} ignored SIGTERM for {grace:?}", self.instance).into())
+            }
+        }
+    }
+
+    /// Starts the same command line again (after [`Operator::sigkill`]).
+    pub async fn restart(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            return Err("operator still running".into());
+        }
+        self.spawn()?;
+        self.wait_healthy(Duration::from_secs(30)).await
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&self.log, lines)
+    }
+
+    /// The operator's own `/metrics` text.
+    pub async fn metrics(&self) -> Result<String> {
+        let http = reqwest::Client::builder().no_proxy().build()?;
+        Ok(http
+            .get(format!("http://127.0.0.1:{}/metrics", self.port))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+}
+
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

@@ -1,0 +1,94 @@
+//! A private Prometheus server (the Debian `prometheus` binary) for scenarios that need to stop
+//! it; the shared one belongs to `run.sh`. Listens on 127.0.0.1, scrapes the telemetry
+//! generator every second, keeps its data in the scenario's directory.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use crate::Result;
+use crate::env::{Env, free_port};
+
+pub struct Prometheus {
+    pub url: String,
+    child: Option<Child>,
+}
+
+/// The scrape configuration `run.sh` writes too: one job, 1 s interval.
+pub fn config(target: &str) -> String {
+    format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: telemetry\n    scrape_interval: 1s\n    scrape_timeout: 1s\n    static_configs:\n      - targets: ['{target}']\n"
+    )
+}
+
+impl Prometheus {
+    pub async fn start(env: &Env, dir: &Path) -> Result<Prometheus> {
+        let dir = dir.join("prometheus");
+        std::fs::create_dir_all(dir.join("data"))?;
+        let cfg = dir.join("prometheus.yml");
+        std::fs::write(&cfg, config(env.telemetry_target()))?;
+        let port = free_port()?;
+        let log = std::fs::File::create(dir.join("prometheus.log"))?;
+        let child = Command::new(&env.prometheus_bin)
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--storage.tsdb.retention.time=1h")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", env.prometheus_bin.display()))?;
+        let p = Prometheus {
+            url: format!("http://127.0.0.1:{port}"),
+            child: Some(child),
+        };
+        let http = reqwest::Client::builder().no_proxy().build()?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http.get(format!("{}/-/ready", p.url)).send().await
+                && r.status().is_success()
+            {
+                return Ok(p);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("prometheus on {} not ready after 30s", p.url).into());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Kills the server: every query fails from now on (connection refused).
+    pub async fn stop(&mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.start_kill()?;
+            c.wait().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs an instant query and returns the first sample's value (`None` for an empty result).
+pub async fn query(url: &str, promql: &str) -> Result<Option<f64>> {
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let body: serde_json::Value = http
+        .get(format!("{url}/api/v1/query"))
+        .query(&[("query", promql)])
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await?
+        .json()
+        .await?;
+    if body["status"] != "success" {
+        return Err(format!("query {promql:?} failed: {body}").into());
+    }
+    Ok(body["data"]["result"][0]["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok()))
+}
