@@ -29,9 +29,21 @@ const STRATEGY_KEYS: &[&str] = &["iterations", "stepWeight", "stepWeights"];
 
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![
-        canary_crd(),
-        keep_on_uninstall(MetricTemplate::crd()),
-        keep_on_uninstall(AlertProvider::crd()),
+        edit(
+            Canary::crd(),
+            "Canary is the Schema for the Canary API.",
+            Some(restrict_spec),
+        ),
+        edit(
+            MetricTemplate::crd(),
+            "MetricTemplate is a specification for a canary analysis metric.",
+            None,
+        ),
+        edit(
+            AlertProvider::crd(),
+            "AlertProvider is a specification for an alerting provider.",
+            None,
+        ),
     ]
 }
 
@@ -40,25 +52,25 @@ pub fn render_yaml() -> String {
     serde_saphyr::to_string_multiple(&crds()).expect("a CustomResourceDefinition always serializes")
 }
 
-/// Helm deletes nothing under `crds/`, but `kubectl`-driven uninstalls of a rendered chart would;
-/// Flagger marks its CRDs the same way so that uninstalling never deletes every Canary.
-fn keep_on_uninstall(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
-    crd.metadata
-        .annotations
-        .get_or_insert_with(Default::default)
-        .insert("helm.sh/resource-policy".into(), "keep".into());
-    crd
-}
-
-fn canary_crd() -> CustomResourceDefinition {
-    let crd = keep_on_uninstall(Canary::crd());
+/// Flagger's description in place of the derive's, the uninstall guard and the spec rules.
+/// `helm.sh/resource-policy: keep`: Helm never deletes `crds/`, but a rendered chart applied and
+/// deleted with kubectl would, and deleting the CRD deletes every Canary.
+fn edit(
+    crd: CustomResourceDefinition,
+    description: &str,
+    restrict: Option<fn(&mut Value)>,
+) -> CustomResourceDefinition {
     let mut value = serde_json::to_value(&crd).expect("a CustomResourceDefinition serializes");
+    value["metadata"]["annotations"]["helm.sh/resource-policy"] = json!("keep");
     for version in value["spec"]["versions"]
         .as_array_mut()
         .expect("a derived CRD has versions")
     {
-        let spec = &mut version["schema"]["openAPIV3Schema"]["properties"]["spec"];
-        restrict_spec(spec);
+        let root = &mut version["schema"]["openAPIV3Schema"];
+        root["description"] = json!(description);
+        if let Some(restrict) = restrict {
+            restrict(&mut root["properties"]["spec"]);
+        }
     }
     serde_json::from_value(value).expect("the edited CRD still has the CRD shape")
 }
@@ -66,6 +78,9 @@ fn canary_crd() -> CustomResourceDefinition {
 fn restrict_spec(spec: &mut Value) {
     let props = &mut spec["properties"];
     props["provider"]["enum"] = json!(PROVIDERS);
+    // The only workload and autoscaler kinds the executor can copy; absent means these.
+    props["targetRef"]["properties"]["kind"]["enum"] = json!(["Deployment"]);
+    props["autoscalerRef"]["properties"]["kind"]["enum"] = json!(["HorizontalPodAutoscaler"]);
     bound(&mut props["service"]["properties"]["port"], 1, 65535);
     at_least(&mut props["progressDeadlineSeconds"], 1);
     for analysis in ["analysis", "canaryAnalysis"] {

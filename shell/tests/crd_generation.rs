@@ -151,7 +151,7 @@ fn analysis_must_choose_exactly_one_strategy() {
 }
 
 #[test]
-fn provider_is_limited_to_supported_routers() {
+fn provider_and_kinds_are_limited_to_what_the_operator_supports() {
     let spec = spec_schema();
     let allowed: Vec<&str> = spec["properties"]["provider"]["enum"]
         .as_array()
@@ -160,6 +160,14 @@ fn provider_is_limited_to_supported_routers() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert_eq!(allowed, PROVIDERS);
+    assert_eq!(
+        spec["properties"]["targetRef"]["properties"]["kind"]["enum"],
+        serde_json::json!(["Deployment"])
+    );
+    assert_eq!(
+        spec["properties"]["autoscalerRef"]["properties"]["kind"]["enum"],
+        serde_json::json!(["HorizontalPodAutoscaler"])
+    );
     for provider in PROVIDERS {
         assert!(
             flagger_core::policy::Provider::parse(provider).is_some(),
