@@ -961,3 +961,13 @@ fn a_run_interrupted_after_scaling_the_canary_down_still_finishes() {
     c.tick_after(60);
     assert_eq!(c.phase(), Some(Phase::Failed));
 }
+
+#[test]
+fn a_canary_scaled_down_mid_analysis_is_brought_back_before_any_traffic() {
+    let mut c = progressing_at(0);
+    c.apply(&Command::ScaleTarget { replicas: 0 });
+    let (cmds, phase) = shape(c.tick_after(60));
+    assert_eq!(cmds, vec![Command::ScaleTarget { replicas: 2 }]);
+    assert_eq!(phase, Some(Phase::Progressing));
+    assert_eq!(c.routes.unwrap().canary_weight, 0);
+}

@@ -167,8 +167,25 @@ fn wait_for_canary(t: &mut Tick) -> Step<bool> {
     let Some(target) = t.target() else {
         return Ok(false);
     };
-    // A Deployment scaled to zero counts as rolled out, as in Flagger: a run interrupted right
-    // after scaling the canary down (rollback, finalising) must be able to finish.
+    if target.replicas == 0
+        && matches!(
+            t.phase(),
+            Some(Phase::Progressing | Phase::WaitingPromotion)
+        )
+    {
+        // The canary was scaled down under a running analysis: a rollback that stopped part-way
+        // (finish it), or someone else (bring it back and wait; it never gets traffic at zero).
+        if t.status.failed_checks >= t.p.threshold {
+            rollback(t, Rollback::Threshold)?;
+        } else {
+            let replicas = t.scale_up_replicas();
+            t.push(Command::ScaleTarget { replicas });
+            t.touch();
+        }
+        return Ok(false);
+    }
+    // Elsewhere a Deployment scaled to zero counts as rolled out, as in Flagger, so a promotion
+    // interrupted right after scaling the canary down still finishes.
     let verdict = readiness(
         &t.p.target,
         target,

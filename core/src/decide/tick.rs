@@ -254,11 +254,11 @@ impl Tick<'_> {
 
     /// The answer of `hook`, or a request for it.
     pub fn ask_hook(&self, hook: &Hook, phase: Phase) -> Step<HookAnswer> {
-        let call = self.hook_call(hook, phase);
-        let request = Request::Hook(call);
-        match self.snap.answers.hooks.get(&request.key()) {
+        // Looked up before the call is built: building it hashes the status for the checksum.
+        let key = hook_key(hook.hook_type.as_str(), &hook.name);
+        match self.snap.answers.hooks.get(&key) {
             Some(a) => Ok(a.clone()),
-            None => Err(Need(vec![request])),
+            None => Err(Need(vec![Request::Hook(self.hook_call(hook, phase))])),
         }
     }
 
@@ -356,10 +356,14 @@ impl Request {
     /// Where the answer to this request goes in [`crate::snapshot::Answers`].
     pub fn key(&self) -> String {
         match self {
-            Request::Hook(h) => format!("{}/{}", h.hook_type, h.name),
+            Request::Hook(h) => hook_key(&h.hook_type, &h.name),
             Request::Metric(m) => m.name.clone(),
         }
     }
+}
+
+fn hook_key(hook_type: &str, name: &str) -> String {
+    format!("{hook_type}/{name}")
 }
 
 /// Flagger's single `Promoted` condition; its transition time moves only when its status does.
