@@ -155,6 +155,20 @@ async fn a_failed_finalizer_test_is_a_conflict() {
 }
 
 #[tokio::test]
+async fn removing_the_finalizer_of_a_deleted_canary_succeeds() {
+    let mut c = canary();
+    c.metadata.finalizers = Some(vec!["finalizer.flagger.app".into()]);
+    let ctx = context("istio");
+    let (result, requests) = run(
+        |_: &Captured| not_found(),
+        |exec| async move { exec.execute(&c, &ctx, &Command::RemoveFinalizer).await },
+    )
+    .await;
+    assert_eq!(requests.len(), 1);
+    result.unwrap();
+}
+
+#[tokio::test]
 async fn a_not_found_is_not_a_conflict() {
     let c = canary();
     let ctx = context("istio");

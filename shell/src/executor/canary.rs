@@ -35,7 +35,7 @@ pub(super) async fn remove_finalizer(exec: &Executor, canary: &Canary) -> Result
         return Ok(());
     };
     let path = format!("/metadata/finalizers/{index}");
-    json_patch(
+    let removed = json_patch(
         exec,
         canary,
         json!([
@@ -43,7 +43,12 @@ pub(super) async fn remove_finalizer(exec: &Executor, canary: &Canary) -> Result
             { "op": "remove", "path": path }
         ]),
     )
-    .await
+    .await;
+    match removed {
+        // Already deleted: there is no finalizer left to remove.
+        Err(ExecError::Kube(kube::Error::Api(status))) if status.is_not_found() => Ok(()),
+        other => other,
+    }
 }
 
 /// A JSON patch whose `test` operation makes it apply only to the finalizer list it was
