@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use flagger_sim::recording;
 use flagger_sim::trace::{InputError, load_canary};
 use flagger_sim::{Options, Run, Trace, replay, timeline};
 
@@ -16,7 +17,7 @@ pub enum Output {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplayArgs {
-    /// The trace to replay (JSON, see docs/trace-format.md).
+    /// The trace to replay: JSON (see docs/trace-format.md), or a `-record-traces` recording (`.jsonl`).
     pub trace: PathBuf,
     /// Re-run the trace's inputs under this Canary instead of the recorded one (YAML or JSON).
     #[arg(long, value_name = "FILE")]
@@ -32,8 +33,17 @@ pub struct ReplayArgs {
     pub seed: Option<u64>,
 }
 
+/// A replay's result: the run, its rendering, and for a recording the reconciles whose recorded
+/// decision the core no longer makes.
+#[derive(Debug)]
+pub struct Replayed {
+    pub run: Run,
+    pub text: String,
+    pub mismatches: usize,
+}
+
 /// Loads the inputs and replays them; `Err` is a malformed input.
-pub fn execute(args: &ReplayArgs) -> Result<(Run, String), InputError> {
+pub fn execute(args: &ReplayArgs) -> Result<Replayed, InputError> {
     let mut trace = Trace::load(&args.trace)?;
     if let Some(path) = &args.canary {
         let canary = load_canary(path)?;
@@ -46,11 +56,30 @@ pub fn execute(args: &ReplayArgs) -> Result<(Run, String), InputError> {
             ..Options::default()
         },
     );
-    let text = match args.output {
+    let mut text = match args.output {
         Output::Text => timeline::text(&run, args.explain),
         Output::Json => timeline::json(&run),
     };
-    Ok((run, text))
+    let mut mismatches = 0;
+    if args.output == Output::Text && args.trace.extension().is_some_and(|e| e == "jsonl") {
+        // A recording also says what the core decided then: report where it decides otherwise now.
+        let recording = recording::parse(
+            &args.trace.display().to_string(),
+            &std::fs::read_to_string(&args.trace).unwrap_or_default(),
+        )?;
+        for (i, why) in recording::verify(&recording) {
+            mismatches += 1;
+            text.push_str(&format!(
+                "recorded reconcile {} decides differently now: {why}\n",
+                i + 1
+            ));
+        }
+    }
+    Ok(Replayed {
+        run,
+        text,
+        mismatches,
+    })
 }
 
 pub fn run(args: ReplayArgs) -> ExitCode {
@@ -59,9 +88,13 @@ pub fn run(args: ReplayArgs) -> ExitCode {
             eprintln!("flagger replay: {e}");
             ExitCode::from(2)
         }
-        Ok((run, text)) => {
+        Ok(Replayed {
+            run,
+            text,
+            mismatches,
+        }) => {
             print!("{text}");
-            if run.violations.is_empty() && run.error.is_none() {
+            if run.violations.is_empty() && run.error.is_none() && mismatches == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -101,7 +134,7 @@ mod tests {
 
     #[test]
     fn promote_fixture_ends_succeeded_with_flaggers_event() {
-        let (run, text) = execute(&args(fixture("promote.json"))).unwrap();
+        let Replayed { run, text, .. } = execute(&args(fixture("promote.json"))).unwrap();
         assert_eq!(run.final_phase(), Some(Phase::Succeeded));
         assert!(text.contains("Promotion completed! Scaling down podinfo.test"));
         assert!(text.contains("result: Succeeded"));
@@ -109,7 +142,7 @@ mod tests {
 
     #[test]
     fn rollback_fixture_ends_failed() {
-        let (run, text) = execute(&args(fixture("rollback-errors.json"))).unwrap();
+        let Replayed { run, text, .. } = execute(&args(fixture("rollback-errors.json"))).unwrap();
         assert_eq!(run.final_phase(), Some(Phase::Failed));
         assert!(text.contains("Canary failed! Scaling down podinfo.test"));
     }
@@ -148,7 +181,7 @@ mod tests {
     #[test]
     fn canary_override_changes_the_outcome() {
         // The same failing success rate: threshold 5 rolls back, so does 1 — but sooner.
-        let base = execute(&args(fixture("rollback-errors.json"))).unwrap().0;
+        let base = execute(&args(fixture("rollback-errors.json"))).unwrap().run;
         let yaml = r#"
 apiVersion: flagger.app/v1beta1
 kind: Canary
@@ -177,7 +210,7 @@ spec:
 "#;
         let mut a = args(fixture("rollback-errors.json"));
         a.canary = Some(temp("threshold-1.yaml", yaml));
-        let over = execute(&a).unwrap().0;
+        let over = execute(&a).unwrap().run;
         let failed_at = |r: &Run| {
             r.steps
                 .iter()
@@ -190,7 +223,7 @@ spec:
         // metric satisfies lets the same inputs promote.
         let lenient = yaml.replace("min: 99", "min: 90");
         a.canary = Some(temp("lenient.yaml", &lenient));
-        let promoted = execute(&a).unwrap().0;
+        let promoted = execute(&a).unwrap().run;
         assert_eq!(promoted.final_phase(), Some(Phase::Succeeded));
     }
 
@@ -215,5 +248,30 @@ spec:
     fn exit_code_two_for_malformed_input() {
         let code = run(args(temp("empty.json", "")));
         assert_eq!(format!("{code:?}"), format!("{:?}", ExitCode::from(2)));
+    }
+
+    #[test]
+    fn a_recording_replays_and_is_verified() {
+        let trace = flagger_sim::Trace::load(&fixture("promote.json")).unwrap();
+        let run = flagger_sim::replay(
+            &trace,
+            &flagger_sim::Options {
+                record: true,
+                ..flagger_sim::Options::default()
+            },
+        );
+        let lines: Vec<String> = run
+            .recording
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect();
+        let path = temp("promote.jsonl", &lines.join("\n"));
+        let out = execute(&args(path)).unwrap();
+        assert_eq!(out.mismatches, 0, "{}", out.text);
+        assert_eq!(out.run.final_phase(), Some(Phase::Succeeded));
+        assert!(
+            out.text
+                .contains("Promotion completed! Scaling down podinfo.test")
+        );
     }
 }

@@ -37,6 +37,8 @@ pub struct Options {
     pub crash: Option<Crash>,
     /// Upper bound on reconciles; default scales with the trace's length.
     pub max_reconciles: Option<usize>,
+    /// Keep every reconcile's snapshot and decision, as `-record-traces` writes them.
+    pub record: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +167,8 @@ pub struct Run {
     /// Why the replay stopped early (a livelock, a panic in the core, the reconcile bound).
     pub error: Option<String>,
     pub world: World,
+    /// Filled when [`Options::record`] is set.
+    pub recording: Vec<crate::recording::Reconcile>,
 }
 
 impl Run {
@@ -186,6 +190,8 @@ struct Engine<'a> {
     next_revision: usize,
     crash: Option<Crash>,
     snap: Option<Snapshot>,
+    record: bool,
+    recording: Vec<crate::recording::Reconcile>,
 }
 
 pub fn replay(trace: &Trace, opts: &Options) -> Run {
@@ -214,7 +220,10 @@ pub fn replay(trace: &Trace, opts: &Options) -> Run {
         next_revision: 0,
         crash: opts.crash,
         snap: None,
+        record: opts.record,
+        recording: Vec::new(),
     };
+    e.world.init(&trace.initial, trace.start);
     e.extra.insert(trace.start, vec![Reason::Start]);
     let span = trace.end.duration_since(trace.start).as_secs().max(1) as usize;
     let max = opts.max_reconciles.unwrap_or(span.saturating_mul(4) + 1000);
@@ -231,6 +240,7 @@ pub fn replay(trace: &Trace, opts: &Options) -> Run {
         violations: e.violations,
         error,
         world: e.world,
+        recording: e.recording,
     }
 }
 
@@ -426,6 +436,13 @@ impl Engine<'_> {
             }
         };
 
+        if self.record {
+            self.recording.push(crate::recording::Reconcile {
+                snapshot: snap.clone(),
+                decision: decision.clone(),
+                executed: decision.commands.len(),
+            });
+        }
         let n = decision.commands.len();
         let mut keep = n;
         let mut restart = false;
@@ -480,6 +497,11 @@ impl Engine<'_> {
             applied += 1;
         }
         let complete = applied == n;
+        if let Some(r) = self.recording.last_mut()
+            && self.record
+        {
+            r.executed = applied;
+        }
 
         // A workload that became ready within this instant (a zero readiness delay) is a watch
         // event the operator sees at once, as it would see the Deployment's status change.

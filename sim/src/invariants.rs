@@ -180,6 +180,18 @@ impl Checker {
                 ),
             );
         }
+        if let (Some(r), Some(t)) = (routes, &world.target)
+            && (r.canary_weight > 0 || r.mirrored)
+            && t.replicas == 0
+        {
+            fail(
+                "traffic-to-empty-canary",
+                format!(
+                    "routes {r:?} while the canary has 0 replicas ({})",
+                    show(after)
+                ),
+            );
+        }
         if after == Some(Phase::Failed) {
             if let Some(r) = routes
                 && (r.primary_weight != 100 || r.mirrored)

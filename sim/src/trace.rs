@@ -122,6 +122,33 @@ pub struct TraceFile {
     pub faults: FaultsFile,
     #[serde(default)]
     pub answers: Vec<RecordedAnswer>,
+    #[serde(default)]
+    pub initial: Initial,
+}
+
+/// The cluster as it is at `start`, for traces that begin mid-life (recordings); empty by default.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Initial {
+    #[serde(default)]
+    pub status: flagger_core::CanaryStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<InitialPrimary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes: Option<flagger_core::Routes>,
+    #[serde(default)]
+    pub services_present: bool,
+    #[serde(default)]
+    pub finalizer: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InitialPrimary {
+    pub template_hash: String,
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
+    pub replicas: i32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -354,6 +381,7 @@ pub struct Trace {
     pub faults: Faults,
     pub recorded_metrics: BTreeMap<String, Vec<(Timestamp, MetricAnswer)>>,
     pub recorded_hooks: BTreeMap<String, Vec<(Timestamp, HookAnswer)>>,
+    pub initial: Initial,
 }
 
 #[derive(Debug, Clone)]
@@ -371,6 +399,9 @@ pub struct Readiness {
     pub delay: SignedDuration,
     pub kube_progress_deadline: Option<SignedDuration>,
     pub rules: Vec<ReadinessRule>,
+    /// Readiness as a recording observed it, per workload, in time order: a rollout started at `t`
+    /// finishes at the first later observation that saw the workload ready.
+    pub observed: BTreeMap<WorkloadKind, Vec<(Timestamp, bool)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -390,7 +421,17 @@ impl Readiness {
             .iter()
             .rev()
             .find(|r| r.workload == workload && r.from <= at && r.until.is_none_or(|u| at < u))
-            .map_or(Some(self.delay), |r| r.delay)
+            .map_or_else(|| self.observed_delay(workload, at), |r| r.delay)
+    }
+
+    fn observed_delay(&self, workload: WorkloadKind, at: Timestamp) -> Option<SignedDuration> {
+        match self.observed.get(&workload) {
+            Some(seen) if !seen.is_empty() => seen
+                .iter()
+                .find(|(t, ready)| *ready && *t > at)
+                .map(|(t, _)| t.duration_since(at)),
+            _ => Some(self.delay),
+        }
     }
 }
 
@@ -410,6 +451,11 @@ impl Trace {
         let name = path
             .file_name()
             .map_or_else(|| file.clone(), |n| n.to_string_lossy().into_owned());
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            let recording = crate::recording::parse(&file, &text)?;
+            return crate::recording::to_trace(&name, &recording)
+                .map_err(|e| InputError { file, what: e.what });
+        }
         Trace::parse(&name, &text).map_err(|e| InputError { file, what: e.what })
     }
 
@@ -554,6 +600,7 @@ impl Trace {
             delay: raw.readiness.delay.map_or(SignedDuration::ZERO, |d| d.0),
             kube_progress_deadline: raw.readiness.kube_progress_deadline.map(|d| d.0),
             rules,
+            observed: BTreeMap::new(),
         };
 
         let mut metrics = BTreeMap::new();
@@ -656,6 +703,7 @@ impl Trace {
             faults,
             recorded_metrics,
             recorded_hooks,
+            initial: raw.initial,
         })
     }
 

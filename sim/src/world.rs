@@ -129,6 +129,24 @@ impl World {
         &self.readiness
     }
 
+    /// The cluster a trace starts from (nothing, unless the trace began mid-life).
+    pub fn init(&mut self, initial: &crate::trace::Initial, now: Timestamp) {
+        self.status = initial.status.clone();
+        self.routes = initial.routes;
+        self.services = initial.services_present;
+        self.finalizer = initial.finalizer;
+        self.primary = initial.primary.as_ref().map(|p| Deployment {
+            template: serde_json::Value::Null,
+            template_hash: p.template_hash.clone(),
+            configs: p.configs.clone(),
+            replicas: p.replicas,
+            generation: 1,
+            autoscaler_min_replicas: None,
+            rollout_started: now,
+            ready_at: Some(now),
+        });
+    }
+
     /// The user (or GitOps) changes the target Deployment.
     pub fn apply_revision(&mut self, r: &Revision, now: Timestamp) {
         match &mut self.target {
