@@ -54,8 +54,8 @@ async fn istio_applies_destination_rules_then_the_virtual_service() {
     assert_eq!(
         vs["spec"]["http"][0]["route"],
         json!([
-            { "destination": { "host": "podinfo-primary", "port": { "number": 9898 } }, "weight": 70 },
-            { "destination": { "host": "podinfo-canary", "port": { "number": 9898 } }, "weight": 30 }
+            { "destination": { "host": "podinfo-primary" }, "weight": 70 },
+            { "destination": { "host": "podinfo-canary" }, "weight": 30 }
         ])
     );
     // What was written reads back as what was asked.

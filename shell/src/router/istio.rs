@@ -47,8 +47,23 @@ pub fn desired_objects(canary: &Canary, routes: Routes) -> Vec<DynamicObject> {
 fn virtual_service(canary: &Canary, names: &Names, routes: Routes) -> DynamicObject {
     let service = &canary.spec.service;
     let analysis = canary.spec.analysis();
-    let port = service.port;
-    let destination = |host: &str, weight: i32| json!({ "destination": { "host": host, "port": { "number": port } }, "weight": weight });
+    // As in Flagger, the port is named only where a gateway (or a delegating VirtualService)
+    // forwards to a multi-port Service; inside the mesh a request keeps the port it was sent
+    // to, which a fixed port would override for every other port of the apex Service.
+    let gateway_bound = service
+        .gateways
+        .as_ref()
+        .is_some_and(|g| g.first().is_some_and(|g| g != "mesh"))
+        || service.delegation.unwrap_or(false);
+    let port = (service.port_discovery.unwrap_or(false) && gateway_bound)
+        .then(|| json!({ "number": service.port }));
+    let destination = |host: &str, weight: i32| {
+        let mut destination = json!({ "host": host });
+        if let Some(port) = &port {
+            destination["port"] = port.clone();
+        }
+        json!({ "destination": destination, "weight": weight })
+    };
     let split = vec![
         destination(&names.primary_service, routes.primary_weight),
         destination(&names.canary_service, routes.canary_weight),
@@ -62,7 +77,7 @@ fn virtual_service(canary: &Canary, names: &Names, routes: Routes) -> DynamicObj
             http_route(
                 canary,
                 Some("canary"),
-                Some(&merge_uri(conditions, service.match_.as_deref())),
+                Some(&merge_conditions(conditions, service.match_.as_deref())),
                 split,
             ),
             http_route(
@@ -75,10 +90,7 @@ fn virtual_service(canary: &Canary, names: &Names, routes: Routes) -> DynamicObj
         None => {
             let mut route = http_route(canary, None, service.match_.as_ref(), split);
             if routes.mirrored {
-                route.insert(
-                    "mirror".into(),
-                    json!({ "host": names.canary_service, "port": { "number": port } }),
-                );
+                route.insert("mirror".into(), json!({ "host": names.canary_service }));
                 if let Some(percent) = analysis.and_then(|a| a.mirror_weight).filter(|w| *w > 0) {
                     route.insert("mirrorPercentage".into(), json!({ "value": percent }));
                 }
@@ -155,24 +167,25 @@ fn http_route(
     route
 }
 
-/// Flagger's A/B rule: each analysis condition also carries the service's URI match, so the
-/// canary route never widens the paths the service routes.
-fn merge_uri(conditions: &[Value], service_match: Option<&[Value]>) -> Vec<Value> {
-    let uri = service_match
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m.get("uri"))
-        .next_back();
-    conditions
-        .iter()
-        .map(|c| {
-            let mut c = c.clone();
-            if let (Some(uri), Some(obj)) = (uri, c.as_object_mut()) {
-                obj.insert("uri".into(), uri.clone());
+/// Flagger's A/B conditions: every analysis condition combined with every service condition,
+/// the analysis one's fields (headers, query, source labels) over the service one's (its URI),
+/// so the canary route never widens the requests the service routes.
+fn merge_conditions(conditions: &[Value], service_match: Option<&[Value]>) -> Vec<Value> {
+    let defaults = service_match.unwrap_or_default();
+    if defaults.is_empty() {
+        return conditions.to_vec();
+    }
+    let mut merged = Vec::with_capacity(conditions.len() * defaults.len());
+    for condition in conditions {
+        for default in defaults {
+            let mut m = default.clone();
+            if let (Some(m), Some(c)) = (m.as_object_mut(), condition.as_object()) {
+                m.extend(c.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
-            c
-        })
-        .collect()
+            merged.push(m);
+        }
+    }
+    merged
 }
 
 pub fn read_routes(object: &DynamicObject) -> Option<Routes> {
@@ -284,8 +297,8 @@ mod tests {
                 "hosts": ["podinfo"],
                 "gateways": ["mesh"],
                 "http": [{ "route": [
-                    { "destination": { "host": "podinfo-primary", "port": { "number": 9898 } }, "weight": 80 },
-                    { "destination": { "host": "podinfo-canary", "port": { "number": 9898 } }, "weight": 20 }
+                    { "destination": { "host": "podinfo-primary" }, "weight": 80 },
+                    { "destination": { "host": "podinfo-canary" }, "weight": 20 }
                 ]}]
             })
         );
@@ -335,6 +348,34 @@ mod tests {
     }
 
     #[test]
+    fn destination_port_is_named_only_for_gateways_to_multi_port_services() {
+        let port_of = |service: CanaryService| {
+            let objects = desired_objects(
+                &canary(service, CanaryAnalysis::default()),
+                routes(100, 0, false),
+            );
+            spec_of(&objects, "podinfo")["http"][0]["route"][0]["destination"]["port"].clone()
+        };
+        let gateway = CanaryService {
+            port_discovery: Some(true),
+            gateways: Some(vec!["public-gateway".into()]),
+            ..CanaryService::default()
+        };
+        assert_eq!(port_of(gateway), json!({ "number": 9898 }));
+        let mesh = CanaryService {
+            port_discovery: Some(true),
+            gateways: Some(vec!["mesh".into()]),
+            ..CanaryService::default()
+        };
+        assert_eq!(port_of(mesh), Value::Null);
+        let single_port = CanaryService {
+            gateways: Some(vec!["public-gateway".into()]),
+            ..CanaryService::default()
+        };
+        assert_eq!(port_of(single_port), Value::Null);
+    }
+
+    #[test]
     fn wildcard_host_is_not_extended_and_delegates_have_no_hosts() {
         let wildcard = CanaryService {
             hosts: Some(vec!["*".into()]),
@@ -373,10 +414,7 @@ mod tests {
             routes(100, 0, true),
         );
         let route = &spec_of(&objects, "podinfo")["http"][0];
-        assert_eq!(
-            route["mirror"],
-            json!({ "host": "podinfo-canary", "port": { "number": 9898 } })
-        );
+        assert_eq!(route["mirror"], json!({ "host": "podinfo-canary" }));
         assert_eq!(route["mirrorPercentage"], json!({ "value": 50 }));
         assert_eq!(route["route"][0]["weight"], 100);
 
@@ -421,7 +459,7 @@ mod tests {
         assert_eq!(http[1]["match"], json!([{ "uri": { "prefix": "/api" } }]));
         assert_eq!(
             http[1]["route"],
-            json!([{ "destination": { "host": "podinfo-primary", "port": { "number": 9898 } }, "weight": 100 }])
+            json!([{ "destination": { "host": "podinfo-primary" }, "weight": 100 }])
         );
         let vs = objects.last().unwrap();
         assert_eq!(read_routes(vs), Some(routes(0, 100, false)));
