@@ -81,8 +81,8 @@ async fn gateway_api_applies_one_http_route_in_the_requested_version() {
     assert_eq!(
         requests[0].body["spec"]["rules"][0]["backendRefs"],
         json!([
-            { "name": "podinfo-primary", "port": 9898, "weight": 90 },
-            { "name": "podinfo-canary", "port": 9898, "weight": 10 }
+            { "group": "", "kind": "Service", "name": "podinfo-primary", "port": 9898, "weight": 90 },
+            { "group": "", "kind": "Service", "name": "podinfo-canary", "port": 9898, "weight": 10 }
         ])
     );
 

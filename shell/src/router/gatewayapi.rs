@@ -22,7 +22,8 @@ pub fn desired_objects(canary: &Canary, version: &str, routes: Routes) -> Vec<Dy
     let service = &canary.spec.service;
     let analysis = canary.spec.analysis();
     let port = service.port;
-    let backend = |name: &str, weight: i32| json!({ "name": name, "port": port, "weight": weight });
+    // Group and kind spelled out as Flagger writes them (they are also the API defaults).
+    let backend = |name: &str, weight: i32| json!({ "group": "", "kind": "Service", "name": name, "port": port, "weight": weight });
     let split = vec![
         backend(&names.primary_service, routes.primary_weight),
         backend(&names.canary_service, routes.canary_weight),
@@ -53,8 +54,9 @@ pub fn desired_objects(canary: &Canary, version: &str, routes: Routes) -> Vec<Dy
         ],
         None => {
             let mirror = routes.mirrored.then(|| {
-                let mut mirror =
-                    json!({ "backendRef": { "name": names.canary_service, "port": port } });
+                let mut mirror = json!({ "backendRef": {
+                        "group": "", "kind": "Service", "name": names.canary_service, "port": port
+                    } });
                 if let Some(percent) = analysis.and_then(|a| a.mirror_weight).filter(|w| *w > 0) {
                     mirror["percent"] = json!(percent);
                 }
@@ -200,12 +202,12 @@ fn regex_escape(text: &str) -> String {
     out
 }
 
-/// Each service match (its path) combined with each A/B condition (its headers, query, method),
-/// so the canary rule is never wider than the service's own routing.
+/// Each A/B condition (its headers, query, method) combined with each service match (its path),
+/// in Flagger's order, so the canary rule is never wider than the service's own routing.
 fn merge_matches(service: &[Value], analysis: &[Value]) -> Vec<Value> {
     let mut merged = Vec::with_capacity(service.len() * analysis.len());
-    for s in service {
-        for a in analysis {
+    for a in analysis {
+        for s in service {
             let mut m = s.clone();
             for key in ["headers", "queryParams", "method"] {
                 if let Some(v) = a.get(key) {
@@ -387,8 +389,8 @@ mod tests {
                 "rules": [{
                     "matches": [{ "path": { "type": "PathPrefix", "value": "/" } }],
                     "backendRefs": [
-                        { "name": "podinfo-primary", "port": 9898, "weight": 60 },
-                        { "name": "podinfo-canary", "port": 9898, "weight": 40 }
+                        { "group": "", "kind": "Service", "name": "podinfo-primary", "port": 9898, "weight": 60 },
+                        { "group": "", "kind": "Service", "name": "podinfo-canary", "port": 9898, "weight": 40 }
                     ]
                 }]
             })
@@ -474,7 +476,7 @@ mod tests {
         assert_eq!(spec["rules"][1]["matches"], json!([{ "path": path }]));
         assert_eq!(
             spec["rules"][1]["backendRefs"],
-            json!([{ "name": "podinfo-primary", "port": 9898, "weight": 100 }])
+            json!([{ "group": "", "kind": "Service", "name": "podinfo-primary", "port": 9898, "weight": 100 }])
         );
         let object = desired_objects(&c, "v1", routes(0, 100, false)).remove(0);
         assert_eq!(read_routes(&object), Some(routes(0, 100, false)));
@@ -494,7 +496,8 @@ mod tests {
         assert_eq!(
             spec["rules"][0]["filters"],
             json!([{ "type": "RequestMirror", "requestMirror": {
-                "backendRef": { "name": "podinfo-canary", "port": 9898 }, "percent": 25 } }])
+                "backendRef": { "group": "", "kind": "Service", "name": "podinfo-canary", "port": 9898 },
+                "percent": 25 } }])
         );
     }
 
