@@ -123,6 +123,34 @@ async fn write_status_applies_the_whole_status_on_the_subresource() {
 }
 
 #[tokio::test]
+async fn a_conditional_status_write_carries_the_resource_version_it_read() {
+    let c = canary();
+    let status = CanaryStatus {
+        phase: Some(Phase::Failed),
+        ..CanaryStatus::default()
+    };
+    let (stored, requests) = run(echo(c.clone()), |exec| async move {
+        exec.write_status(&c, &status, true).await
+    })
+    .await;
+    assert_eq!(stored.unwrap().metadata.name.as_deref(), Some("podinfo"));
+    assert_eq!(requests.len(), 1);
+    requests[0].assert_apply(&format!("{CANARIES}/podinfo/status"));
+    assert_eq!(
+        requests[0].body["metadata"],
+        json!({ "resourceVersion": "7" })
+    );
+    assert_eq!(requests[0].body["status"]["phase"], "Failed");
+
+    let c = canary();
+    let (_, requests) = run(echo(c.clone()), |exec| async move {
+        exec.write_status(&c, &CanaryStatus::default(), false).await
+    })
+    .await;
+    assert!(requests[0].body.get("metadata").is_none());
+}
+
+#[tokio::test]
 async fn a_conflict_is_reported_as_such() {
     let c = canary();
     let ctx = context("istio");

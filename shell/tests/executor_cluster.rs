@@ -182,7 +182,23 @@ async fn commands_are_accepted_and_idempotent_on_a_real_api_server() {
     };
     twice(&exec, &canary, &ctx, Command::WriteStatus(status.clone())).await;
     let stored = canaries.get_status("podinfo").await.unwrap();
-    assert_eq!(stored.status, Some(status));
+    assert_eq!(stored.status, Some(status.clone()));
+
+    // A decision taken on a stale copy must not overwrite a newer status.
+    let stale = canary.clone();
+    let fresh = canaries.get("podinfo").await.unwrap();
+    let newer = CanaryStatus {
+        phase: Some(Phase::Failed),
+        ..status.clone()
+    };
+    let written = exec.write_status(&fresh, &newer, true).await.unwrap();
+    assert_ne!(written.resource_version(), fresh.resource_version());
+    let refused = exec.write_status(&stale, &status, true).await.unwrap_err();
+    assert!(refused.is_conflict(), "{refused}");
+    assert_eq!(
+        canaries.get_status("podinfo").await.unwrap().status,
+        Some(newer)
+    );
 
     twice(&exec, &canary, &ctx, Command::RevertApexService).await;
     let apex = services.get("podinfo").await.unwrap();

@@ -76,23 +76,30 @@ async fn json_patch(exec: &Executor, canary: &Canary, ops: Value) -> Result<(), 
 }
 
 /// The full status, applied on the status subresource: fields left out are removed, so what
-/// is stored is exactly what core decided.
+/// is stored is exactly what core decided. With `if_unchanged`, the write carries `canary`'s
+/// resourceVersion and is refused (409) if anything changed the Canary since it was read.
+/// Returns the Canary as stored, whose resourceVersion identifies this write.
 pub(super) async fn write_status(
     exec: &Executor,
     canary: &Canary,
     status: &CanaryStatus,
-) -> Result<(), ExecError> {
+    if_unchanged: bool,
+) -> Result<Canary, ExecError> {
     let api: Api<Canary> = Api::namespaced(exec.client.clone(), &namespace(canary)?);
-    let body = json!({
+    let mut body = json!({
         "apiVersion": Canary::api_version(&()),
         "kind": Canary::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &canary.name_any(),
-        &exec.apply_params(),
-        &Patch::Apply(body),
-    )
-    .await?;
-    Ok(())
+    if if_unchanged && let Some(rv) = &canary.metadata.resource_version {
+        body["metadata"] = json!({ "resourceVersion": rv });
+    }
+    let stored = api
+        .patch_status(
+            &canary.name_any(),
+            &exec.apply_params(),
+            &Patch::Apply(body),
+        )
+        .await?;
+    Ok(stored)
 }

@@ -242,7 +242,10 @@ impl Executor {
         match command {
             Command::AddFinalizer => canary::add_finalizer(self, canary).await,
             Command::RemoveFinalizer => canary::remove_finalizer(self, canary).await,
-            Command::WriteStatus(status) => canary::write_status(self, canary, status).await,
+            Command::WriteStatus(status) => {
+                canary::write_status(self, canary, status, false).await?;
+                Ok(())
+            }
             Command::CreatePrimary | Command::PromoteTemplate => {
                 deployment::apply_primary(self, canary, ctx).await
             }
@@ -271,6 +274,19 @@ impl Executor {
             | Command::RecordMetric(_)
             | Command::RunPostRolloutHooks { .. } => Ok(()),
         }
+    }
+
+    /// `WriteStatus`, for a controller that must know what it wrote: the stored Canary comes back
+    /// (its resourceVersion tells a stale cache from a fresh one), and with `if_unchanged` the
+    /// write is refused with a conflict when the Canary changed since `canary` was read, so a
+    /// decision taken on a stale copy never overwrites a newer status.
+    pub async fn write_status(
+        &self,
+        canary: &Canary,
+        status: &flagger_core::CanaryStatus,
+        if_unchanged: bool,
+    ) -> Result<Canary, ExecError> {
+        canary::write_status(self, canary, status, if_unchanged).await
     }
 
     pub fn client(&self) -> &Client {
