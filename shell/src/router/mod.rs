@@ -153,3 +153,85 @@ fn weight_of(value: &Value) -> i32 {
         .and_then(|w| i32::try_from(w).ok())
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flagger_core::api::{CanaryService, CanarySpec, ObjectReference};
+
+    fn canary(service_name: Option<&str>) -> Canary {
+        Canary::new(
+            "podinfo",
+            CanarySpec {
+                target_ref: ObjectReference {
+                    name: "podinfo".into(),
+                    ..ObjectReference::default()
+                },
+                service: CanaryService {
+                    name: service_name.map(str::to_string),
+                    port: 9898,
+                    ..CanaryService::default()
+                },
+                ..CanarySpec::default()
+            },
+        )
+    }
+
+    #[test]
+    fn every_provider_core_accepts_has_a_router_and_others_are_errors() {
+        for name in crate::crd::PROVIDERS {
+            assert!(Router::for_provider(name).is_ok(), "{name}");
+        }
+        assert_eq!(
+            Router::for_provider("gatewayapi").unwrap(),
+            Router::GatewayApi { version: "v1" }
+        );
+        assert_eq!(
+            Router::for_provider("gatewayapi:v1beta1").unwrap(),
+            Router::GatewayApi { version: "v1beta1" }
+        );
+        assert!(Router::for_provider("linkerd").is_err());
+        assert!(Router::for_provider("").is_err());
+    }
+
+    #[test]
+    fn service_names_default_to_the_target() {
+        let names = Names::of(&canary(None));
+        assert_eq!(
+            (
+                names.apex_service.as_str(),
+                names.primary_service.as_str(),
+                names.canary_service.as_str()
+            ),
+            ("podinfo", "podinfo-primary", "podinfo-canary")
+        );
+        let names = Names::of(&canary(Some("web")));
+        assert_eq!(
+            (
+                names.apex_service.as_str(),
+                names.primary_service.as_str(),
+                names.primary.as_str()
+            ),
+            ("web", "web-primary", "podinfo-primary")
+        );
+    }
+
+    #[test]
+    fn routes_are_read_from_the_object_named_after_the_apex_service() {
+        let c = canary(Some("web"));
+        let (resource, name) = Router::Istio.routes_object(&c).unwrap();
+        assert_eq!(
+            (
+                resource.api_version.as_str(),
+                resource.plural.as_str(),
+                name.as_str()
+            ),
+            ("networking.istio.io/v1beta1", "virtualservices", "web")
+        );
+        let (resource, _) = Router::GatewayApi { version: "v1" }
+            .routes_object(&c)
+            .unwrap();
+        assert_eq!(resource.api_version, "gateway.networking.k8s.io/v1");
+        assert_eq!(Router::Kubernetes.routes_object(&c), None);
+    }
+}
