@@ -180,3 +180,35 @@ async fn an_invalid_canary_is_blocked_with_a_warning_and_waits_for_a_change() {
     assert!(conditions.iter().any(|c| c["type"] == "Blocked"));
     assert_eq!(action, Action::await_change());
 }
+
+#[tokio::test]
+async fn canary_totals_follow_the_cache_and_drop_to_zero() {
+    let mut caches = Caches::new();
+    let mut other = canary();
+    other.metadata.namespace = Some("prod".into());
+    let mut second = canary();
+    second.metadata.name = Some("backend".into());
+    for c in [canary(), second.clone(), other.clone()] {
+        caches.canary(&c);
+    }
+    let (client, _server) = mock_client(echo(canary()));
+    let ctx = context(client, caches.stores.clone(), settings());
+    ctx.count_canaries();
+    let text = ctx.state.metrics.encode();
+    assert!(
+        text.contains(r#"flagger_canary_total{namespace="test"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"flagger_canary_total{namespace="prod"} 1"#),
+        "{text}"
+    );
+
+    caches.remove_canary(&other);
+    ctx.count_canaries();
+    let text = ctx.state.metrics.encode();
+    assert!(
+        text.contains(r#"flagger_canary_total{namespace="prod"} 0"#),
+        "{text}"
+    );
+}

@@ -5,7 +5,7 @@
 //! the reconciler sees. Both are built once per process: the event recorder's de-duplication
 //! and the metrics only work when long-lived.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -88,6 +88,8 @@ pub struct Context {
     pub traces: Option<TraceRecorder>,
     /// Consecutive failed reconciles per Canary, for the error backoff.
     pub failures: Mutex<HashMap<ObjectRef<Canary>, u32>>,
+    /// Canaries per namespace as last exported, so emptied namespaces drop to zero.
+    pub canary_counts: Mutex<BTreeMap<String, usize>>,
 }
 
 impl Context {
@@ -97,6 +99,23 @@ impl Context {
         let n = failures.entry(canary.clone()).or_insert(0);
         *n = n.saturating_add(1);
         backoff(*n)
+    }
+
+    /// `flagger_canary_total{namespace}` from the cache; namespaces whose last Canary went away
+    /// drop to zero rather than keep their old count.
+    pub fn count_canaries(&self) {
+        let mut seen = self.canary_counts.lock().unwrap_or_else(|e| e.into_inner());
+        for count in seen.values_mut() {
+            *count = 0;
+        }
+        for c in self.stores.canaries.state() {
+            *seen
+                .entry(kube::ResourceExt::namespace(c.as_ref()).unwrap_or_default())
+                .or_insert(0) += 1;
+        }
+        for (ns, count) in seen.iter() {
+            self.state.metrics.set_total(ns, *count);
+        }
     }
 
     pub fn clear_failures(&self, canary: &ObjectRef<Canary>) {

@@ -11,7 +11,6 @@ pub mod run;
 pub mod snapshot;
 pub mod watch;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -164,6 +163,7 @@ pub async fn run(
         outbox,
         traces,
         failures: Mutex::new(Default::default()),
+        canary_counts: Mutex::new(Default::default()),
     });
 
     spawn_readiness(&stores, state.clone());
@@ -173,15 +173,13 @@ pub async fn run(
     let controller = build_controller(&client, &ns, &stores, writers, deleted_tx, opts.resync)
         .with_config(controller::Config::default().concurrency(opts.concurrency))
         .graceful_shutdown_on(shutdown);
-    let counts = Arc::new(Mutex::new(BTreeMap::new()));
     controller
         .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
         .for_each(move |result| {
             if let Err(e) = &result {
                 log_controller_error(e);
             }
-            let mut seen = counts.lock().unwrap_or_else(|e| e.into_inner());
-            reconcile::count_canaries(&ctx, &mut seen);
+            ctx.count_canaries();
             future::ready(())
         })
         .await;
@@ -353,6 +351,7 @@ async fn handle_deletions(ctx: Arc<Context>, mut deleted: mpsc::UnboundedReceive
             canary.name_any(),
             canary.namespace().unwrap_or_default()
         );
+        ctx.count_canaries();
         ctx.state.metrics.forget_canary(
             &canary.spec.target_ref.name,
             &canary.namespace().unwrap_or_default(),

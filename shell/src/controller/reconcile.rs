@@ -1,7 +1,6 @@
 //! The kube-runtime reconciler: snapshot from the caches, decide and execute, requeue when the
 //! core wants to be called again.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,20 +94,6 @@ pub fn error_policy(canary: Arc<Canary>, error: &Error, ctx: Arc<Context>) -> Ac
         "reconcile failed"
     );
     Action::requeue(wait)
-}
-
-/// `flagger_canary_total{namespace}` from the cache; namespaces whose last Canary went away
-/// drop to zero rather than keep their old count.
-pub fn count_canaries(ctx: &Context, seen: &mut BTreeMap<String, usize>) {
-    for count in seen.values_mut() {
-        *count = 0;
-    }
-    for c in ctx.stores.canaries.state() {
-        *seen.entry(c.namespace().unwrap_or_default()).or_insert(0) += 1;
-    }
-    for (ns, count) in seen.iter() {
-        ctx.state.metrics.set_total(ns, *count);
-    }
 }
 
 #[cfg(test)]

@@ -146,6 +146,11 @@ impl Caches {
             .apply_watcher_event(&watcher::Event::Apply(c.clone()));
     }
 
+    pub fn remove_canary(&mut self, c: &Canary) {
+        self.canaries
+            .apply_watcher_event(&watcher::Event::Delete(c.clone()));
+    }
+
     pub fn deployment(&mut self, d: &Deployment) {
         self.deployments
             .apply_watcher_event(&watcher::Event::Apply(d.clone()));
@@ -252,5 +257,6 @@ pub fn context(client: Client, stores: Stores, settings: Settings) -> Arc<Contex
         outbox,
         traces: None,
         failures: Mutex::new(Default::default()),
+        canary_counts: Mutex::new(Default::default()),
     })
 }
