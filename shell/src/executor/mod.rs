@@ -1,8 +1,11 @@
 //! Carries out core's commands against the API server.
 //!
-//! Every write is idempotent: objects are written whole with server-side apply under one field
-//! manager, so repeating a command after a crash or a conflict converges to the same state. An
-//! error is returned as is; the controller retries on the next reconcile, which re-derives the
+//! Every write is idempotent, so repeating a command after a crash or a conflict converges to
+//! the same state: generated objects and the status are written whole with server-side apply
+//! under one field manager (`flagger`); the target's replicas take a merge patch (the target is
+//! the user's, we own only that field's value); finalizers take a JSON patch guarded by a `test`
+//! of the list it was computed from, and none at all when already in the wanted state. An error
+//! is returned as is; the controller retries on the next reconcile, which re-derives the
 //! commands from the persisted status.
 //!
 //! Command families live in their own files: `deployment` (primary, promotion, scaling),
