@@ -51,6 +51,20 @@ fi
 "$FLAGGER_BIN" run --help >"$WORK/run-help.txt" || die "$FLAGGER_BIN run --help failed"
 echo "$FLAGGER_BIN: $(grep -c -- '^ *--' "$WORK/run-help.txt") flags"
 
+step "image: Dockerfile, chart and binary agree"
+app_version=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' charts/flagger/Chart.yaml)
+crate_version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml)
+binary_version=$("$FLAGGER_BIN" --version)
+[ "$app_version" = "$crate_version" ] && [ "$app_version" = "$binary_version" ] ||
+  die "versions differ: chart appVersion '$app_version', workspace '$crate_version', binary '$binary_version'"
+repository=$(sed -n '/^image:/,/^[^ ]/s/^  repository: *\(.*\)$/\1/p' charts/flagger/values.yaml)
+grep -qF "$repository:" Dockerfile || die "the Dockerfile does not say it builds $repository (values.yaml image.repository)"
+grep -qx 'USER 10001:10001' Dockerfile || die "the Dockerfile's runtime user is not 10001:10001, the chart's runAsUser/runAsGroup"
+grep -qx 'EXPOSE 8080' Dockerfile || die "the Dockerfile does not expose 8080, the chart's container port"
+grep -qx 'ENTRYPOINT \["/flagger"\]' Dockerfile || die "the Dockerfile's entrypoint is not /flagger"
+grep -q -- '--locked -p flagger --bin flagger --target' Dockerfile || die "the Dockerfile does not build the flagger binary"
+echo "  ok: $repository:$app_version runs /flagger as 10001 on port 8080"
+
 step "helm lint"
 "$HELM" lint --strict charts/flagger || die "helm lint charts/flagger"
 "$HELM" lint --strict charts/grafana || die "helm lint charts/grafana"
