@@ -1,0 +1,188 @@
+//! The generated CRDs on a real API server (tests/cluster/cluster.sh up): installed as
+//! `flagger crd` prints them, they must accept Flagger's YAML, keep the mesh fields verbatim and
+//! refuse the malformed specs the schema rules target.
+//! Run with `KUBECONFIG=<state>/kubeconfig cargo test -p flagger --test crd_cluster -- --ignored`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use flagger::crd::crds;
+use flagger_core::Canary;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::core::{DynamicObject, GroupVersionKind};
+use kube::{Client, discovery::ApiResource};
+use serde_json::{Value, json};
+
+async fn install(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        api.patch(
+            &name,
+            &PatchParams::apply("crd-test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+        for _ in 0..100 {
+            let stored = api.get(&name).await.unwrap();
+            let established = stored
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn canary(name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "flagger.app/v1beta1",
+        "kind": "Canary",
+        "metadata": { "name": name },
+        "spec": spec
+    })
+}
+
+fn valid_spec() -> Value {
+    json!({
+        "provider": "istio",
+        "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo" },
+        "service": {
+            "port": 9898,
+            "targetPort": "http",
+            "match": [{ "uri": { "prefix": "/api" } }],
+            "retries": { "attempts": 3, "perTryTimeout": "1s" },
+            "trafficPolicy": { "tls": { "mode": "ISTIO_MUTUAL" } }
+        },
+        "analysis": {
+            "interval": "1m",
+            "threshold": 5,
+            "iterations": 10,
+            "match": [{ "headers": { "x-canary": { "exact": "insider" } } }],
+            "metrics": [{ "name": "request-success-rate", "thresholdRange": { "min": 99 }, "interval": "1m" }],
+            "webhooks": [{ "name": "load-test", "url": "http://flagger-loadtester/", "metadata": { "cmd": "hey -z 1m" } }]
+        }
+    })
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: tests/cluster/cluster.sh up, then KUBECONFIG"]
+async fn the_api_server_keeps_good_canaries_and_refuses_malformed_ones() {
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG points at a running test cluster");
+    install(&client).await;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let ns = format!("crd-{nanos}");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let mut namespace = Namespace::default();
+    namespace.metadata.name = Some(ns.clone());
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+
+    let resource =
+        ApiResource::from_gvk(&GroupVersionKind::gvk("flagger.app", "v1beta1", "Canary"));
+    let raw: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
+    let create = |name: &str, spec: Value| {
+        let raw = raw.clone();
+        let object: DynamicObject = serde_json::from_value(canary(name, spec)).unwrap();
+        async move { raw.create(&PostParams::default(), &object).await }
+    };
+
+    create("good", valid_spec()).await.unwrap();
+    let typed: Api<Canary> = Api::namespaced(client.clone(), &ns);
+    let stored = typed.get("good").await.unwrap();
+    let service = &stored.spec.service;
+    assert_eq!(service.target_port, Some(json!("http")));
+    assert_eq!(
+        service.match_,
+        Some(vec![json!({ "uri": { "prefix": "/api" } })]),
+        "mesh fields are kept verbatim, not pruned"
+    );
+    assert_eq!(
+        service.traffic_policy,
+        Some(json!({ "tls": { "mode": "ISTIO_MUTUAL" } }))
+    );
+    assert_eq!(
+        stored.spec.analysis.as_ref().unwrap().match_,
+        Some(vec![
+            json!({ "headers": { "x-canary": { "exact": "insider" } } })
+        ])
+    );
+
+    let malformed: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        (
+            "two-strategies",
+            Box::new(|s| s["analysis"]["stepWeight"] = json!(10)),
+        ),
+        (
+            "no-threshold",
+            Box::new(|s| {
+                s["analysis"].as_object_mut().unwrap().remove("threshold");
+            }),
+        ),
+        (
+            "no-strategy",
+            Box::new(|s| {
+                s["analysis"].as_object_mut().unwrap().remove("iterations");
+            }),
+        ),
+        (
+            "weight-over-100",
+            Box::new(|s| {
+                s["analysis"].as_object_mut().unwrap().remove("iterations");
+                s["analysis"]["stepWeight"] = json!(110);
+            }),
+        ),
+        (
+            "unknown-provider",
+            Box::new(|s| s["provider"] = json!("linkerd")),
+        ),
+        ("port-zero", Box::new(|s| s["service"]["port"] = json!(0))),
+        (
+            "no-port",
+            Box::new(|s| {
+                s["service"].as_object_mut().unwrap().remove("port");
+            }),
+        ),
+        (
+            "daemonset",
+            Box::new(|s| s["targetRef"]["kind"] = json!("DaemonSet")),
+        ),
+        (
+            "no-target",
+            Box::new(|s| {
+                s.as_object_mut().unwrap().remove("targetRef");
+            }),
+        ),
+        (
+            "bad-hook-type",
+            Box::new(|s| s["analysis"]["webhooks"][0]["type"] = json!("pre-rollback")),
+        ),
+    ];
+    for (name, edit) in malformed {
+        let mut spec = valid_spec();
+        edit(&mut spec);
+        match create(name, spec).await {
+            Err(kube::Error::Api(status)) => assert_eq!(status.code, 422, "{name}: {status:?}"),
+            other => panic!("{name} was not refused: {other:?}"),
+        }
+    }
+
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+}
