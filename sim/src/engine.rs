@@ -60,6 +60,7 @@ pub enum Reason {
     Restart,
     Duplicate,
     Early,
+    Delete,
 }
 
 impl Reason {
@@ -73,6 +74,7 @@ impl Reason {
             Reason::Restart => "restart",
             Reason::Duplicate => "duplicate",
             Reason::Early => "early",
+            Reason::Delete => "delete",
         }
     }
 }
@@ -271,6 +273,12 @@ impl Engine<'_> {
                 self.world.apply_revision(r, now);
                 self.next_revision += 1;
             }
+            if self.trace.delete_at.is_some_and(|d| d <= now) && !self.world.deleting {
+                self.world.delete();
+                if self.world.removed {
+                    return Ok(());
+                }
+            }
             self.faults.arm(now);
             self.reconcile(now, reasons)?;
         }
@@ -305,6 +313,11 @@ impl Engine<'_> {
                     sources.push((at + SignedDuration::from_secs(1), Reason::Ready));
                 }
             }
+        }
+        if let Some(t) = self.trace.delete_at
+            && !self.world.deleting
+        {
+            sources.push((t.max(last), Reason::Delete));
         }
         if let Some(t) = self.faults.next_restart() {
             sources.push((t.max(last), Reason::Restart));
@@ -366,6 +379,7 @@ impl Engine<'_> {
         });
         snap.now = now;
         snap.canary.has_finalizer = self.world.finalizer;
+        snap.canary.deleting = self.world.deleting;
         snap.status = status;
         snap.target = self
             .world

@@ -279,6 +279,8 @@ pub fn trace(seed: u64, inputs: Inputs, rates: FaultRates) -> (Trace, Shape) {
     if !hooks.is_empty() {
         analysis["webhooks"] = Value::Array(hooks);
     }
+    let deletion = (inputs == Inputs::Chaotic && rng.chance(0.15))
+        .then(|| (format!("{}s", rng.range(60, horizon)), rng.chance(0.7)));
     let file = json!({
         "version": 1,
         "start": "2026-01-01T00:00:00Z",
@@ -292,6 +294,7 @@ pub fn trace(seed: u64, inputs: Inputs, rates: FaultRates) -> (Trace, Shape) {
                 "provider": if kubernetes { "kubernetes" } else { "istio" },
                 "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
                 "progressDeadlineSeconds": deadline,
+                "revertOnDeletion": deletion.as_ref().is_some_and(|(_, revert)| *revert),
                 "service": {"port": 9898},
                 "analysis": analysis
             }
@@ -302,6 +305,10 @@ pub fn trace(seed: u64, inputs: Inputs, rates: FaultRates) -> (Trace, Shape) {
         "webhooks": webhooks,
         "faults": {"seed": seed, "rates": serde_json::to_value(rates).unwrap_or_default()}
     });
+    let mut file = file;
+    if let Some((at, _)) = deletion {
+        file["deleteAt"] = json!(at);
+    }
     let raw: TraceFile = match serde_json::from_value(file) {
         Ok(raw) => raw,
         Err(e) => panic!("generated trace does not parse (seed {seed}): {e}"),

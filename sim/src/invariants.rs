@@ -119,7 +119,8 @@ impl Checker {
                 ),
             );
         }
-        if !complete {
+        // A deleted Canary leaves the target serving all traffic; nothing below applies to it.
+        if !complete || world.removed {
             return out;
         }
 

@@ -148,6 +148,10 @@ pub fn to_trace(name: &str, recording: &[Reconcile]) -> Result<Trace, InputError
         recorded_metrics: metrics,
         recorded_hooks: hooks,
         initial,
+        delete_at: recording
+            .iter()
+            .find(|r| r.snapshot.canary.deleting)
+            .map(|r| r.snapshot.now),
     })
 }
 

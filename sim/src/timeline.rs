@@ -159,10 +159,15 @@ fn summary(out: &mut String, run: &Run) {
     let last = run.steps.last();
     let end = last.map_or(run.start, |s| s.at);
     let changed = run.steps.iter().filter(|s| s.changed()).count();
+    let result = if run.world.removed {
+        "Canary deleted"
+    } else {
+        phase(run.final_phase())
+    };
     let _ = writeln!(
         out,
         "result: {} after {} ({} reconciles, {} changed something)",
-        phase(run.final_phase()),
+        result,
         offset(run, end),
         run.steps.len(),
         changed
@@ -206,6 +211,7 @@ struct JsonStep<'a> {
 #[serde(rename_all = "camelCase")]
 struct JsonResult<'a> {
     phase: Option<Phase>,
+    deleted: bool,
     status: Digest,
     reconciles: usize,
     violations: &'a [Violation],
@@ -231,6 +237,7 @@ pub fn json(run: &Run) -> String {
             .collect(),
         result: JsonResult {
             phase: run.final_phase(),
+            deleted: run.world.removed,
             status: Digest {
                 phase: run.world.status.phase,
                 canary_weight: run.world.status.canary_weight,

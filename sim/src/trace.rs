@@ -124,6 +124,9 @@ pub struct TraceFile {
     pub answers: Vec<RecordedAnswer>,
     #[serde(default)]
     pub initial: Initial,
+    /// When the Canary is deleted (`kubectl delete canary`); never when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_at: Option<At>,
 }
 
 /// The cluster as it is at `start`, for traces that begin mid-life (recordings); empty by default.
@@ -382,6 +385,7 @@ pub struct Trace {
     pub recorded_metrics: BTreeMap<String, Vec<(Timestamp, MetricAnswer)>>,
     pub recorded_hooks: BTreeMap<String, Vec<(Timestamp, HookAnswer)>>,
     pub initial: Initial,
+    pub delete_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone)]
@@ -704,6 +708,7 @@ impl Trace {
             recorded_metrics,
             recorded_hooks,
             initial: raw.initial,
+            delete_at: raw.delete_at.map(|d| d.resolve(start)),
         })
     }
 

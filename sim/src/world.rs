@@ -87,7 +87,9 @@ pub struct World {
     pub primary_autoscaler: bool,
     pub apex_reverted: bool,
     pub finalizer: bool,
-    /// The Canary object is gone (finalizer removed after deletion).
+    /// The Canary carries a deletion timestamp.
+    pub deleting: bool,
+    /// The Canary object is gone (deleted, and its finalizer removed).
     pub removed: bool,
     pub status: CanaryStatus,
     /// Bumped on every status write; a write from a decision made on an older version conflicts.
@@ -112,6 +114,7 @@ impl World {
             primary_autoscaler: false,
             apex_reverted: false,
             finalizer: false,
+            deleting: false,
             removed: false,
             status: CanaryStatus::default(),
             status_version: 0,
@@ -145,6 +148,12 @@ impl World {
             rollout_started: now,
             ready_at: Some(now),
         });
+    }
+
+    /// `kubectl delete canary`: without a finalizer the object is gone at once.
+    pub fn delete(&mut self) {
+        self.deleting = true;
+        self.removed = !self.finalizer;
     }
 
     /// The user (or GitOps) changes the target Deployment.
@@ -189,7 +198,10 @@ impl World {
     ) -> Result<(), Conflict> {
         match command {
             Command::AddFinalizer => self.finalizer = true,
-            Command::RemoveFinalizer => self.finalizer = false,
+            Command::RemoveFinalizer => {
+                self.finalizer = false;
+                self.removed = self.deleting;
+            }
             Command::CreatePrimary => {
                 if self.primary.is_none()
                     && let Some(t) = &self.target

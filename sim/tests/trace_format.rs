@@ -159,3 +159,60 @@ fn a_canary_that_never_becomes_ready_is_rolled_back_at_the_deadline() {
     // Scaled up at 2m, progressDeadlineSeconds 60: the first analysis step after 3m rolls back.
     assert_eq!(failed.at.duration_since(run.start).as_secs(), 240);
 }
+
+#[test]
+fn deleting_with_revert_on_deletion_gives_the_target_back() {
+    let mut t = promote();
+    t["canary"]["spec"]["revertOnDeletion"] = json!(true);
+    t["deleteAt"] = json!("20m");
+    let run = replay(&parse(&t).unwrap(), &Options::default());
+    assert!(
+        run.error.is_none() && run.violations.is_empty(),
+        "{:?}",
+        run.violations
+    );
+    assert!(run.world.removed);
+    assert!(run.world.apex_reverted);
+    let routes = run.world.routes.unwrap();
+    assert_eq!((routes.primary_weight, routes.canary_weight), (0, 100));
+    assert!(run.world.target.as_ref().unwrap().replicas > 0);
+    let ev: Vec<_> = run
+        .world
+        .events
+        .iter()
+        .map(|e| e.message.as_str())
+        .collect();
+    assert!(ev.contains(&"Terminating canary podinfo.test"), "{ev:?}");
+    assert!(ev.contains(&"Terminated canary podinfo.test"), "{ev:?}");
+    assert!(flagger_sim::timeline::text(&run, false).contains("result: Canary deleted"));
+
+    // Without the finalizer the object just goes: nothing is reverted.
+    t["canary"]["spec"]["revertOnDeletion"] = json!(false);
+    let run = replay(&parse(&t).unwrap(), &Options::default());
+    assert!(run.world.removed && !run.world.apex_reverted);
+    assert_eq!(run.world.target.as_ref().unwrap().replicas, 0);
+}
+
+#[test]
+fn deletion_waits_for_a_slow_target_without_spinning() {
+    let mut t = promote();
+    t["canary"]["spec"]["revertOnDeletion"] = json!(true);
+    t["readiness"] =
+        json!({"delay": "10s", "rules": [{"workload": "canary", "from": "15m", "delay": "150s"}]});
+    t["deleteAt"] = json!("20m");
+    let run = replay(&parse(&t).unwrap(), &Options::default());
+    assert!(run.error.is_none(), "{:?}", run.error);
+    assert!(run.world.removed);
+    let deleted_at = run
+        .steps
+        .last()
+        .unwrap()
+        .at
+        .duration_since(run.start)
+        .as_secs();
+    // The target needs 150s to come back; the finalizer goes at the first reconcile after that.
+    assert!(
+        (1350..=1350 + 60).contains(&deleted_at),
+        "removed at +{deleted_at}s"
+    );
+}
