@@ -41,6 +41,13 @@ async fn install(client: &Client) {
     }
 }
 
+/// One way to break a valid spec.
+type Edit = fn(&mut Value);
+
+fn edit(f: Edit) -> Edit {
+    f
+}
+
 fn canary(name: &str, spec: Value) -> Value {
     json!({
         "apiVersion": "flagger.app/v1beta1",
@@ -122,59 +129,59 @@ async fn the_api_server_keeps_good_canaries_and_refuses_malformed_ones() {
         ])
     );
 
-    let malformed: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let malformed: Vec<(&str, Edit)> = vec![
         (
             "two-strategies",
-            Box::new(|s| s["analysis"]["stepWeight"] = json!(10)),
+            edit(|s| s["analysis"]["stepWeight"] = json!(10)),
         ),
         (
             "no-threshold",
-            Box::new(|s| {
+            edit(|s| {
                 s["analysis"].as_object_mut().unwrap().remove("threshold");
             }),
         ),
         (
             "no-strategy",
-            Box::new(|s| {
+            edit(|s| {
                 s["analysis"].as_object_mut().unwrap().remove("iterations");
             }),
         ),
         (
             "weight-over-100",
-            Box::new(|s| {
+            edit(|s| {
                 s["analysis"].as_object_mut().unwrap().remove("iterations");
                 s["analysis"]["stepWeight"] = json!(110);
             }),
         ),
         (
             "unknown-provider",
-            Box::new(|s| s["provider"] = json!("linkerd")),
+            edit(|s| s["provider"] = json!("linkerd")),
         ),
-        ("port-zero", Box::new(|s| s["service"]["port"] = json!(0))),
+        ("port-zero", edit(|s| s["service"]["port"] = json!(0))),
         (
             "no-port",
-            Box::new(|s| {
+            edit(|s| {
                 s["service"].as_object_mut().unwrap().remove("port");
             }),
         ),
         (
             "daemonset",
-            Box::new(|s| s["targetRef"]["kind"] = json!("DaemonSet")),
+            edit(|s| s["targetRef"]["kind"] = json!("DaemonSet")),
         ),
         (
             "no-target",
-            Box::new(|s| {
+            edit(|s| {
                 s.as_object_mut().unwrap().remove("targetRef");
             }),
         ),
         (
             "bad-hook-type",
-            Box::new(|s| s["analysis"]["webhooks"][0]["type"] = json!("pre-rollback")),
+            edit(|s| s["analysis"]["webhooks"][0]["type"] = json!("pre-rollback")),
         ),
     ];
-    for (name, edit) in malformed {
+    for (name, break_it) in malformed {
         let mut spec = valid_spec();
-        edit(&mut spec);
+        break_it(&mut spec);
         match create(name, spec).await {
             Err(kube::Error::Api(status)) => assert_eq!(status.code, 422, "{name}: {status:?}"),
             other => panic!("{name} was not refused: {other:?}"),
