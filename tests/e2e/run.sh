@@ -30,8 +30,12 @@ STARTED_CLUSTER=0
 TELEMETRY_PID=
 PROMETHEUS_PID=
 
-alive() { # pid exe: the PID still runs that executable (guards against PID reuse)
-  [ -n "$1" ] && [ -d "/proc/$1" ] && [ "$(readlink "/proc/$1/exe" 2>/dev/null)" = "$(readlink -f "$2")" ]
+alive() { # pid exe: the PID still runs that executable (guards against PID reuse; a rebuilt
+  # binary shows as "<path> (deleted)")
+  local exe
+  [ -n "$1" ] && [ -d "/proc/$1" ] || return 1
+  exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 1
+  [ "${exe% (deleted)}" = "$(readlink -f "$2")" ]
 }
 running() { # pid: exists and is not a zombie (it may not have exec'd its binary yet)
   [ -n "$1" ] && [ -r "/proc/$1/stat" ] && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ]

@@ -35,6 +35,9 @@ use serde_json::{Value, json};
 
 use crate::Result;
 
+/// How long the replay runs past the last recorded reconcile.
+const REPLAY_GRACE: SignedDuration = SignedDuration::from_secs(10);
+
 /// One line of a recording (the recorder's format).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reconcile {
@@ -103,11 +106,10 @@ pub fn redecide(recording: &[Reconcile]) -> Result<()> {
 }
 
 fn ready(w: &Workload) -> bool {
-    w.replicas == 0
-        || (w.observed_generation >= w.generation
-            && w.updated_replicas >= w.replicas
-            && w.available_replicas >= w.replicas
-            && w.total_replicas <= w.updated_replicas)
+    w.observed_generation >= w.generation
+        && w.updated_replicas >= w.replicas
+        && w.available_replicas >= w.replicas
+        && w.total_replicas <= w.updated_replicas
 }
 
 fn midpoint(a: Timestamp, b: Timestamp) -> Timestamp {
@@ -127,11 +129,28 @@ fn rollouts(
     starts
         .iter()
         .map(|&(t, inclusive)| {
-            let ready_at = recording
+            // The first later observation that shows the rollout finished. Scaling back to zero
+            // first means it never did; observations that do not show the scale-up yet (the
+            // operator's cache lagging its own write) say nothing.
+            let mut visible = inclusive;
+            let mut ready_at = None;
+            for r in recording
                 .iter()
                 .filter(|r| r.snapshot.now > t || (inclusive && r.snapshot.now == t))
-                .find(|r| workload(&r.snapshot).is_some_and(ready))
-                .map(|r| r.snapshot.now.duration_since(t));
+            {
+                let Some(w) = workload(&r.snapshot) else {
+                    continue;
+                };
+                if w.replicas > 0 {
+                    visible = true;
+                    if ready(w) {
+                        ready_at = Some(r.snapshot.now.duration_since(t));
+                        break;
+                    }
+                } else if visible {
+                    break;
+                }
+            }
             (t, ready_at)
         })
         .collect()
@@ -274,10 +293,13 @@ pub fn to_trace(recording: &[Reconcile], templates: &[Value]) -> Result<Value> {
     }
 
     let config = serde_json::to_value(&first.snapshot.config)?;
+    // Every scenario stops its operator in a resting state; the replay runs on a little longer,
+    // so a step the live run took late (its clock lags the replay's) is inside the window, and a
+    // replay that does not come to rest shows up as extra effects.
     let end = last
         .snapshot
         .now
-        .checked_add(SignedDuration::from_millis(1))
+        .checked_add(REPLAY_GRACE)
         .unwrap_or(last.snapshot.now);
     Ok(json!({
         "version": flagger_sim::trace::FORMAT_VERSION,

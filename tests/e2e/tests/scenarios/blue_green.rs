@@ -79,12 +79,16 @@ async fn kubernetes_blue_green() -> Result<()> {
             "Succeeded"
         ]
     );
-    let iterations: Vec<i64> = history
+    let mut iterations: Vec<i64> = history
         .iter()
         .map(|d| d.iterations)
         .filter(|i| *i > 0)
         .collect();
-    assert!(iterations.windows(2).all(|w| w[0] < w[1]), "{iterations:?}");
+    iterations.dedup();
+    assert!(
+        iterations.windows(2).all(|w| w[0] < w[1]),
+        "one iteration per tick: {iterations:?}"
+    );
     assert!(iterations.contains(&3), "{iterations:?}");
     assert_eq!(s.image("podinfo-primary").await?.as_deref(), Some(IMAGE_V2));
     assert_eq!(s.replicas("podinfo").await?, Some(0));
