@@ -5,7 +5,8 @@
 #     on (leader election, ServiceMonitor, PodMonitor, notifiers, trace recording, a watch
 #     namespace), every rendering validated by tests/tools/helm/cmd/chartcheck: strict decoding
 #     into the Kubernetes API types, the hardened pod and its probes, flags that
-#     `flagger run --help` lists, least-privilege RBAC and a Lease grant exactly when needed;
+#     `flagger run --help` lists and that the binary then parses, least-privilege RBAC and a
+#     Lease grant exactly when needed;
 #   - settings the chart must refuse (both monitors at once, values.schema.json violations) are
 #     refused with a message saying which value is wrong;
 #   - fixtures/examples against the chart's CRDs (schema and unknown fields) and each other;
@@ -79,8 +80,27 @@ render() {
 check() {
   local name=$1; shift
   echo "$name:"
-  "$CHARTCHECK" render -help-text "$WORK/run-help.txt" "$@" "$WORK/$name.yaml" ||
+  "$CHARTCHECK" render -help-text "$WORK/run-help.txt" -args-out "$WORK/$name.args" "$@" "$WORK/$name.yaml" ||
     die "rendered chart ($name) failed validation; see $name above"
+  accepts "$name"
+}
+# accepts NAME: the operator binary parses the rendered container args (it exits 2 on a usage
+# error and only then). It runs against a kubeconfig whose API server is a closed loopback port,
+# so it stops at its first API call; trace recording is pointed into the scratch directory.
+printf '%s\n' 'apiVersion: v1' 'kind: Config' 'current-context: none' \
+  'clusters: [{name: none, cluster: {server: "http://127.0.0.1:9"}}]' \
+  'contexts: [{name: none, context: {cluster: none, user: none}}]' 'users: [{name: none, user: {}}]' \
+  >"$WORK/kubeconfig"
+accepts() {
+  local name=$1 rc=0
+  local -a args
+  mapfile -t args < <(sed "s#^-record-traces=.*#-record-traces=$WORK/traces#" "$WORK/$name.args")
+  timeout 30 "$FLAGGER_BIN" "${args[@]}" "-kubeconfig=$WORK/kubeconfig" -port=0 \
+    >"$WORK/$name.run.log" 2>&1 </dev/null || rc=$?
+  if [ "$rc" -eq 2 ]; then
+    die "flagger refuses the chart's args ($name): $(grep '^flagger:' "$WORK/$name.run.log" | head -n1)"
+  fi
+  echo "  ok: flagger $(head -n1 "$WORK/$name.args") accepts the ${#args[@]} rendered args (exit $rc without an API server)"
 }
 
 step "helm template charts/flagger"

@@ -10,6 +10,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -47,6 +48,7 @@ func runRender(args []string) {
 	fs.StringVar(&helpText, "help-text", "", "file with `flagger run --help` output; every rendered flag must appear in it")
 	fs.Var(&require, "require", "KIND or KIND/NAME that must be rendered (repeatable)")
 	fs.Var(&absent, "absent", "KIND that must not be rendered (repeatable)")
+	argsOut := fs.String("args-out", "", "write the operator container's args to this file, one per line")
 	_ = fs.Parse(args)
 	if fs.NArg() != 1 {
 		usage()
@@ -61,6 +63,18 @@ func runRender(args []string) {
 	c.checkRBAC(r)
 	c.checkLeaderElection(r)
 	c.checkServiceAndMonitors(r)
+	if *argsOut != "" {
+		if _, ct := c.operatorContainer(r); ct != nil {
+			for _, a := range ct.Args {
+				if strings.ContainsAny(a, "\n\x00") {
+					c.fail("arg %q contains a line break", a)
+				}
+			}
+			if err := os.WriteFile(*argsOut, []byte(strings.Join(ct.Args, "\n")+"\n"), 0o644); err != nil {
+				c.fail("writing %s: %v", *argsOut, err)
+			}
+		}
+	}
 	kinds := map[string]int{}
 	for _, o := range r.objects {
 		kinds[o.kind]++
