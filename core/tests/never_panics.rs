@@ -231,6 +231,9 @@ proptest! {
                 prop_assert!(*replicas >= 0);
             }
         }
+        if let Some(at) = decision.wake_at {
+            prop_assert!(at > snap.now, "a wake-up at or before now would spin");
+        }
         // The same snapshot always gives the same decision.
         prop_assert_eq!(decide(&snap), Outcome::Decided(decision));
     }

@@ -344,7 +344,15 @@ impl Tick<'_> {
                 last.checked_add(self.p.interval).ok()
             })
             .flatten()
-            .map(|at| at.max(self.now));
+            // Due but nothing could be done (e.g. waiting for the target during termination):
+            // look again one interval from now rather than at once.
+            .map(|at| {
+                if at <= self.now {
+                    self.now.checked_add(self.p.interval).unwrap_or(at)
+                } else {
+                    at
+                }
+            });
         Decision {
             commands: self.commands,
             wake_at,
