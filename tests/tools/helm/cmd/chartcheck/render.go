@@ -62,6 +62,7 @@ func runRender(args []string) {
 	}
 	c.checkRBAC(r)
 	c.checkLeaderElection(r)
+	c.checkConfigTracking(r)
 	c.checkServiceAndMonitors(r)
 	if *argsOut != "" {
 		if _, ct := c.operatorContainer(r); ct != nil {
@@ -487,6 +488,29 @@ func (c *checker) checkLeaderElection(r *rendered) {
 		if !ok {
 			c.fail("leader election is on but ServiceAccount %s cannot %s the Lease in namespace %s", sa, verb, ns)
 		}
+	}
+}
+
+// checkConfigTracking: with -enable-config-tracking the operator watches ConfigMaps and Secrets
+// and writes their -primary copies; without it, it only reads the Secrets that MetricTemplates
+// and AlertProviders reference, and the role must not grant more.
+func (c *checker) checkConfigTracking(r *rendered) {
+	_, ct := c.operatorContainer(r)
+	if ct == nil || len(ct.Args) == 0 || len(r.clusterRoles) != 1 {
+		return
+	}
+	on := flagValues(ct)["enable-config-tracking"] != "false"
+	rules := r.clusterRoles[0].Rules
+	for _, res := range []string{"configmaps", "secrets"} {
+		for _, verb := range []string{"list", "watch", "create", "patch"} {
+			if got := grants(rules, "", res, verb, ""); got != on {
+				c.fail("config tracking is %v but the ClusterRole %s %s on %s",
+					map[bool]string{true: "on", false: "off"}[on], map[bool]string{true: "grants", false: "lacks"}[got], verb, res)
+			}
+		}
+	}
+	if !on && grants(rules, "", "configmaps", "get", "") {
+		c.fail("config tracking is off but the ClusterRole still reads ConfigMaps")
 	}
 }
 
