@@ -40,6 +40,7 @@ CHARTCHECK="$(dirname "$HELM")/chartcheck-$CHECK_HASH"
 if [ ! -x "$CHARTCHECK" ]; then
   (cd "$TOOLS" && nice -n 15 go build -trimpath -o "$WORK/chartcheck" ./cmd/chartcheck) ||
     die "could not build chartcheck"
+  rm -f "$(dirname "$HELM")"/chartcheck-*   # builds of earlier sources
   mv "$WORK/chartcheck" "$CHARTCHECK"
 fi
 echo "$CHARTCHECK"
