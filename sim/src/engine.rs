@@ -291,9 +291,6 @@ impl Engine<'_> {
         if let Some(w) = self.wake {
             sources.push((w.max(last), Reason::Wake));
         }
-        if let Some((t, _)) = self.extra.first_key_value() {
-            sources.push((*t, Reason::Start));
-        }
         if let Some(r) = self.trace.revisions.get(self.next_revision) {
             sources.push((r.at.max(last), Reason::Revision));
         }
@@ -322,10 +319,12 @@ impl Engine<'_> {
         if let Some(t) = self.faults.next_restart() {
             sources.push((t.max(last), Reason::Restart));
         }
-        let now = sources.iter().map(|(t, _)| *t).min()?;
+        // Extra reconciles (start, retries, restarts, injected ones) carry their own reasons.
+        let extra_at = self.extra.first_key_value().map(|(t, _)| *t);
+        let now = sources.iter().map(|(t, _)| *t).chain(extra_at).min()?;
         let mut reasons: Vec<Reason> = sources
             .iter()
-            .filter(|(t, r)| *t == now && *r != Reason::Start)
+            .filter(|(t, _)| *t == now)
             .map(|(_, r)| *r)
             .collect();
         if self.wake.is_some_and(|w| w.max(last) == now) {
@@ -501,6 +500,8 @@ impl Engine<'_> {
             }
             if twice_at == Some(i) {
                 faults.push(format!("applied twice: {command}"));
+                // A resent status write carries the version the first one was based on, which
+                // the first write just bumped: the copy lands on top of itself.
                 let _ = self.world.apply(
                     command,
                     now,

@@ -8,17 +8,8 @@ use flagger_sim::{Options, Run, replay};
 use jiff::SignedDuration;
 use proptest::prelude::*;
 
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(128);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
+mod common;
+use common::config;
 
 fn first_reaching(run: &Run, phase: Phase) -> Option<jiff::Timestamp> {
     run.steps

@@ -7,18 +7,8 @@ use flagger_sim::trace::FaultRates;
 use flagger_sim::{Options, replay};
 use proptest::prelude::*;
 
-fn config() -> ProptestConfig {
-    // CI-friendly by default; PROPTEST_CASES raises it for a long soak.
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(128);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
+mod common;
+use common::config;
 
 /// Fault rates; `staleSnapshot` stays 0: the core's contract is to decide on the latest status,
 /// and keeping a lagging cache from reaching it is the shell's job (a decision on a stale status
