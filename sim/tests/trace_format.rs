@@ -216,3 +216,21 @@ fn deletion_waits_for_a_slow_target_without_spinning() {
         "removed at +{deleted_at}s"
     );
 }
+
+#[test]
+fn a_canary_reads_the_same_from_yaml_and_json() {
+    use flagger_sim::trace::canary_from_text;
+    let yaml = "apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata:\n  name: podinfo\n  namespace: test\nspec:\n  targetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: podinfo\n  service:\n    port: 9898\n  analysis:\n    interval: 30s\n    threshold: 3\n    stepWeights: [5, 10, 20]\n    metrics:\n      - name: request-success-rate\n        thresholdRange:\n          min: 99\n";
+    let from_yaml = canary_from_text("c.yaml", yaml).unwrap();
+    let json = serde_json::to_string(&from_yaml).unwrap();
+    let from_json = canary_from_text("c.json", &json).unwrap();
+    assert_eq!(from_yaml, from_json);
+    assert_eq!(from_yaml.spec.analysis.unwrap().step_weights, Some(vec![5, 10, 20]));
+    // The seed's v1alpha1 shape: `canaryAnalysis` instead of `analysis`.
+    let seed = yaml
+        .replace("flagger.app/v1beta1", "flagger.app/v1alpha1")
+        .replace("  analysis:", "  canaryAnalysis:");
+    let old = canary_from_text("seed.yaml", &seed).unwrap();
+    assert!(old.spec.analysis.is_none());
+    assert_eq!(old.spec.canary_analysis.unwrap().threshold, Some(3));
+}
