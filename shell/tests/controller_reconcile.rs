@@ -41,20 +41,40 @@ async fn a_new_canary_creates_the_primary_and_services_then_writes_its_status() 
     drop(ctx);
     let seen = server.await.unwrap();
 
+    // How the executor writes the Services is its own business (it may read a user-made apex
+    // Service first); what the controller owes is the order of the commands and no reads of
+    // what the caches already hold.
+    let writes: Vec<String> = seen
+        .iter()
+        .filter(|s| s.method != "GET")
+        .map(Seen::line)
+        .collect();
     assert_eq!(
-        lines(&seen),
+        writes.first(),
+        Some(&format!("PATCH {DEPLOYMENTS}/podinfo-primary"))
+    );
+    assert_eq!(writes.last(), Some(&format!("PATCH {STATUS}")));
+    let mut services: Vec<&str> = writes[1..writes.len() - 1]
+        .iter()
+        .map(String::as_str)
+        .collect();
+    services.sort();
+    assert_eq!(
+        services,
         vec![
-            format!("PATCH {DEPLOYMENTS}/podinfo-primary"),
-            // The executor looks for a user-made apex Service to preserve before taking it over.
-            format!("GET {SERVICES}/podinfo"),
+            format!("PATCH {SERVICES}/podinfo"),
             format!("PATCH {SERVICES}/podinfo-canary"),
             format!("PATCH {SERVICES}/podinfo-primary"),
-            format!("PATCH {SERVICES}/podinfo"),
-            format!("PATCH {STATUS}"),
-        ],
-        "the snapshot came from the caches: the Canary and its target were never read"
+        ]
     );
-    assert_eq!(phase(&seen[5].body), "Initializing");
+    assert!(
+        seen.iter()
+            .filter(|s| s.method == "GET")
+            .all(|s| !s.path.contains("/canaries") && !s.path.contains("/deployments")),
+        "the snapshot came from the caches: {:?}",
+        lines(&seen)
+    );
+    assert_eq!(phase(&seen.last().unwrap().body), "Initializing");
     // Initializing waits for the primary: the core asks to be called again within the interval.
     assert_ne!(
         action,
