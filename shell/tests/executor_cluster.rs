@@ -357,7 +357,11 @@ async fn a_users_apex_service_survives_its_canary_and_hpa_is_mirrored() {
     let user_service: Service = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": { "name": "podinfo", "labels": { "owner": "user" } },
-        "spec": { "selector": { "app": "podinfo" }, "ports": [{ "name": "http", "port": 9898 }] }
+        "spec": {
+            "type": "NodePort",
+            "selector": { "app": "podinfo", "tier": "web" },
+            "ports": [{ "name": "http", "port": 80, "targetPort": "http" }]
+        }
     }))
     .unwrap();
     services
@@ -439,6 +443,22 @@ async fn a_users_apex_service_survives_its_canary_and_hpa_is_mirrored() {
     );
     assert!(apex.metadata.owner_references.is_none());
     assert_eq!(apex.metadata.labels.unwrap()["owner"], "user");
+    let spec = apex.spec.unwrap();
+    assert_eq!(
+        spec.selector.unwrap(),
+        [("app".to_string(), "podinfo-primary".to_string())].into(),
+        "the user's other selector keys would keep matching nothing"
+    );
+    let ports = spec.ports.unwrap();
+    assert_eq!(
+        ports
+            .iter()
+            .map(|p| (p.name.clone().unwrap(), p.port))
+            .collect::<Vec<_>>(),
+        [("http".to_string(), 9898)],
+        "the user's port of the same name is replaced, not merged into a duplicate"
+    );
+    assert_eq!(spec.type_.as_deref(), Some("NodePort"));
 
     twice(&exec, &canary, &ctx, Command::RevertApexService).await;
     canaries
@@ -465,7 +485,10 @@ async fn a_users_apex_service_survives_its_canary_and_hpa_is_mirrored() {
         "owned objects are garbage-collected with the Canary"
     );
     let apex = services.get("podinfo").await.unwrap();
-    assert_eq!(apex.spec.unwrap().selector.unwrap()["app"], "podinfo");
+    assert_eq!(
+        apex.spec.unwrap().selector.unwrap(),
+        [("app".to_string(), "podinfo".to_string())].into()
+    );
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces

@@ -17,8 +17,15 @@ async fn apply_services(
     let respond = {
         let canary = canary.clone();
         let echo = echo(canary);
-        move |req: &Captured| match (&existing_apex, req.method.as_str()) {
-            (Some(apex), "GET") => (200, apex.clone()),
+        // The existing apex answers for itself (a merge patch returns the patched object).
+        move |req: &Captured| match &existing_apex {
+            Some(apex)
+                if req
+                    .path
+                    .ends_with(&format!("/{}", apex["metadata"]["name"].as_str().unwrap())) =>
+            {
+                (200, apex.clone())
+            }
             _ => echo(req),
         }
     };
@@ -137,30 +144,52 @@ async fn port_discovery_adds_the_other_container_ports_but_not_sidecars() {
     );
 }
 
-#[tokio::test]
-async fn an_existing_apex_service_is_taken_over_without_ownership() {
-    let existing = json!({
+fn user_service() -> Value {
+    json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": { "name": "podinfo", "namespace": "test", "labels": { "owner": "user" } },
-        "spec": { "type": "LoadBalancer", "selector": { "app": "podinfo" }, "ports": [{ "port": 80 }] }
-    });
-    let requests = apply_services(canary(), context("istio"), Some(existing)).await;
+        "spec": {
+            "type": "NodePort",
+            "selector": { "app": "podinfo", "version": "v1" },
+            "ports": [{ "name": "http", "port": 80, "targetPort": "http", "nodePort": 30080 }]
+        }
+    })
+}
+
+#[tokio::test]
+async fn an_existing_apex_service_is_taken_over_without_ownership() {
+    let requests = apply_services(canary(), context("istio"), Some(user_service())).await;
     assert_eq!(requests.len(), 4);
+    requests[1].assert_apply(&format!("{SERVICES}/podinfo-canary"));
+    requests[2].assert_apply(&format!("{SERVICES}/podinfo-primary"));
     let apex = &requests[3];
-    apex.assert_apply(&format!("{SERVICES}/podinfo"));
+    apex.assert_merge(&format!("{SERVICES}/podinfo"));
+    // Exactly our selector and ports (the node port kept), nothing of the metadata or type.
     assert_eq!(
-        apex.body["spec"]["selector"],
-        json!({ "app": "podinfo-primary" })
+        apex.body,
+        json!({ "spec": {
+            "selector": { "app": "podinfo-primary", "version": null },
+            "ports": [{ "name": "http", "port": 9898, "targetPort": 9898, "protocol": "TCP", "nodePort": 30080 }]
+        }})
     );
-    assert!(
-        apex.body["metadata"].get("ownerReferences").is_none(),
-        "{}",
-        apex.body
-    );
-    assert!(apex.body["metadata"].get("labels").is_none());
-    assert!(
-        apex.body["spec"].get("type").is_none(),
-        "the user's Service type is theirs"
+}
+
+#[tokio::test]
+async fn a_taken_over_apex_is_handed_back_pointing_at_the_target() {
+    let c = canary();
+    let ctx = context("istio");
+    let (result, requests) = run(
+        |_: &Captured| (200, user_service()),
+        |exec| async move { exec.execute(&c, &ctx, &Command::RevertApexService).await },
+    )
+    .await;
+    result.unwrap();
+    assert_eq!(requests.len(), 2);
+    requests[0].assert_get(&format!("{SERVICES}/podinfo"));
+    requests[1].assert_merge(&format!("{SERVICES}/podinfo"));
+    assert_eq!(
+        requests[1].body["spec"]["selector"],
+        json!({ "app": "podinfo", "version": null })
     );
 }
 
@@ -187,9 +216,10 @@ async fn revert_points_the_apex_at_the_target_and_releases_it() {
     })
     .await;
     result.unwrap();
-    assert_eq!(requests.len(), 1);
-    requests[0].assert_apply(&format!("{SERVICES}/podinfo"));
-    let body = &requests[0].body;
+    assert_eq!(requests.len(), 2);
+    requests[0].assert_get(&format!("{SERVICES}/podinfo"));
+    requests[1].assert_apply(&format!("{SERVICES}/podinfo"));
+    let body = &requests[1].body;
     assert_eq!(body["spec"]["selector"], json!({ "app": "podinfo" }));
     assert!(body["metadata"].get("ownerReferences").is_none(), "{body}");
 }
@@ -209,7 +239,7 @@ async fn revert_works_from_the_primary_when_the_target_is_gone() {
     .await;
     result.unwrap();
     assert_eq!(
-        requests[0].body["spec"]["selector"],
+        requests[1].body["spec"]["selector"],
         json!({ "app": "podinfo" })
     );
 }

@@ -12,8 +12,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::Api;
-use serde_json::Value;
+use kube::api::{Api, Patch};
+use serde_json::{Value, json};
 
 use super::{ExecContext, ExecError, Executor, FLUX_ANNOTATIONS, Selector, namespace};
 use crate::router::{Names, owner_references};
@@ -27,14 +27,33 @@ pub(super) async fn apply(
     ctx: &ExecContext,
 ) -> Result<(), ExecError> {
     let names = Names::of(canary);
+    let selector = ctx.selector(canary)?;
     let api: Api<Service> = Api::namespaced(exec.client.clone(), &namespace(canary)?);
     let existing_apex = api.get_opt(&names.apex_service).await?;
-    let apex_is_ours = existing_apex.as_ref().is_none_or(|s| owned_by(s, canary));
-    for service in desired_services(canary, ctx, apex_is_ours)? {
+    let [canary_svc, primary_svc, apex] = desired_services(canary, ctx)?;
+    for service in [canary_svc, primary_svc] {
         let name = service.metadata.name.clone().unwrap_or_default();
         exec.apply(&api, &name, &service).await?;
     }
-    Ok(())
+    match existing_apex {
+        Some(user_service) if !owned_by(&user_service, canary) => {
+            let patch = take_over_patch(
+                canary,
+                ctx,
+                &user_service,
+                &selector.label,
+                &selector.primary_value(),
+            );
+            api.patch(
+                &names.apex_service,
+                &exec.patch_params(),
+                &Patch::Merge(patch),
+            )
+            .await?;
+            Ok(())
+        }
+        _ => exec.apply(&api, &names.apex_service, &apex).await,
+    }
 }
 
 /// Points the apex back at the target's pods and drops everything else this operator set on it
@@ -44,19 +63,31 @@ pub(super) async fn revert_apex(
     canary: &Canary,
     ctx: &ExecContext,
 ) -> Result<(), ExecError> {
+    let names = Names::of(canary);
+    let selector = ctx.selector(canary)?;
     let api: Api<Service> = Api::namespaced(exec.client.clone(), &namespace(canary)?);
-    let apex = reverted_apex(canary, ctx)?;
-    exec.apply(&api, &Names::of(canary).apex_service, &apex)
-        .await
+    match api.get_opt(&names.apex_service).await? {
+        Some(user_service) if !owned_by(&user_service, canary) => {
+            let patch =
+                take_over_patch(canary, ctx, &user_service, &selector.label, &selector.value);
+            api.patch(
+                &names.apex_service,
+                &exec.patch_params(),
+                &Patch::Merge(patch),
+            )
+            .await?;
+            Ok(())
+        }
+        _ => {
+            let apex = reverted_apex(canary, ctx)?;
+            exec.apply(&api, &names.apex_service, &apex).await
+        }
+    }
 }
 
-/// Canary, primary, then apex: the apex moves to the primary's pods only once the Services the
-/// mesh routes to exist.
-pub fn desired_services(
-    canary: &Canary,
-    ctx: &ExecContext,
-    apex_is_ours: bool,
-) -> Result<Vec<Service>, ExecError> {
+/// Canary, primary, then apex (as created by us): the apex moves to the primary's pods only
+/// once the Services the mesh routes to exist.
+pub fn desired_services(canary: &Canary, ctx: &ExecContext) -> Result<[Service; 3], ExecError> {
     let selector = ctx.selector(canary)?;
     let names = Names::of(canary);
     let spec = &canary.spec.service;
@@ -80,28 +111,19 @@ pub fn desired_services(
         headless,
         ports.clone(),
     );
-    let apex = if apex_is_ours {
-        owned_service(
-            canary,
-            &names.apex_service,
-            &selector,
-            &selector.primary_value(),
-            spec.apex.as_ref(),
-            false,
-            ports,
-        )
-    } else {
-        bare_service(
-            canary,
-            &names.apex_service,
-            &selector,
-            &selector.primary_value(),
-            ports,
-        )
-    };
-    Ok(vec![canary_svc, primary_svc, apex])
+    let apex = owned_service(
+        canary,
+        &names.apex_service,
+        &selector,
+        &selector.primary_value(),
+        spec.apex.as_ref(),
+        false,
+        ports,
+    );
+    Ok([canary_svc, primary_svc, apex])
 }
 
+/// The apex as handed back: target selector, no owner reference, none of our metadata.
 pub fn reverted_apex(canary: &Canary, ctx: &ExecContext) -> Result<Service, ExecError> {
     let selector = ctx.selector(canary)?;
     let ports = service_ports(canary, ctx.target.as_ref());
@@ -112,6 +134,42 @@ pub fn reverted_apex(canary: &Canary, ctx: &ExecContext) -> Result<Service, Exec
         &selector.value,
         ports,
     ))
+}
+
+/// A merge patch that makes someone else's Service select `<label>: selector_value` and serve
+/// exactly our ports, as Flagger's update does. Server-side apply cannot do this: it merges
+/// ports by number with the owner's (two ports named `http` are then invalid) and leaves their
+/// selector keys in place. Metadata, type and owner stay the user's; node ports are kept.
+pub fn take_over_patch(
+    canary: &Canary,
+    ctx: &ExecContext,
+    existing: &Service,
+    label: &str,
+    selector_value: &str,
+) -> Value {
+    let spec = existing.spec.as_ref();
+    let mut selector = serde_json::Map::new();
+    for key in spec
+        .and_then(|s| s.selector.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k)
+    {
+        selector.insert(key.clone(), Value::Null);
+    }
+    selector.insert(label.to_string(), json!(selector_value));
+    let old_ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
+    let ports: Vec<ServicePort> = service_ports(canary, ctx.target.as_ref())
+        .into_iter()
+        .map(|mut port| {
+            port.node_port = old_ports
+                .iter()
+                .find(|old| old.name == port.name)
+                .and_then(|old| old.node_port);
+            port
+        })
+        .collect();
+    json!({ "spec": { "selector": selector, "ports": ports } })
 }
 
 fn owned_by(service: &Service, canary: &Canary) -> bool {
