@@ -205,6 +205,17 @@ pub struct CanaryService {
     pub canary: Option<CustomMetadata>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_distribution: Option<String>,
+    /// Label and annotation keys on generated objects that this operator must leave alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmanaged_metadata: Option<UnmanagedMetadata>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct UnmanagedMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<Vec<String>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
