@@ -12,12 +12,11 @@
 ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-bookworm AS builder
-ARG TARGET=x86_64-unknown-linux-musl
 # musl-gcc compiles ring's C and assembly parts for the musl target.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends musl-tools \
  && rm -rf /var/lib/apt/lists/* \
- && rustup target add "${TARGET}"
+ && rustup target add x86_64-unknown-linux-musl
 # Dropping the release profile's line tables keeps the symbols (function names in backtraces)
 # and shrinks the binary from ~140 MB to ~28 MB.
 ENV CC_x86_64_unknown_linux_musl=musl-gcc \
@@ -29,8 +28,8 @@ COPY . .
 # directory in the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p flagger --bin flagger --target "${TARGET}" \
- && cp "target/${TARGET}/release/flagger" /flagger \
+    cargo build --release --locked -p flagger --bin flagger --target x86_64-unknown-linux-musl \
+ && cp target/x86_64-unknown-linux-musl/release/flagger /flagger \
  && /flagger --version
 
 FROM gcr.io/distroless/static-debian12:nonroot
