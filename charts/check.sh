@@ -137,6 +137,11 @@ check scoped-podmonitor -require Role/flagger-leader-election -require PodMonito
 # A scoped operator keeps its Lease in the watched namespace.
 grep -q 'namespace: team-a' "$WORK/scoped-podmonitor.yaml" || die "the Lease Role is not in the watch namespace"
 
+render existing-serviceaccount --set serviceAccount.create=false --set serviceAccount.name=ops-flagger
+check existing-serviceaccount -absent ServiceAccount -require ClusterRoleBinding
+grep -q 'serviceAccountName: ops-flagger' "$WORK/existing-serviceaccount.yaml" ||
+  die "with serviceAccount.create=false the Deployment does not run as serviceAccount.name"
+
 step "settings the chart refuses"
 # refused EXPECTED-MESSAGE HELM-SET-ARGS...: helm template must fail, saying EXPECTED-MESSAGE.
 refused() {

@@ -373,8 +373,20 @@ func (c *checker) checkRBAC(r *rendered) {
 	for _, ro := range r.roles {
 		c.checkRules("Role "+ro.Namespace+"/"+ro.Name, ro.Rules)
 	}
+	// With serviceAccount.create=false the ServiceAccount exists beforehand: then the bindings
+	// must name the one the Deployment runs as.
+	external := ""
+	if len(r.serviceAccounts) == 0 && len(r.deployments) == 1 {
+		external = r.deployments[0].Spec.Template.Spec.ServiceAccountName
+	}
 	hasSA := func(s rbacv1.Subject) bool {
-		return s.Kind == "ServiceAccount" && slices.ContainsFunc(r.serviceAccounts, func(sa corev1.ServiceAccount) bool {
+		if s.Kind != "ServiceAccount" {
+			return false
+		}
+		if external != "" {
+			return s.Name == external && s.Namespace == r.deployments[0].Namespace
+		}
+		return slices.ContainsFunc(r.serviceAccounts, func(sa corev1.ServiceAccount) bool {
 			return sa.Name == s.Name && sa.Namespace == s.Namespace
 		})
 	}
