@@ -31,6 +31,11 @@ impl Readiness {
         self.standby.store(standby, Ordering::SeqCst);
     }
 
+    /// Every watch cache holds its initial list.
+    pub fn caches_synced(&self) -> bool {
+        self.caches_synced.load(Ordering::SeqCst)
+    }
+
     pub fn is_ready(&self) -> bool {
         self.standby.load(Ordering::SeqCst) || self.caches_synced.load(Ordering::SeqCst)
     }

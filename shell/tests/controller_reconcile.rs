@@ -232,3 +232,22 @@ async fn canary_totals_follow_the_cache_and_drop_to_zero() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn nothing_is_decided_before_every_cache_is_listed() {
+    // The Deployment cache has not listed yet: the target only looks missing.
+    let canary = canary();
+    let mut caches = Caches::new();
+    caches.canary(&canary);
+    let (client, server) = mock_client(echo(canary.clone()));
+    let ctx = context(client, caches.stores.clone(), settings());
+    ctx.state.readiness.set_caches_synced(false);
+
+    let action = reconcile::reconcile(Arc::new(canary), ctx.clone())
+        .await
+        .unwrap();
+    drop(ctx);
+    let seen = server.await.unwrap();
+    assert!(seen.is_empty(), "{:?}", lines(&seen));
+    assert_eq!(action, Action::requeue(Duration::from_secs(1)));
+}

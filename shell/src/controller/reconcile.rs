@@ -35,6 +35,11 @@ impl Error {
 }
 
 pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.state.readiness.caches_synced() {
+        // A cache still listing would show the target, primary or routes as missing, and the
+        // core would act on that (block the Canary, reset its routes): wait until all are in.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let started = std::time::Instant::now();
     let key = ObjectRef::from_obj(canary.as_ref());
     let namespace = canary.namespace().unwrap_or_default();

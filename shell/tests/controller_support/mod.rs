@@ -239,11 +239,13 @@ pub fn settings() -> Settings {
 pub fn context(client: Client, stores: Stores, settings: Settings) -> Arc<Context> {
     let http = flagger::webhook::http_client_builder().build().unwrap();
     let (outbox, _task) = Outbox::start(http.clone());
+    let state = State::new("test", "kubernetes");
+    state.readiness.set_caches_synced(true);
     Arc::new(Context {
         client: client.clone(),
         stores: stores.clone(),
         settings,
-        state: State::new("test", "kubernetes"),
+        state,
         events: EventPublisher::new(client.clone(), None),
         http,
         metrics_client: MetricsClient::new().unwrap(),
