@@ -35,6 +35,8 @@ export HELM_CACHE_HOME="$WORK/helm/cache" HELM_CONFIG_HOME="$WORK/helm/config" H
 
 step "chartcheck"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
+# Its own tests first: each check must reject what it is there to reject.
+(cd "$TOOLS" && go vet ./cmd/chartcheck && go test ./cmd/chartcheck) || die "chartcheck's own tests failed"
 CHECK_HASH=$(cat "$TOOLS/go.mod" "$TOOLS/go.sum" "$TOOLS"/cmd/chartcheck/*.go | sha256sum | cut -c1-12)
 CHARTCHECK="$(dirname "$HELM")/chartcheck-$CHECK_HASH"
 if [ ! -x "$CHARTCHECK" ]; then

@@ -79,10 +79,21 @@ func runDashboard(args []string) {
 	if *configMap != "" {
 		c.checkShipped(*configMap, filepath.Base(fs.Arg(0)), source)
 	}
+	summary, exprs := c.checkDashboard(source)
+	if *rulesOut != "" {
+		if err := writeRules(*rulesOut, exprs); err != nil {
+			c.fail("writing %s: %v", *rulesOut, err)
+		}
+	}
+	c.finish(summary)
+}
+
+// checkDashboard checks the dashboard JSON; it returns a summary and every panel query.
+func (c *checker) checkDashboard(source []byte) (string, []string) {
 	var d dashboard
 	if err := json.Unmarshal(source, &d); err != nil {
-		c.fail("%s is not valid dashboard JSON: %v", fs.Arg(0), err)
-		c.finish("")
+		c.fail("not valid dashboard JSON: %v", err)
+		return "", nil
 	}
 	if d.Title == "" || d.UID == "" {
 		c.fail("the dashboard needs a title and a uid (Grafana's provisioning keys on the uid)")
@@ -155,12 +166,7 @@ func runDashboard(args []string) {
 			c.fail("no panel shows %s", m)
 		}
 	}
-	if *rulesOut != "" {
-		if err := writeRules(*rulesOut, exprs); err != nil {
-			c.fail("writing %s: %v", *rulesOut, err)
-		}
-	}
-	c.finish(fmt.Sprintf("dashboard %q: %d panels, %d queries", d.Title, len(all), len(exprs)))
+	return fmt.Sprintf("dashboard %q: %d panels, %d queries", d.Title, len(all), len(exprs)), exprs
 }
 
 // balanced reports unbalanced (), [] and {} outside of quoted label values.

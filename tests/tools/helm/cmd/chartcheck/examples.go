@@ -47,23 +47,30 @@ func runExamples(args []string) {
 	schemas := c.loadCRDs(args[0])
 	var objects []exampleObject
 	for _, file := range args[1:] {
-		for i, doc := range splitDocs(readFile(file)) {
-			var tree map[string]any
-			if err := yaml.Unmarshal(doc, &tree); err != nil {
-				c.fail("%s: document %d does not parse: %v", file, i, err)
-				continue
-			}
-			o := exampleObject{file: file, object: identify(tree, doc)}
-			if o.kind == "" || o.name == "" {
-				c.fail("%s: document %d lacks kind or metadata.name", file, i)
-				continue
-			}
-			objects = append(objects, o)
-			c.validateExample(o, schemas)
-		}
+		objects = append(objects, c.parseExamples(file, readFile(file), schemas)...)
 	}
 	c.checkExampleRefs(objects)
 	c.finish(fmt.Sprintf("%d example objects in %d files", len(objects), len(args)-1))
+}
+
+// parseExamples validates each document of one example file and returns the objects.
+func (c *checker) parseExamples(file string, data []byte, schemas map[string]crdSchema) []exampleObject {
+	var objects []exampleObject
+	for i, doc := range splitDocs(data) {
+		var tree map[string]any
+		if err := yaml.Unmarshal(doc, &tree); err != nil {
+			c.fail("%s: document %d does not parse: %v", file, i, err)
+			continue
+		}
+		o := exampleObject{file: file, object: identify(tree, doc)}
+		if o.kind == "" || o.name == "" {
+			c.fail("%s: document %d lacks kind or metadata.name", file, i)
+			continue
+		}
+		objects = append(objects, o)
+		c.validateExample(o, schemas)
+	}
+	return objects
 }
 
 func identify(tree map[string]any, raw []byte) object {
@@ -76,8 +83,13 @@ func identify(tree map[string]any, raw []byte) object {
 }
 
 func (c *checker) loadCRDs(path string) map[string]crdSchema {
+	return c.parseCRDs(path, readFile(path))
+}
+
+// parseCRDs returns the schema of every served version, keyed by "group/version Kind".
+func (c *checker) parseCRDs(path string, data []byte) map[string]crdSchema {
 	out := map[string]crdSchema{}
-	for i, doc := range splitDocs(readFile(path)) {
+	for i, doc := range splitDocs(data) {
 		var crd apiextensionsv1.CustomResourceDefinition
 		if err := yaml.UnmarshalStrict(doc, &crd); err != nil {
 			c.fail("%s: CRD document %d does not decode strictly: %v", path, i, err)
