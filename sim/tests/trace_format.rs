@@ -200,6 +200,8 @@ fn deletion_waits_for_a_slow_target_without_spinning() {
     t["readiness"] =
         json!({"delay": "10s", "rules": [{"workload": "canary", "from": "15m", "delay": "150s"}]});
     t["deleteAt"] = json!("20m");
+    // Longer than the rollout, so the operator waits for the target instead of giving up on it.
+    t["canary"]["spec"]["progressDeadlineSeconds"] = json!(600);
     let run = replay(&parse(&t).unwrap(), &Options::default());
     assert!(run.error.is_none(), "{:?}", run.error);
     assert!(run.world.removed);
@@ -225,7 +227,10 @@ fn a_canary_reads_the_same_from_yaml_and_json() {
     let json = serde_json::to_string(&from_yaml).unwrap();
     let from_json = canary_from_text("c.json", &json).unwrap();
     assert_eq!(from_yaml, from_json);
-    assert_eq!(from_yaml.spec.analysis.unwrap().step_weights, Some(vec![5, 10, 20]));
+    assert_eq!(
+        from_yaml.spec.analysis.unwrap().step_weights,
+        Some(vec![5, 10, 20])
+    );
     // The seed's v1alpha1 shape: `canaryAnalysis` instead of `analysis`.
     let seed = yaml
         .replace("flagger.app/v1beta1", "flagger.app/v1alpha1")
