@@ -571,7 +571,7 @@ impl Engine<'_> {
         };
         let found = self
             .checker
-            .check(&step, &snap.status, complete, &self.world);
+            .check(&step, &snap.status, snap.routes, complete, &self.world);
         self.violations.extend(found);
         self.steps.push(step);
         self.snap = Some(snap);

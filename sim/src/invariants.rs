@@ -4,6 +4,7 @@
 
 use flagger_core::api::CanaryStatus;
 use flagger_core::policy::Strategy;
+use flagger_core::snapshot::Routes;
 use flagger_core::{Command, Phase, Policy};
 use jiff::Timestamp;
 use serde::Serialize;
@@ -49,23 +50,20 @@ pub fn allowed(from: Option<Phase>, to: Option<Phase>) -> bool {
 
 pub struct Checker {
     policy: Option<Policy>,
-    /// Canary weight on the router after the last complete decision.
-    last_weight: Option<i32>,
 }
 
 impl Checker {
     pub fn new(policy: Option<Policy>) -> Checker {
-        Checker {
-            policy,
-            last_weight: None,
-        }
+        Checker { policy }
     }
 
-    /// `seen` is the status the core decided on (older than the world's under a stale snapshot).
+    /// `seen` and `seen_routes` are what the core decided on (an older status under a stale
+    /// snapshot; routes a crashed decision already changed after a restart).
     pub fn check(
         &mut self,
         step: &Step,
         seen: &CanaryStatus,
+        seen_routes: Option<Routes>,
         complete: bool,
         world: &World,
     ) -> Vec<Violation> {
@@ -170,7 +168,7 @@ impl Checker {
         if running(before)
             && running(after)
             && !restarted
-            && let (Some(prev), Some(now)) = (self.last_weight, weight)
+            && let (Some(prev), Some(now)) = (seen_routes.map(|r| r.canary_weight), weight)
             && now < prev
         {
             fail(
@@ -222,7 +220,6 @@ impl Checker {
                 );
             }
         }
-        self.last_weight = weight;
         out
     }
 }
@@ -246,5 +243,188 @@ mod tests {
         assert!(!allowed(Some(Promoting), Some(Progressing)));
         assert!(!allowed(Some(Initialized), Some(Succeeded)));
         assert!(!allowed(Some(Progressing), None));
+    }
+
+    fn policy() -> Policy {
+        let spec: flagger_core::CanarySpec = serde_json::from_value(serde_json::json!({
+            "targetRef": {"name": "podinfo"},
+            "service": {"port": 9898},
+            "analysis": {"interval": "1m", "threshold": 2, "maxWeight": 50, "stepWeight": 10}
+        }))
+        .unwrap();
+        Policy::from_spec("podinfo", "test", &spec, &Default::default()).unwrap()
+    }
+
+    fn routes(canary: i32) -> Option<Routes> {
+        Some(Routes {
+            primary_weight: 100 - canary,
+            canary_weight: canary,
+            mirrored: false,
+        })
+    }
+
+    fn step(before: Phase, commands: Vec<Command>) -> Step {
+        let digest = |phase| crate::engine::Digest {
+            phase: Some(phase),
+            canary_weight: 0,
+            failed_checks: 0,
+            iterations: 0,
+        };
+        Step {
+            index: 7,
+            at: Timestamp::UNIX_EPOCH,
+            reasons: Vec::new(),
+            faults: Vec::new(),
+            inputs: Default::default(),
+            applied: commands.len(),
+            commands,
+            before: digest(before),
+            after: digest(before),
+            routes: None,
+            events: Vec::new(),
+            wake_at: None,
+        }
+    }
+
+    fn world(phase: Phase, canary_weight: i32, target_replicas: i32) -> World {
+        let mut w = World::new(Default::default());
+        w.status.phase = Some(phase);
+        w.routes = routes(canary_weight);
+        w.target = Some(crate::world::Deployment {
+            template: serde_json::Value::Null,
+            template_hash: "h".into(),
+            configs: Default::default(),
+            replicas: target_replicas,
+            generation: 1,
+            autoscaler_min_replicas: None,
+            rollout_started: Timestamp::UNIX_EPOCH,
+            ready_at: Some(Timestamp::UNIX_EPOCH),
+        });
+        w
+    }
+
+    fn rules(found: Vec<Violation>) -> Vec<&'static str> {
+        found.into_iter().map(|v| v.rule).collect()
+    }
+
+    #[test]
+    fn each_rule_catches_its_breach() {
+        let mut c = Checker::new(Some(policy()));
+        let seen = CanaryStatus {
+            phase: Some(Phase::Progressing),
+            ..Default::default()
+        };
+        let ok = world(Phase::Progressing, 30, 2);
+        assert!(
+            c.check(
+                &step(Phase::Progressing, vec![]),
+                &seen,
+                routes(20),
+                true,
+                &ok
+            )
+            .is_empty()
+        );
+
+        let fell = world(Phase::Progressing, 10, 2);
+        assert_eq!(
+            rules(c.check(
+                &step(Phase::Progressing, vec![]),
+                &seen,
+                routes(20),
+                true,
+                &fell
+            )),
+            ["weight-monotonic"]
+        );
+
+        let over = world(Phase::Progressing, 60, 2);
+        assert_eq!(
+            rules(c.check(
+                &step(Phase::Progressing, vec![]),
+                &seen,
+                routes(50),
+                true,
+                &over
+            )),
+            ["max-weight"]
+        );
+
+        let empty = world(Phase::Progressing, 20, 0);
+        assert_eq!(
+            rules(c.check(
+                &step(Phase::Progressing, vec![]),
+                &seen,
+                routes(20),
+                true,
+                &empty
+            )),
+            ["traffic-to-empty-canary"]
+        );
+
+        let failed = world(Phase::Failed, 0, 2);
+        assert_eq!(
+            rules(c.check(
+                &step(Phase::Progressing, vec![]),
+                &seen,
+                routes(20),
+                true,
+                &failed
+            )),
+            ["failed-scaled-down"]
+        );
+
+        let jumped = world(Phase::Initialized, 0, 0);
+        assert_eq!(
+            rules(c.check(
+                &step(Phase::Progressing, vec![]),
+                &seen,
+                routes(0),
+                true,
+                &jumped
+            )),
+            ["phase-transition"]
+        );
+
+        let at_threshold = CanaryStatus {
+            failed_checks: 2,
+            ..seen.clone()
+        };
+        let promoting = world(Phase::Progressing, 50, 2);
+        assert_eq!(
+            rules(c.check(
+                &step(Phase::Progressing, vec![Command::PromoteTemplate]),
+                &at_threshold,
+                routes(50),
+                true,
+                &promoting
+            )),
+            ["no-promotion-after-threshold"]
+        );
+
+        let write = Command::WriteStatus(CanaryStatus::default());
+        let twice = step(Phase::Progressing, vec![write.clone(), write.clone()]);
+        assert_eq!(
+            rules(c.check(&twice, &seen, routes(30), true, &ok)),
+            ["status-write-once"]
+        );
+        let early = step(Phase::Progressing, vec![write, Command::ApplyServices]);
+        assert_eq!(
+            rules(c.check(&early, &seen, routes(30), true, &ok)),
+            ["status-write-last"]
+        );
+
+        let bad_routes = step(
+            Phase::Progressing,
+            vec![Command::SetRoutes {
+                primary_weight: 90,
+                canary_weight: 20,
+                mirrored: false,
+            }],
+        );
+        assert_eq!(
+            rules(c.check(&bad_routes, &seen, routes(30), true, &ok)),
+            ["weights-sum"]
+        );
     }
 }
