@@ -6,14 +6,16 @@
 //! `flagger_core::decide` must give the recorded decision; a difference after a code change is a
 //! behaviour change on real inputs.
 
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use flagger_core::api::Canary;
-use flagger_core::command::Decision;
+use flagger_core::command::{Command, Decision};
 use flagger_core::snapshot::Snapshot;
+use jiff::Timestamp;
 use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 
@@ -30,8 +32,9 @@ pub struct Reconcile {
 
 pub struct TraceRecorder {
     dir: PathBuf,
-    /// Serializes appends so concurrent reconciles never interleave lines.
-    lock: Mutex<()>,
+    /// The last snapshot recorded per file (with `now` cleared); also serializes appends so
+    /// concurrent reconciles never interleave lines.
+    last: Mutex<HashMap<PathBuf, Snapshot>>,
 }
 
 impl TraceRecorder {
@@ -39,7 +42,7 @@ impl TraceRecorder {
         std::fs::create_dir_all(dir)?;
         Ok(TraceRecorder {
             dir: dir.to_path_buf(),
-            lock: Mutex::new(()),
+            last: Mutex::new(HashMap::new()),
         })
     }
 
@@ -48,27 +51,46 @@ impl TraceRecorder {
     }
 
     /// Appends the reconcile; failures are logged, never fatal: recording must not stop rollouts.
+    ///
+    /// A reconcile that saw exactly what the previous recorded one saw (only the clock moved) and
+    /// decided nothing but gauges is left out: periodic resyncs would otherwise fill the file
+    /// with copies that tell a replay nothing new.
     pub fn record(&self, canary: &Canary, snapshot: &Snapshot, run: &Run) {
         let mut snapshot = snapshot.clone();
         snapshot.answers = run.answers.clone();
+        let path = self.path_for(&canary.namespace().unwrap_or_default(), &canary.name_any());
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let mut timeless = snapshot.clone();
+        timeless.now = Timestamp::UNIX_EPOCH;
+        let idle = run
+            .decision
+            .commands
+            .iter()
+            .all(|c| matches!(c, Command::RecordMetric(_)));
+        if idle && last.get(&path) == Some(&timeless) {
+            return;
+        }
         let entry = Reconcile {
             snapshot,
             decision: run.decision.clone(),
             executed: run.executed,
         };
-        let path = self.path_for(&canary.namespace().unwrap_or_default(), &canary.name_any());
-        if let Err(e) = self.append(&path, &entry) {
-            tracing::warn!(path = %path.display(), error = %e, "recording the trace failed");
+        match append(&path, &entry) {
+            Ok(()) => {
+                last.insert(path, timeless);
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "recording the trace failed")
+            }
         }
     }
+}
 
-    fn append(&self, path: &Path, entry: &Reconcile) -> std::io::Result<()> {
-        let mut line = serde_json::to_vec(entry)?;
-        line.push(b'\n');
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let mut f = OpenOptions::new().create(true).append(true).open(path)?;
-        f.write_all(&line)
-    }
+fn append(path: &Path, entry: &Reconcile) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(entry)?;
+    line.push(b'\n');
+    let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+    f.write_all(&line)
 }
 
 /// Reads a recorded file back.
