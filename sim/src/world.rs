@@ -279,8 +279,8 @@ impl World {
                 if status_base != self.status_version {
                     return Err(Conflict);
                 }
-                self.previous_status = Some((self.status.clone(), self.status_version));
-                self.status = s.clone();
+                let previous = std::mem::replace(&mut self.status, s.clone());
+                self.previous_status = Some((previous, self.status_version));
                 self.status_version += 1;
             }
         }
