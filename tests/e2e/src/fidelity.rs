@@ -18,9 +18,9 @@
 //! a few milliseconds late and also on watch events, so the comparison leaves out what only
 //! timing decides: repeated identical effects on consecutive reconciles are folded into one, and
 //! the "not ready: waiting for rollout to finish" messages, whose presence depends on whether a
-//! reconcile happened to fall inside a rollout, are dropped. Recorded answers are placed halfway
-//! between the live reconciles that asked, so the replay's slightly earlier clock still picks the
-//! answer the live run got.
+//! reconcile happened to fall inside a rollout, are dropped. Recorded answers are matched by order
+//! (the replay's `i`-th reconcile that asks gets what the live run's `i`-th got, see
+//! [`align_answers`]), not by time, because the replay's clock runs slightly ahead.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -273,24 +273,8 @@ pub fn to_trace(recording: &[Reconcile], templates: &[Value]) -> Result<Value> {
         &rollouts(recording, |s| s.primary.as_ref(), &primary_starts),
     ));
 
-    // Answers: each at the midpoint between the previous reconcile that asked anything and the
-    // reconcile that asked for it.
-    let mut answers = Vec::new();
-    let mut previous_asking: Option<Timestamp> = None;
-    for r in recording {
-        let a = &r.snapshot.answers;
-        if a.metrics.is_empty() && a.hooks.is_empty() {
-            continue;
-        }
-        let at = previous_asking.map_or(start, |p| midpoint(p, r.snapshot.now));
-        for (key, m) in &a.metrics {
-            answers.push(json!({"at": at.to_string(), "key": key, "metric": m}));
-        }
-        for (key, h) in &a.hooks {
-            answers.push(json!({"at": at.to_string(), "key": key, "hook": h}));
-        }
-        previous_asking = Some(r.snapshot.now);
-    }
+    // Answers at the live times first; `align_answers` moves them onto the replay's own ticks.
+    let answers = place(&answer_groups(recording), &[]);
 
     let config = serde_json::to_value(&first.snapshot.config)?;
     // Every scenario stops its operator in a resting state; the replay runs on a little longer,
@@ -325,6 +309,70 @@ pub fn to_trace(recording: &[Reconcile], templates: &[Value]) -> Result<Value> {
         "readiness": {"rules": rules},
         "answers": answers,
     }))
+}
+
+/// The answers of each live reconcile that asked for any, in order, with its time.
+fn answer_groups(recording: &[Reconcile]) -> Vec<(Timestamp, Vec<Value>)> {
+    recording
+        .iter()
+        .filter(|r| !r.snapshot.answers.metrics.is_empty() || !r.snapshot.answers.hooks.is_empty())
+        .map(|r| {
+            let a = &r.snapshot.answers;
+            let mut group: Vec<Value> = a
+                .metrics
+                .iter()
+                .map(|(key, m)| json!({"key": key, "metric": m}))
+                .collect();
+            group.extend(
+                a.hooks
+                    .iter()
+                    .map(|(key, h)| json!({"key": key, "hook": h})),
+            );
+            (r.snapshot.now, group)
+        })
+        .collect()
+}
+
+/// The trace's `answers`: group `i` at `times[i]` (its live time when the replay asks fewer
+/// times), never earlier than the group before it.
+fn place(groups: &[(Timestamp, Vec<Value>)], times: &[Timestamp]) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut floor = Timestamp::MIN;
+    for (i, (live, group)) in groups.iter().enumerate() {
+        let at = times.get(i).copied().unwrap_or(*live).max(floor);
+        floor = at;
+        for a in group {
+            let mut a = a.clone();
+            a["at"] = json!(at.to_string());
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// Gives the replay's `i`-th asking reconcile the answers of the live run's `i`-th: the replay
+/// wakes exactly when a step is due while the live operator wakes a little later, so matching by
+/// time would hand a replayed step the previous step's answers. Replays (with the library) and
+/// moves the answers onto the replay's asking times until they stay put.
+pub fn align_answers(trace: &mut Value, recording: &[Reconcile]) -> Result<()> {
+    let groups = answer_groups(recording);
+    for _ in 0..groups.len() + 3 {
+        let parsed = flagger_sim::Trace::parse("aligned", &trace.to_string())?;
+        let run = flagger_sim::replay(&parsed, &flagger_sim::Options::default());
+        let asking: Vec<Timestamp> = run
+            .steps
+            .iter()
+            .filter(|s| !s.inputs.metrics.is_empty() || !s.inputs.hooks.is_empty())
+            .map(|s| s.at)
+            .collect();
+        let answers = Value::Array(place(&groups, &asking));
+        if trace["answers"] == answers {
+            return Ok(());
+        }
+        trace["answers"] = answers;
+    }
+    // Not settled: the replay keeps asking differently; the comparison shows where.
+    Ok(())
 }
 
 /// The effects of a command list that the comparison looks at, in order.
@@ -465,7 +513,8 @@ pub async fn check_file(file: &Path, flagger_bin: &Path, templates: &[Value]) ->
         )?;
         return Ok(());
     }
-    let trace = to_trace(&recording, templates)?;
+    let mut trace = to_trace(&recording, templates)?;
+    align_answers(&mut trace, &recording)?;
     let trace_path = sibling("trace.json");
     std::fs::write(&trace_path, serde_json::to_string_pretty(&trace)?)?;
     let out = tokio::process::Command::new(flagger_bin)

@@ -74,8 +74,14 @@ pub async fn stop_and_check_fidelity(s: &Scenario, ops: Vec<&mut Operator>) -> R
         op.terminate(Duration::from_secs(10)).await?;
         dirs.push(op.traces.clone());
     }
+    let templates = s.templates();
+    // Kept for `flagger-e2e-fidelity`, to re-run the comparison later.
+    std::fs::write(
+        s.dir.join("templates.json"),
+        serde_json::to_string_pretty(&templates)?,
+    )?;
     for d in dirs {
-        fidelity::check_dir(&d, &s.env.flagger_bin, &s.templates()).await?;
+        fidelity::check_dir(&d, &s.env.flagger_bin, &templates).await?;
     }
     Ok(())
 }

@@ -88,6 +88,12 @@ async fn leader_election_one_replica_acts() -> Result<()> {
         "the new leader reports: {later:#?}"
     );
     assert!(recorded_lines(&b.traces) > 0);
+    // Taking over must not start from an empty cache: the target exists all along.
+    let not_found = format!("Deployment podinfo.{ns} not found");
+    assert!(
+        !later.iter().any(|e| e.note == not_found),
+        "the new leader reconciled before its caches were filled: {later:#?}"
+    );
     stop_and_check_fidelity(&s, vec![&mut a, &mut b]).await?;
     s.finish().await;
     Ok(())

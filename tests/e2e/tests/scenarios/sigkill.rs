@@ -71,6 +71,11 @@ async fn sigkill_mid_rollout() -> Result<()> {
             "{note} emitted more than once: {matching:?}"
         );
     }
+    let not_found = format!("Deployment podinfo.{ns} not found");
+    assert!(
+        !events.iter().any(|e| e.note == not_found),
+        "the restarted operator reconciled before its caches were filled: {events:#?}"
+    );
     op.terminate(Duration::from_secs(10)).await?;
 
     // Both processes appended to the same recording; together they routed each step once.
