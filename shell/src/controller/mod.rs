@@ -203,15 +203,19 @@ fn build_controller(
 ) -> Controller<Canary> {
     // The Canary watch feeds the controller and reports deletions, which the controller
     // itself never sees (a deleted object has nothing left to reconcile).
-    let canary_events = watcher(scoped_api::<Canary>(client, ns), watcher::Config::default())
-        .default_backoff()
-        .reflect(w.canaries)
-        .inspect(move |event| {
-            if let Ok(watcher::Event::Delete(c)) = event {
-                let _ = deleted.send(c.clone());
-            }
-        })
-        .touched_objects();
+    let canary_events = watcher(
+        scoped_api::<Canary>(client, ns),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(|c| c.managed_fields_mut().clear())
+    .reflect(w.canaries)
+    .inspect(move |event| {
+        if let Ok(watcher::Event::Delete(c)) = event {
+            let _ = deleted.send(c.clone());
+        }
+    })
+    .touched_objects();
     let mut controller = Controller::for_stream(canary_events, stores.canaries.clone());
 
     let canaries = stores.canaries.clone();
