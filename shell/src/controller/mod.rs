@@ -149,7 +149,7 @@ pub async fn run(
         })?),
         None => None,
     };
-    let (outbox, _outbox_task) = Outbox::start(http.clone());
+    let (outbox, outbox_task) = Outbox::start(http.clone());
     let ctx = Arc::new(Context {
         client: client.clone(),
         stores: stores.clone(),
@@ -183,6 +183,14 @@ pub async fn run(
             future::ready(())
         })
         .await;
+    // The queue closes once the last context is gone; give pending alerts and event webhooks a
+    // moment to leave before the process exits.
+    if tokio::time::timeout(Duration::from_secs(5), outbox_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("undelivered alerts or event webhooks dropped at shutdown");
+    }
     Ok(())
 }
 
