@@ -50,11 +50,16 @@ pub fn allowed(from: Option<Phase>, to: Option<Phase>) -> bool {
 
 pub struct Checker {
     policy: Option<Policy>,
+    /// When the router's canary weight last went up.
+    last_increase: Option<Timestamp>,
 }
 
 impl Checker {
     pub fn new(policy: Option<Policy>) -> Checker {
-        Checker { policy }
+        Checker {
+            policy,
+            last_increase: None,
+        }
     }
 
     /// `seen` and `seen_routes` are what the core decided on (an older status under a stale
@@ -116,6 +121,27 @@ impl Checker {
                     seen.failed_checks, p.threshold
                 ),
             );
+        }
+        // One analysis step per interval: the weight goes up at most once per interval, also when
+        // a write failed or the operator restarted in between (so partial decisions count too).
+        if let (Some(prev), Some(now)) = (
+            seen_routes.map(|r| r.canary_weight),
+            world.routes.map(|r| r.canary_weight),
+        ) && now > prev
+        {
+            if let (Some(last), Some(p)) = (self.last_increase, &self.policy)
+                && step.at.duration_since(last) < p.interval
+            {
+                fail(
+                    "one-step-per-interval",
+                    format!(
+                        "canary weight {prev} -> {now} only {}s after the previous increase (interval {}s)",
+                        step.at.duration_since(last).as_secs(),
+                        p.interval.as_secs()
+                    ),
+                );
+            }
+            self.last_increase = Some(step.at);
         }
         // A deleted Canary leaves the target serving all traffic; nothing below applies to it.
         if !complete || world.removed {
@@ -309,26 +335,26 @@ mod tests {
 
     #[test]
     fn each_rule_catches_its_breach() {
-        let mut c = Checker::new(Some(policy()));
         let seen = CanaryStatus {
             phase: Some(Phase::Progressing),
             ..Default::default()
         };
         let ok = world(Phase::Progressing, 30, 2);
         assert!(
-            c.check(
-                &step(Phase::Progressing, vec![]),
-                &seen,
-                routes(20),
-                true,
-                &ok
-            )
-            .is_empty()
+            Checker::new(Some(policy()))
+                .check(
+                    &step(Phase::Progressing, vec![]),
+                    &seen,
+                    routes(20),
+                    true,
+                    &ok
+                )
+                .is_empty()
         );
 
         let fell = world(Phase::Progressing, 10, 2);
         assert_eq!(
-            rules(c.check(
+            rules(Checker::new(Some(policy())).check(
                 &step(Phase::Progressing, vec![]),
                 &seen,
                 routes(20),
@@ -340,7 +366,7 @@ mod tests {
 
         let over = world(Phase::Progressing, 60, 2);
         assert_eq!(
-            rules(c.check(
+            rules(Checker::new(Some(policy())).check(
                 &step(Phase::Progressing, vec![]),
                 &seen,
                 routes(50),
@@ -352,7 +378,7 @@ mod tests {
 
         let empty = world(Phase::Progressing, 20, 0);
         assert_eq!(
-            rules(c.check(
+            rules(Checker::new(Some(policy())).check(
                 &step(Phase::Progressing, vec![]),
                 &seen,
                 routes(20),
@@ -364,7 +390,7 @@ mod tests {
 
         let failed = world(Phase::Failed, 0, 2);
         assert_eq!(
-            rules(c.check(
+            rules(Checker::new(Some(policy())).check(
                 &step(Phase::Progressing, vec![]),
                 &seen,
                 routes(20),
@@ -376,7 +402,7 @@ mod tests {
 
         let jumped = world(Phase::Initialized, 0, 0);
         assert_eq!(
-            rules(c.check(
+            rules(Checker::new(Some(policy())).check(
                 &step(Phase::Progressing, vec![]),
                 &seen,
                 routes(0),
@@ -392,7 +418,7 @@ mod tests {
         };
         let promoting = world(Phase::Progressing, 50, 2);
         assert_eq!(
-            rules(c.check(
+            rules(Checker::new(Some(policy())).check(
                 &step(Phase::Progressing, vec![Command::PromoteTemplate]),
                 &at_threshold,
                 routes(50),
@@ -405,12 +431,12 @@ mod tests {
         let write = Command::WriteStatus(CanaryStatus::default());
         let twice = step(Phase::Progressing, vec![write.clone(), write.clone()]);
         assert_eq!(
-            rules(c.check(&twice, &seen, routes(30), true, &ok)),
+            rules(Checker::new(Some(policy())).check(&twice, &seen, routes(30), true, &ok)),
             ["status-write-once"]
         );
         let early = step(Phase::Progressing, vec![write, Command::ApplyServices]);
         assert_eq!(
-            rules(c.check(&early, &seen, routes(30), true, &ok)),
+            rules(Checker::new(Some(policy())).check(&early, &seen, routes(30), true, &ok)),
             ["status-write-last"]
         );
 
@@ -423,8 +449,29 @@ mod tests {
             }],
         );
         assert_eq!(
-            rules(c.check(&bad_routes, &seen, routes(30), true, &ok)),
+            rules(Checker::new(Some(policy())).check(&bad_routes, &seen, routes(30), true, &ok)),
             ["weights-sum"]
         );
+    }
+
+    #[test]
+    fn a_second_increase_within_an_interval_is_caught() {
+        let mut c = Checker::new(Some(policy()));
+        let seen = CanaryStatus {
+            phase: Some(Phase::Progressing),
+            ..Default::default()
+        };
+        let mut first = step(Phase::Progressing, vec![]);
+        let w20 = world(Phase::Progressing, 20, 2);
+        assert!(c.check(&first, &seen, routes(10), true, &w20).is_empty());
+        first.at = Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_secs(1);
+        let w30 = world(Phase::Progressing, 30, 2);
+        assert_eq!(
+            rules(c.check(&first, &seen, routes(20), true, &w30)),
+            ["one-step-per-interval"]
+        );
+        first.at = Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_secs(61);
+        let w40 = world(Phase::Progressing, 40, 2);
+        assert!(c.check(&first, &seen, routes(30), true, &w40).is_empty());
     }
 }
