@@ -189,10 +189,9 @@ impl ClusterEffects<'_> {
             s.get(&ObjectRef::new(name).within(namespace))
                 .map(|s| (*s).clone())
         });
-        let secret = match cached {
-            Some(Some(s)) => s,
-            // Watched and absent: it does not exist.
-            Some(None) => return Err(format!("secret {name}.{namespace} not found")),
+        let secret = match cached.flatten() {
+            Some(s) => s,
+            // Not cached: the watch skips Secret types that are never configuration.
             None => Api::<Secret>::namespaced(self.ctx.client.clone(), namespace)
                 .get(name)
                 .await

@@ -256,7 +256,11 @@ fn build_controller(
     if let Some(writer) = w.secrets {
         let (canaries, deployments) = (stores.canaries.clone(), stores.deployments.clone());
         controller = controller.watches_stream(
-            reflected(scoped_api::<Secret>(client, ns), writer),
+            watch::reflected_selected(
+                scoped_api::<Secret>(client, ns),
+                watch::UNTRACKED_SECRET_TYPES_SELECTOR,
+                writer,
+            ),
             move |s| {
                 let ns = s.namespace().unwrap_or_default();
                 watch::map_config(&canaries, &deployments, &ns, &s.name_any(), true)

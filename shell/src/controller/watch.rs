@@ -161,6 +161,30 @@ where
         .touched_objects()
 }
 
+/// Secret types that never hold application configuration, left out of the Secret watch:
+/// Helm release records and service-account tokens are numerous and large in real clusters.
+pub const UNTRACKED_SECRET_TYPES_SELECTOR: &str = "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token,type!=kubernetes.io/dockerconfigjson,type!=kubernetes.io/dockercfg,type!=bootstrap.kubernetes.io/token";
+
+/// [`reflected`] with a field selector.
+pub fn reflected_selected<K>(
+    api: Api<K>,
+    fields: &str,
+    writer: reflector::store::Writer<K>,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    watcher(
+        api,
+        watcher::Config::default().any_semantic().fields(fields),
+    )
+    .default_backoff()
+    .modify(|o| o.managed_fields_mut().clear())
+    .reflect(writer)
+    .touched_objects()
+}
+
 /// Like [`reflected`], for a mesh kind known only at run time.
 pub fn reflected_dynamic(
     api: Api<DynamicObject>,
