@@ -199,12 +199,9 @@ pub struct CanaryObject {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct ObjectMeta {
     pub name: String,
-    #[serde(default = "default_namespace")]
+    /// Empty when not written: `default` for a trace's Canary, the trace's namespace for `--canary`.
+    #[serde(default)]
     pub namespace: String,
-}
-
-fn default_namespace() -> String {
-    "default".into()
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -494,6 +491,10 @@ impl Trace {
         if end <= start {
             return fail("end", format!("{end} is not after start {start}"));
         }
+        let mut raw = raw;
+        if raw.canary.metadata.namespace.is_empty() {
+            raw.canary.metadata.namespace = "default".into();
+        }
         check_canary(name, "canary.", &raw.canary)?;
         let config = OperatorConfig {
             mesh_provider: raw.operator.mesh_provider.clone(),
@@ -714,6 +715,10 @@ impl Trace {
 
     /// The same recorded inputs under another Canary (the `--canary` override).
     pub fn with_canary(&self, canary: CanaryObject, file: &str) -> Result<Trace, InputError> {
+        let mut canary = canary;
+        if canary.metadata.namespace.is_empty() {
+            canary.metadata.namespace = self.canary.metadata.namespace.clone();
+        }
         check_canary(file, "", &canary)?;
         if let Err(e) = Policy::from_spec(
             &canary.metadata.name,
@@ -788,13 +793,21 @@ pub fn canary_from_text(file: &str, text: &str) -> Result<CanaryObject, InputErr
         return from_json(file, text);
     }
     let value: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| {
-        let first = e
-            .to_string()
+        let text = e.to_string();
+        let first = text
             .lines()
             .map(str::trim)
             .find(|l| !l.is_empty())
-            .unwrap_or("invalid YAML")
-            .to_string();
+            .unwrap_or("invalid YAML");
+        // The rendered message repeats the position we print ourselves.
+        let first = first.strip_prefix("error: ").unwrap_or(first);
+        let first = match e.location() {
+            Some(l) => first
+                .strip_prefix(&format!("line {} column {}: ", l.line(), l.column()))
+                .unwrap_or(first),
+            None => first,
+        }
+        .to_string();
         match e.location() {
             Some(l) => InputError::new(
                 file,

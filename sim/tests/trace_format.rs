@@ -239,3 +239,24 @@ fn a_canary_reads_the_same_from_yaml_and_json() {
     assert!(old.spec.analysis.is_none());
     assert_eq!(old.spec.canary_analysis.unwrap().threshold, Some(3));
 }
+
+#[test]
+fn an_override_without_namespace_keeps_the_traces() {
+    let trace = parse(&promote()).unwrap();
+    let yaml = "apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata:\n  name: podinfo\nspec:\n  targetRef:\n    name: podinfo\n  service:\n    port: 9898\n  analysis:\n    interval: 1m\n    stepWeight: 25\n";
+    let canary = flagger_sim::trace::canary_from_text("o.yaml", yaml).unwrap();
+    let over = trace.with_canary(canary, "o.yaml").unwrap();
+    assert_eq!(over.canary.metadata.namespace, "test");
+    let ev = replay(&over, &Options::default()).world.events;
+    assert!(
+        ev.iter()
+            .any(|e| e.message == "Advance podinfo.test canary weight 25")
+    );
+    // And a trace's own Canary without namespace lives in `default`, as kubectl would put it.
+    let mut t = promote();
+    t["canary"]["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("namespace");
+    assert_eq!(parse(&t).unwrap().canary.metadata.namespace, "default");
+}
