@@ -2,7 +2,7 @@
 
 mod controller_support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use controller_support::{canary, deployment};
@@ -39,10 +39,16 @@ impl ClusterView for Cluster {
     fn autoscaler(&self, _: &str, _: &str) -> Option<Arc<HorizontalPodAutoscaler>> {
         None
     }
-    fn config_maps(&self, _: &str) -> Option<Vec<ConfigMap>> {
-        self.config_maps.clone()
+    fn config_maps(&self, _: &str, names: &BTreeSet<String>) -> Option<Vec<ConfigMap>> {
+        let all = self.config_maps.as_ref()?;
+        Some(
+            all.iter()
+                .filter(|c| names.contains(c.metadata.name.as_deref().unwrap_or("")))
+                .cloned()
+                .collect(),
+        )
     }
-    fn secrets(&self, _: &str) -> Option<Vec<Secret>> {
+    fn secrets(&self, _: &str, _: &BTreeSet<String>) -> Option<Vec<Secret>> {
         self.config_maps.as_ref().map(|_| Vec::new())
     }
     fn route(&self, kind: RouteKind, _: &str, name: &str) -> RouteLookup {

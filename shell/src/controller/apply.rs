@@ -11,7 +11,6 @@ use kube::ResourceExt;
 use super::context::KubeExecutor;
 use super::watch::{ClusterView, Stores};
 use crate::executor::{ExecContext, Executor, LabelSettings};
-use crate::observe;
 
 pub struct CachedExecutor {
     pub executor: Executor,
@@ -37,16 +36,11 @@ pub fn exec_context(
     let ns = canary.namespace().unwrap_or_default();
     let target_name = &canary.spec.target_ref.name;
     let target = view.deployment(&ns, target_name).map(|d| (*d).clone());
-    let tracked_configs = match (
-        target.as_ref().and_then(|t| t.spec.as_ref()),
-        view.config_maps(&ns),
-        view.secrets(&ns),
-    ) {
-        (Some(spec), Some(cms), Some(secrets)) => {
-            observe::tracked_configs(&spec.template, &cms, &secrets)
-        }
-        _ => Default::default(),
-    };
+    let tracked_configs = target
+        .as_ref()
+        .and_then(|t| t.spec.as_ref())
+        .map(|spec| super::watch::tracked_configs(view, &ns, &spec.template))
+        .unwrap_or_default();
     ExecContext {
         primary: view
             .deployment(&ns, &format!("{target_name}-primary"))

@@ -87,11 +87,8 @@ fn configs_of(
     namespace: &str,
     d: &Deployment,
 ) -> std::collections::BTreeMap<String, String> {
-    let (Some(cms), Some(secrets)) = (view.config_maps(namespace), view.secrets(namespace)) else {
-        return Default::default();
-    };
     match d.spec.as_ref() {
-        Some(spec) => observe::tracked_configs(&spec.template, &cms, &secrets),
+        Some(spec) => super::watch::tracked_configs(view, namespace, &spec.template),
         None => Default::default(),
     }
 }

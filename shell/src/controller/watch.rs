@@ -3,6 +3,7 @@
 //! store that snapshots are built from and triggers reconciles, so the steady state costs no
 //! API requests beyond the watches themselves.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -45,10 +46,10 @@ pub trait ClusterView {
     fn deployment(&self, namespace: &str, name: &str) -> Option<Arc<Deployment>>;
     fn service(&self, namespace: &str, name: &str) -> Option<Arc<Service>>;
     fn autoscaler(&self, namespace: &str, name: &str) -> Option<Arc<HorizontalPodAutoscaler>>;
-    /// `None` when config tracking is off.
-    fn config_maps(&self, namespace: &str) -> Option<Vec<ConfigMap>>;
-    /// `None` when config tracking is off.
-    fn secrets(&self, namespace: &str) -> Option<Vec<Secret>>;
+    /// Those of `names` that exist; `None` when config tracking is off.
+    fn config_maps(&self, namespace: &str, names: &BTreeSet<String>) -> Option<Vec<ConfigMap>>;
+    /// Those of `names` that exist; `None` when config tracking is off.
+    fn secrets(&self, namespace: &str, names: &BTreeSet<String>) -> Option<Vec<Secret>>;
     /// `Err(())` when the kind is not installed in the cluster (its weights are unknown).
     fn route(&self, kind: RouteKind, namespace: &str, name: &str) -> RouteLookup;
 }
@@ -96,14 +97,14 @@ impl ClusterView for Stores {
         get(&self.autoscalers, namespace, name)
     }
 
-    fn config_maps(&self, namespace: &str) -> Option<Vec<ConfigMap>> {
+    fn config_maps(&self, namespace: &str, names: &BTreeSet<String>) -> Option<Vec<ConfigMap>> {
         let store = self.config_maps.as_ref()?;
-        Some(in_namespace(store, namespace))
+        Some(named(store, namespace, names))
     }
 
-    fn secrets(&self, namespace: &str) -> Option<Vec<Secret>> {
+    fn secrets(&self, namespace: &str, names: &BTreeSet<String>) -> Option<Vec<Secret>> {
         let store = self.secrets.as_ref()?;
-        Some(in_namespace(store, namespace))
+        Some(named(store, namespace, names))
     }
 
     fn route(&self, kind: RouteKind, namespace: &str, name: &str) -> RouteLookup {
@@ -118,17 +119,36 @@ impl ClusterView for Stores {
     }
 }
 
-fn in_namespace<K>(store: &Store<K>, namespace: &str) -> Vec<K>
+fn named<K>(store: &Store<K>, namespace: &str, names: &BTreeSet<String>) -> Vec<K>
 where
     K: Resource + Clone + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
-    store
-        .state()
-        .into_iter()
-        .filter(|o| o.namespace().as_deref() == Some(namespace))
+    names
+        .iter()
+        .filter_map(|n| get(store, namespace, n))
         .map(|o| (*o).clone())
         .collect()
+}
+
+/// Checksums of the ConfigMaps and Secrets a pod template uses, when config tracking is on.
+pub fn tracked_configs(
+    view: &impl ClusterView,
+    namespace: &str,
+    template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+) -> BTreeMap<String, String> {
+    let refs = template
+        .spec
+        .as_ref()
+        .map(ConfigRefs::of)
+        .unwrap_or_default();
+    match (
+        view.config_maps(namespace, &refs.configmaps),
+        view.secrets(namespace, &refs.secrets),
+    ) {
+        (Some(cms), Some(secrets)) => crate::observe::tracked_configs(template, &cms, &secrets),
+        _ => BTreeMap::new(),
+    }
 }
 
 /// `Api::all` or `Api::namespaced`, per `-namespace`.
