@@ -1,5 +1,19 @@
 //! The operator's control loop: watch Canaries and everything they touch, and reconcile each
 //! Canary whenever something it depends on changes or the core asked to be called again.
+//!
+//! - Each kind is watched once ([`watch`]): the stream fills the cache snapshots are built from
+//!   and triggers reconciles. Generated objects map to their Canary by ownerReference (what
+//!   `Controller::owns` does, without a second watch); targets, autoscalers and tracked configs
+//!   map through the Canary cache. Mesh kinds whose CRD is not installed are not watched and
+//!   their routes count as unknown.
+//! - A reconcile ([`reconcile`]) waits until every cache has listed, builds the snapshot from the
+//!   caches alone ([`snapshot`]), runs the core until it decides ([`run`]), and carries out the
+//!   decision in order ([`dispatch`]: kube-facing commands through the executor fed from the
+//!   caches ([`apply`]), events through one long-lived recorder, alerts and event webhooks
+//!   through an ordered queue ([`outbox`])).
+//! - The requeue is the core's `wake_at`; every Canary is also reconciled each
+//!   `-control-loop-interval`, which costs no API request when nothing is due.
+//! - A Canary deleted without `revertOnDeletion` gets its target scaled back up ([`deletion`]).
 
 pub mod apply;
 pub mod context;
