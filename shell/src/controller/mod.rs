@@ -7,7 +7,7 @@
 //!   map through the Canary cache. Mesh kinds whose CRD is not installed are not watched and
 //!   their routes count as unknown.
 //! - A reconcile ([`reconcile`]) waits until every cache has listed, builds the snapshot from the
-//!   caches alone ([`snapshot`]), runs the core until it decides ([`run`]), and carries out the
+//!   caches alone ([`snapshot`]), runs the core until it decides ([`mod@run`]), and carries out the
 //!   decision in order ([`dispatch`]: kube-facing commands through the executor fed from the
 //!   caches ([`apply`]), events through one long-lived recorder, alerts and event webhooks
 //!   through an ordered queue ([`outbox`])).
