@@ -382,6 +382,7 @@ async fn handle_deletions(ctx: Arc<Context>, mut deleted: mpsc::UnboundedReceive
             canary.namespace().unwrap_or_default()
         );
         ctx.count_canaries();
+        ctx.clear_failures(&reflector::ObjectRef::from_obj(&canary));
         ctx.state.metrics.forget_canary(
             &canary.spec.target_ref.name,
             &canary.namespace().unwrap_or_default(),
