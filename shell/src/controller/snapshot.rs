@@ -3,7 +3,7 @@
 
 use flagger_core::api::Canary;
 use flagger_core::policy::Provider;
-use flagger_core::snapshot::{Answers, CanaryMeta, OperatorConfig, Routes, Snapshot, Workload};
+use flagger_core::snapshot::{Answers, CanaryMeta, OperatorConfig, Routes, Snapshot};
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
@@ -112,11 +112,4 @@ fn routes(view: &impl ClusterView, provider: &str, namespace: &str, apex: &str) 
         },
         RouteLookup::Missing | RouteLookup::Unavailable => None,
     }
-}
-
-/// The workload a Canary's target is, for callers outside the snapshot (deletion handling).
-pub fn target_workload(view: &impl ClusterView, canary: &Canary) -> Option<Workload> {
-    let namespace = canary.namespace().unwrap_or_default();
-    view.deployment(&namespace, &canary.spec.target_ref.name)
-        .map(|d| observe::workload(&d, None, Default::default()))
 }

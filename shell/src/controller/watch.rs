@@ -8,7 +8,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use flagger_core::api::{AlertProvider, Canary, MetricTemplate};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
@@ -50,7 +50,7 @@ pub trait ClusterView {
     fn config_maps(&self, namespace: &str, names: &BTreeSet<String>) -> Option<Vec<ConfigMap>>;
     /// Those of `names` that exist; `None` when config tracking is off.
     fn secrets(&self, namespace: &str, names: &BTreeSet<String>) -> Option<Vec<Secret>>;
-    /// `Err(())` when the kind is not installed in the cluster (its weights are unknown).
+    /// The mesh object `name` of `kind`, or why there is none.
     fn route(&self, kind: RouteKind, namespace: &str, name: &str) -> RouteLookup;
 }
 
@@ -308,16 +308,6 @@ pub fn map_config(
         .collect()
 }
 
-/// Every Canary of the store, for the periodic resync.
-pub fn all_canaries(canaries: &Store<Canary>) -> impl Iterator<Item = ObjectRef<Canary>> {
-    canaries
-        .state()
-        .into_iter()
-        .map(|c| ObjectRef::from_obj(c.as_ref()))
-        .collect::<Vec<_>>()
-        .into_iter()
-}
-
 /// Discovers the preferred version of a mesh kind; `None` (logged once by the caller) when
 /// the CRD is not installed.
 pub async fn discover_route_kind(
@@ -332,17 +322,4 @@ pub async fn discover_route_kind(
         Err(e) => return Err(e),
     };
     Ok(group.recommended_kind(kind_name).map(|(ar, _)| ar))
-}
-
-/// Bounds a stream of trigger objects to the Canary refs a mapper returns, dropping watch errors
-/// after logging them (the watcher retries by itself).
-pub fn log_errors<K>(
-    kind: &'static str,
-    s: impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
-    s.inspect(move |r| {
-        if let Err(e) = r {
-            tracing::warn!(kind, error = %e, "watch error; retrying");
-        }
-    })
 }
