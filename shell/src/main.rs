@@ -232,7 +232,10 @@ async fn serve(args: RunArgs) -> Result<(), String> {
             config_tracking: args.enable_config_tracking,
             status_sync_timeout: Duration::from_secs(5),
         },
-        concurrency: u16::try_from(args.threadiness).unwrap_or(u16::MAX),
+        // Flagger runs every Canary's analysis in its own goroutine; `-threadiness` only sizes its
+        // informer work queue. A bounded pool here would let two slow webhooks hold up every
+        // other Canary, so reconciles of distinct Canaries are not limited (0 = unbounded).
+        concurrency: 0,
         resync: std::time::Duration::try_from(args.control_loop_interval)
             .unwrap_or(Duration::from_secs(10)),
         record_traces: args.record_traces.clone(),

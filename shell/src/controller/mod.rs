@@ -61,7 +61,7 @@ pub enum StartError {
 /// Everything `run` needs besides the client.
 pub struct Options {
     pub settings: Settings,
-    /// Reconciles running at once (`-threadiness`).
+    /// Reconciles running at once; 0 for no limit (one Canary is never reconciled twice at once).
     pub concurrency: u16,
     /// Every Canary is reconciled at least this often (`-control-loop-interval`).
     pub resync: Duration,
