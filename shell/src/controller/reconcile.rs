@@ -43,6 +43,20 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action,
     let started = std::time::Instant::now();
     let key = ObjectRef::from_obj(canary.as_ref());
     let namespace = canary.namespace().unwrap_or_default();
+    let rivals = super::watch::canaries_targeting(
+        &ctx.stores.canaries,
+        &namespace,
+        &canary.spec.target_ref.name,
+    );
+    if rivals.len() > 1 {
+        // Flagger's warning: both Canaries will drive the same Deployment against each other.
+        tracing::warn!(
+            canary = %format!("{}.{namespace}", canary.name_any()),
+            target = %canary.spec.target_ref.name,
+            canaries = ?rivals.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            "Bad things will happen! Found more than one canary with the same target"
+        );
+    }
     let now = Timestamp::now();
     let snap = snapshot::build(
         &ctx.stores,
