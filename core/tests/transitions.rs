@@ -971,3 +971,36 @@ fn a_canary_scaled_down_mid_analysis_is_brought_back_before_any_traffic() {
     assert_eq!(phase, Some(Phase::Progressing));
     assert_eq!(c.routes.unwrap().canary_weight, 0);
 }
+
+#[test]
+fn a_lost_status_write_after_a_weight_step_is_recorded_not_repeated() {
+    let mut c = progressing_at(10);
+    c.now += SignedDuration::from_secs(60);
+    let d = c.decide();
+    // Apply everything but the status write, as if it hit a conflict.
+    for cmd in d
+        .commands
+        .iter()
+        .filter(|x| !matches!(x, Command::WriteStatus(_)))
+    {
+        c.apply(cmd);
+    }
+    assert_eq!(
+        (c.routes.unwrap().canary_weight, c.status.canary_weight),
+        (20, 10)
+    );
+    let (cmds, phase) = shape(c.tick_after(1));
+    assert_eq!(
+        cmds,
+        vec![],
+        "the step already happened: only the status is repaired"
+    );
+    assert_eq!(
+        (phase, c.status.canary_weight),
+        (Some(Phase::Progressing), 20)
+    );
+    // The next step comes a full interval after the repair.
+    assert_eq!(c.tick_after(59), vec![]);
+    c.tick_after(1);
+    assert_eq!(c.routes.unwrap().canary_weight, 30);
+}

@@ -26,6 +26,9 @@ pub fn step(t: &mut Tick) -> Step {
         restart_run(t);
         return Ok(());
     }
+    if recover_lost_step(t, phase) {
+        return Ok(());
+    }
     if !t.due() {
         return Ok(());
     }
@@ -160,6 +163,26 @@ pub fn step(t: &mut Tick) -> Step {
         }
     }
     Ok(())
+}
+
+/// Routes are written before the status, so routes ahead of the status mean the last step's status
+/// write was lost (a crash, a conflict). Record the step that happened instead of taking another:
+/// at most one weight change per interval.
+fn recover_lost_step(t: &mut Tick, phase: Phase) -> bool {
+    let (Strategy::Canary(_), Some(routes)) = (&t.p.strategy, t.routes) else {
+        return false;
+    };
+    let recorded = t.status.canary_weight;
+    let ahead = match phase {
+        Phase::Progressing | Phase::WaitingPromotion => routes.canary_weight > recorded,
+        Phase::Promoting => routes.canary_weight < recorded,
+        _ => false,
+    };
+    if ahead {
+        t.status.canary_weight = routes.canary_weight;
+        t.touch();
+    }
+    ahead
 }
 
 /// Canary readiness; a blown deadline rolls back, a rollout in progress waits.
