@@ -24,6 +24,6 @@ pub mod snapshot;
 
 pub use api::{Canary, CanarySpec, CanaryStatus, Phase};
 pub use command::{Command, Decision, Outcome, Request};
-pub use decide::decide;
+pub use decide::{decide, decide_with};
 pub use policy::{Policy, SpecError};
 pub use snapshot::{Answers, HookAnswer, MetricAnswer, OperatorConfig, Routes, Snapshot, Workload};

@@ -14,12 +14,26 @@ mod lifecycle;
 mod tick;
 
 use crate::command::Outcome;
+use crate::policy::{Policy, SpecError};
 use crate::snapshot::Snapshot;
 
 pub use tick::Need;
 
 pub fn decide(snap: &Snapshot) -> Outcome {
-    match tick::run(snap) {
+    let policy = Policy::from_spec(
+        &snap.canary.name,
+        &snap.canary.namespace,
+        &snap.spec,
+        &snap.config,
+    );
+    decide_with(policy.as_ref(), snap)
+}
+
+/// [`decide`] with the spec already validated, for callers that decide many times on one spec
+/// (the Need loop, replays). `policy` must be `Policy::from_spec` of this snapshot's canary, spec
+/// and config; anything else gives decisions for another Canary.
+pub fn decide_with(policy: Result<&Policy, &SpecError>, snap: &Snapshot) -> Outcome {
+    match tick::run(policy, snap) {
         Ok(decision) => Outcome::Decided(decision),
         Err(Need(requests)) => Outcome::Need(requests),
     }

@@ -10,7 +10,7 @@ use crate::command::{
     MetricRecord, Request,
 };
 use crate::hash;
-use crate::policy::{Hook, MetricCheck, Policy, Provider};
+use crate::policy::{Hook, MetricCheck, Policy, Provider, SpecError};
 use crate::snapshot::{HookAnswer, MetricAnswer, Routes, Snapshot, Workload};
 
 /// Inputs the decision is waiting for.
@@ -24,7 +24,7 @@ const PROMOTED: &str = "Promoted";
 
 pub struct Tick<'a> {
     pub snap: &'a Snapshot,
-    pub p: Policy,
+    pub p: &'a Policy,
     pub now: Timestamp,
     pub status: CanaryStatus,
     pub commands: Vec<Command>,
@@ -37,13 +37,8 @@ pub struct Tick<'a> {
     pub skip_status: bool,
 }
 
-pub fn run(snap: &Snapshot) -> Step<Decision> {
-    let policy = match Policy::from_spec(
-        &snap.canary.name,
-        &snap.canary.namespace,
-        &snap.spec,
-        &snap.config,
-    ) {
+pub fn run(policy: Result<&Policy, &SpecError>, snap: &Snapshot) -> Step<Decision> {
+    let policy = match policy {
         Ok(p) => p,
         Err(e) => {
             let message = format!(
