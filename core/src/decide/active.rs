@@ -85,7 +85,7 @@ pub fn step(t: &mut Tick) -> Step {
         for w in t.p.provider_warnings.clone() {
             t.warn(w);
         }
-        t.event(events::starting_analysis(&t.p));
+        t.event(events::starting_analysis(t.p));
         if !pre_rollout(t)? {
             t.status.failed_checks = t.status.failed_checks.saturating_add(1);
             return Ok(());
@@ -113,7 +113,7 @@ pub fn step(t: &mut Tick) -> Step {
                     };
                 t.set_routes(100 - weight, weight, mirrored);
                 t.status.canary_weight = weight;
-                t.event(events::advance_weight(&t.p, weight));
+                t.event(events::advance_weight(t.p, weight));
             } else if gate_promotion(t, phase)? {
                 promote(t);
             }
@@ -123,7 +123,7 @@ pub fn step(t: &mut Tick) -> Step {
                 t.set_routes(0, 100, false);
                 t.status.iterations = t.status.iterations.saturating_add(1);
                 t.event(events::advance_iteration(
-                    &t.p,
+                    t.p,
                     t.status.iterations,
                     iterations,
                 ));
@@ -138,7 +138,7 @@ pub fn step(t: &mut Tick) -> Step {
                 }
                 t.status.iterations = t.status.iterations.saturating_add(1);
                 t.event(events::advance_iteration(
-                    &t.p,
+                    t.p,
                     t.status.iterations,
                     iterations,
                 ));
@@ -239,7 +239,7 @@ fn pre_rollout(t: &mut Tick) -> Step<bool> {
         match t.ask_hook(hook, Phase::Progressing)? {
             HookAnswer::Passed => t.event(events::hook_passed("Pre-rollout", &hook.name)),
             HookAnswer::Failed(e) => {
-                t.warn(events::pre_rollout_failed(&t.p, &hook.name, &e));
+                t.warn(events::pre_rollout_failed(t.p, &hook.name, &e));
                 return Ok(false);
             }
         }
@@ -252,7 +252,7 @@ fn analyse(t: &mut Tick) -> Step<bool> {
     let hooks: Vec<_> = t.p.hooks_of(HookType::Rollout).cloned().collect();
     for hook in &hooks {
         if let HookAnswer::Failed(e) = t.ask_hook(hook, Phase::Progressing)? {
-            t.warn(events::rollout_hook_failed(&t.p, &hook.name, &e));
+            t.warn(events::rollout_hook_failed(t.p, &hook.name, &e));
             return Ok(false);
         }
     }
@@ -266,7 +266,7 @@ fn analyse(t: &mut Tick) -> Step<bool> {
     });
     let answers = t.ask_metrics(&checks)?;
     for (check, answer) in checks.iter().zip(&answers) {
-        let verdict = judge(&t.p, check, answer);
+        let verdict = judge(t.p, check, answer);
         if let Some(value) = verdict.recorded {
             t.push(Command::RecordMetric(MetricRecord::Analysis {
                 metric: check.name.clone(),
@@ -292,7 +292,7 @@ fn gate_traffic_increase(t: &mut Tick) -> Step<bool> {
                 t.event(events::hook_passed("Confirm-traffic-increase", &hook.name))
             }
             HookAnswer::Failed(_) => {
-                t.warn(events::waiting_for_traffic_increase(&t.p, &hook.name));
+                t.warn(events::waiting_for_traffic_increase(t.p, &hook.name));
                 if !hook.mute_alert {
                     t.alert(AlertSeverity::Warn, events::ALERT_WAITING_TRAFFIC, false);
                 }
@@ -313,7 +313,7 @@ fn gate_promotion(t: &mut Tick, phase: Phase) -> Step<bool> {
             HookAnswer::Failed(_) => {
                 if phase != Phase::WaitingPromotion {
                     t.set_phase(Phase::WaitingPromotion);
-                    t.warn(events::waiting_for_promotion(&t.p, &hook.name));
+                    t.warn(events::waiting_for_promotion(t.p, &hook.name));
                     if !hook.mute_alert {
                         t.alert(AlertSeverity::Warn, events::ALERT_WAITING_PROMOTION, false);
                     }
@@ -326,7 +326,7 @@ fn gate_promotion(t: &mut Tick, phase: Phase) -> Step<bool> {
 }
 
 fn promote(t: &mut Tick) {
-    t.event(events::copying_template(&t.p));
+    t.event(events::copying_template(t.p));
     t.push(Command::PromoteTemplate);
     t.set_phase(Phase::Promoting);
 }
@@ -354,7 +354,7 @@ fn shift_to_primary(t: &mut Tick, routes: Routes) -> Step {
     } else {
         t.set_routes(primary, 100 - primary, false);
         t.status.canary_weight = 100 - primary;
-        t.event(events::advance_primary_weight(&t.p, primary));
+        t.event(events::advance_primary_weight(t.p, primary));
     }
     Ok(())
 }
@@ -365,7 +365,7 @@ fn finalise(t: &mut Tick) -> Step {
         t.push(Command::ScaleTarget { replicas: 0 });
     }
     succeed(t, "completed");
-    t.event(events::promotion_completed(&t.p));
+    t.event(events::promotion_completed(t.p));
     t.alert(AlertSeverity::Info, events::ALERT_SUCCEEDED, false);
     post_rollout(t, Phase::Succeeded);
     Ok(())
@@ -385,11 +385,11 @@ fn succeed(t: &mut Tick, analysis_status: &str) {
 /// `skipAnalysis`: promote as soon as the canary is ready.
 fn promote_without_analysis(t: &mut Tick) {
     t.set_routes(100, 0, false);
-    t.event(events::copying_template(&t.p));
+    t.event(events::copying_template(t.p));
     t.push(Command::PromoteTemplate);
     t.push(Command::ScaleTarget { replicas: 0 });
     succeed(t, "skipped");
-    t.event(events::promotion_skipped(&t.p));
+    t.event(events::promotion_skipped(t.p));
     t.alert(AlertSeverity::Info, events::ALERT_SKIPPED, false);
     post_rollout(t, Phase::Succeeded);
 }

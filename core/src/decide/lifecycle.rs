@@ -76,7 +76,7 @@ fn initialize(t: &mut Tick) -> Step {
     t.status.last_applied_spec = Some(target.template_hash.clone());
     t.status.last_promoted_spec = Some(target.template_hash);
     t.status.tracked_configs = tracked(&target.configs);
-    t.event(events::initialization_done(&t.p));
+    t.event(events::initialization_done(t.p));
     t.alert(AlertSeverity::Info, events::ALERT_INITIALIZED, true);
     Ok(())
 }
@@ -134,7 +134,7 @@ fn rest(t: &mut Tick) -> Step {
             HookAnswer::Failed(_) => {
                 if !waiting {
                     t.set_phase(Phase::Waiting);
-                    t.warn(events::waiting_for_approval(&t.p, &hook.name));
+                    t.warn(events::waiting_for_approval(t.p, &hook.name));
                     if !hook.mute_alert {
                         t.alert(AlertSeverity::Warn, events::ALERT_WAITING_ROLLOUT, false);
                     }
@@ -151,7 +151,7 @@ fn rest(t: &mut Tick) -> Step {
 /// A new revision passed its gates: scale the canary up and begin the analysis.
 fn start_run(t: &mut Tick) {
     let target = t.target().cloned().unwrap_or_default();
-    t.event(events::new_revision(&t.p));
+    t.event(events::new_revision(t.p));
     t.alert(AlertSeverity::Info, events::ALERT_NEW_REVISION, true);
     let replicas = t.scale_up_replicas();
     t.push(Command::ScaleTarget { replicas });
@@ -166,7 +166,7 @@ fn start_run(t: &mut Tick) {
 /// A new revision arrived mid-analysis: send all traffic back to the primary and start over.
 pub fn restart_run(t: &mut Tick) {
     let target = t.target().cloned().unwrap_or_default();
-    t.event(events::restarting(&t.p));
+    t.event(events::restarting(t.p));
     t.set_routes(100, 0, false);
     t.set_phase(Phase::Progressing);
     t.status.canary_weight = 0;
@@ -218,7 +218,7 @@ pub enum Rollback {
 pub fn rollback(t: &mut Tick, why: Rollback) -> Step {
     match &why {
         Rollback::Threshold => {
-            t.warn(events::rolling_back_threshold(&t.p, t.status.failed_checks));
+            t.warn(events::rolling_back_threshold(t.p, t.status.failed_checks));
             t.alert(
                 AlertSeverity::Error,
                 &events::alert_threshold(t.status.failed_checks),
@@ -226,16 +226,16 @@ pub fn rollback(t: &mut Tick, why: Rollback) -> Step {
             );
         }
         Rollback::Deadline(e) => {
-            t.warn(events::rolling_back_deadline(&t.p, e));
+            t.warn(events::rolling_back_deadline(t.p, e));
             t.alert(AlertSeverity::Error, &events::alert_deadline(e), false);
         }
         Rollback::Manual => {
-            t.warn(events::rolling_back_manual(&t.p));
+            t.warn(events::rolling_back_manual(t.p));
             t.alert(AlertSeverity::Warn, events::ALERT_MANUAL_ROLLBACK, false);
         }
     }
     t.set_routes(100, 0, false);
-    t.warn(events::canary_failed(&t.p));
+    t.warn(events::canary_failed(t.p));
     if t.target().is_some_and(|w| w.replicas != 0) {
         t.push(Command::ScaleTarget { replicas: 0 });
     }
@@ -267,7 +267,7 @@ fn terminate(t: &mut Tick) -> Step {
     }
     if t.phase() != Some(Phase::Terminating) {
         t.set_phase(Phase::Terminating);
-        t.event(events::terminating(&t.p));
+        t.event(events::terminating(t.p));
     }
     if let Some(target) = t.target() {
         if target.replicas == 0 {
@@ -289,7 +289,7 @@ fn terminate(t: &mut Tick) -> Step {
         t.push(Command::RevertApexService);
         t.set_routes(0, 100, false);
     }
-    t.event(events::terminated(&t.p));
+    t.event(events::terminated(t.p));
     t.push(Command::RemoveFinalizer);
     // The object disappears with its finalizer: nothing is left to write.
     t.skip_status = true;

@@ -171,7 +171,7 @@ impl Tick<'_> {
     pub fn alert(&mut self, severity: AlertSeverity, message: &str, with_metadata: bool) {
         let cfg = &self.snap.config;
         for a in alerts::route(
-            &self.p,
+            self.p,
             cfg.global_notifier,
             &cfg.cluster_name,
             severity,
