@@ -121,7 +121,8 @@ pub struct RunArgs {
     #[arg(long, default_value = "")]
     pub cluster_name: String,
 
-    /// Canaries reconciled concurrently.
+    /// Accepted for compatibility with Flagger, where it sizes the work queue. Here every Canary
+    /// is reconciled independently (a slow webhook of one never delays another), so it has no effect.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub threadiness: u32,
 

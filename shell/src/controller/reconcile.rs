@@ -91,11 +91,20 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action,
 }
 
 /// Call again at `wake_at` (at least a second from now), or only when something changes.
+const REQUEUE_FLOOR: Duration = Duration::from_millis(20);
+
 pub fn requeue(wake_at: Option<Timestamp>, now: Timestamp) -> Action {
     match wake_at {
         None => Action::await_change(),
         Some(at) => {
-            let wait = at.duration_since(now).as_secs_f64().max(1.0);
+            // The core never asks for a wake-up at or before `now`, so the floor only guards
+            // against clock skew between deciding and requeueing. It is small because a reconcile
+            // that lands just before a step is due (a resync, a watch event) must not push that
+            // step back by the whole floor.
+            let wait = at
+                .duration_since(now)
+                .as_secs_f64()
+                .max(REQUEUE_FLOOR.as_secs_f64());
             Action::requeue(Duration::from_secs_f64(wait))
         }
     }
@@ -120,7 +129,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn requeue_waits_until_wake_at_but_at_least_a_second() {
+    fn requeue_waits_until_wake_at_with_a_small_floor() {
         let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let later: Timestamp = "2026-01-01T00:00:30Z".parse().unwrap();
         let earlier: Timestamp = "2025-12-31T23:59:00Z".parse().unwrap();
@@ -128,9 +137,11 @@ mod tests {
             requeue(Some(later), now),
             Action::requeue(Duration::from_secs(30))
         );
+        assert_eq!(requeue(Some(earlier), now), Action::requeue(REQUEUE_FLOOR));
+        let just_before: Timestamp = "2026-01-01T00:00:00.002Z".parse().unwrap();
         assert_eq!(
-            requeue(Some(earlier), now),
-            Action::requeue(Duration::from_secs(1))
+            requeue(Some(just_before), now),
+            Action::requeue(REQUEUE_FLOOR)
         );
         assert_eq!(requeue(None, now), Action::await_change());
     }
