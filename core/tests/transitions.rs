@@ -59,10 +59,7 @@ fn canary_spec() -> flagger_core::CanarySpec {
 /// A cluster with the canary initialized and a new revision progressing at weight `w`.
 fn progressing_at(w: i32) -> Cluster {
     let mut c = Cluster::new(canary_spec());
-    c.tick();
-    c.tick();
-    c.new_revision("v2");
-    c.tick_after(1);
+    c.start_run();
     while c.status.canary_weight < w {
         c.tick_after(60);
     }
@@ -384,10 +381,7 @@ fn the_weight_never_overshoots_max_weight_and_promotion_follows() {
     let mut c = Cluster::new(spec(
         json!({"interval": "1m", "threshold": 2, "maxWeight": 50, "stepWeight": 20}),
     ));
-    c.tick();
-    c.tick();
-    c.new_revision("v2");
-    c.tick_after(1);
+    c.start_run();
     let mut weights = vec![];
     while c.phase() == Some(Phase::Progressing) {
         c.tick_after(60);
@@ -402,10 +396,7 @@ fn step_weights_follow_the_ladder() {
     let mut c = Cluster::new(spec(
         json!({"interval": "1m", "threshold": 2, "stepWeights": [1, 5, 25, 60]}),
     ));
-    c.tick();
-    c.tick();
-    c.new_revision("v2");
-    c.tick_after(1);
+    c.start_run();
     let mut weights = vec![];
     while c.phase() == Some(Phase::Progressing) {
         c.tick_after(60);
@@ -419,10 +410,7 @@ fn mirroring_mirrors_one_step_before_shifting_traffic() {
     let mut c = Cluster::new(spec(
         json!({"interval": "1m", "threshold": 2, "maxWeight": 50, "stepWeight": 25, "mirror": true}),
     ));
-    c.tick();
-    c.tick();
-    c.new_revision("v2");
-    c.tick_after(1);
+    c.start_run();
     let mut seen = vec![];
     for _ in 0..3 {
         c.tick_after(60);
@@ -516,10 +504,7 @@ fn confirm_promotion_closed_parks_in_waiting_promotion_while_analysis_continues(
         .unwrap(),
     ]);
     let mut c = Cluster::new(s);
-    c.tick();
-    c.tick();
-    c.new_revision("v2");
-    c.tick_after(1);
+    c.start_run();
     c.hooks
         .insert("promote".into(), HookAnswer::Failed("no".into()));
     c.tick_after(60);
@@ -571,10 +556,7 @@ fn hooks_are_requested_one_at_a_time_with_flaggers_payload() {
         {"name": "smoke", "type": "pre-rollout", "url": "http://127.0.0.1:1/b"}
     ]}));
     let mut c = Cluster::new(s);
-    c.tick();
-    c.tick();
-    c.new_revision("v2");
-    c.tick_after(1);
+    c.start_run();
     c.now += SignedDuration::from_secs(60);
     let Outcome::Need(requests) = decide(&c.snapshot()) else {
         panic!("expected a hook request")
@@ -599,10 +581,7 @@ fn a_failing_pre_rollout_hook_counts_a_failed_check_and_does_not_advance() {
     let s = spec(json!({"interval": "1m", "threshold": 2, "stepWeight": 10,
         "webhooks": [{"name": "load", "type": "pre-rollout", "url": "http://127.0.0.1:1/a"}]}));
     let mut c = Cluster::new(s);
-    c.tick();
-    c.tick();
-    c.new_revision("v2");
-    c.tick_after(1);
+    c.start_run();
     c.hooks
         .insert("load".into(), HookAnswer::Failed("500 boom".into()));
     let (cmds, _) = shape(c.tick_after(60));
@@ -621,10 +600,7 @@ fn a_rollback_hook_that_answers_rolls_back() {
     let s = spec(json!({"interval": "1m", "threshold": 5, "stepWeight": 10,
         "webhooks": [{"name": "abort", "type": "rollback", "url": "http://127.0.0.1:1/r"}]}));
     let mut c = Cluster::new(s);
-    c.tick();
-    c.tick();
-    c.new_revision("v2");
-    c.tick_after(1);
+    c.start_run();
     c.hooks
         .insert("abort".into(), HookAnswer::Failed("closed".into()));
     let cmds = c.tick_after(60);
@@ -667,10 +643,7 @@ fn skip_analysis_promotes_once_the_canary_is_ready() {
     let mut s = canary_spec();
     s.skip_analysis = Some(true);
     let mut c = Cluster::new(s);
-    c.tick();
-    c.tick();
-    c.new_revision("v2");
-    c.tick_after(1);
+    c.start_run();
     let (cmds, phase) = shape(c.tick_after(60));
     assert_eq!(
         cmds,
@@ -694,10 +667,7 @@ fn ab_testing_routes_matched_traffic_for_each_iteration_then_promotes() {
         json!({"interval": "1m", "threshold": 2, "iterations": 2,
         "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}),
     ));
-    c.tick();
-    c.tick();
-    c.new_revision("v2");
-    c.tick_after(1);
+    c.start_run();
     let mut seen = vec![];
     for _ in 0..4 {
         let cmds = c.tick_after(60);

@@ -215,6 +215,15 @@ impl Cluster {
         t.available_replicas = t.updated_replicas;
     }
 
+    /// Initialize (the primary's creation is itself a watch event, so two reconciles) and start
+    /// a run of revision `v2`.
+    pub fn start_run(&mut self) {
+        self.tick();
+        self.tick();
+        self.new_revision("v2");
+        self.tick_after(1);
+    }
+
     /// A new pod template on the target, as `kubectl set image` would make.
     pub fn new_revision(&mut self, hash: &str) {
         let t = self.target.as_mut().unwrap();
