@@ -213,8 +213,51 @@ impl Operator {
     }
 }
 
+/// The value of the sample `name{labels…}` in a Prometheus text exposition; other labels of the
+/// sample may exist.
+pub fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let (label_text, value) = match rest.strip_prefix('{') {
+            Some(r) => r.split_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
+        let has_all = labels.iter().all(|(k, v)| {
+            label_text
+                .split(',')
+                .any(|pair| pair == format!("{k}=\"{v}\""))
+        });
+        has_all.then(|| value.trim().parse().ok()).flatten()
+    })
+}
+
 pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_found_by_name_and_labels() {
+        let text = "# TYPE flagger_canary_status gauge\n\
+            flagger_canary_status{name=\"other\",namespace=\"ns\"} 2\n\
+            flagger_canary_status{name=\"podinfo\",namespace=\"ns\"} 1\n\
+            flagger_canary_status_extra 7\n\
+            flagger_info 1\n";
+        let status = |n| {
+            sample(
+                text,
+                "flagger_canary_status",
+                &[("name", n), ("namespace", "ns")],
+            )
+        };
+        assert_eq!(status("podinfo"), Some(1.0));
+        assert_eq!(status("other"), Some(2.0));
+        assert_eq!(status("missing"), None);
+        assert_eq!(sample(text, "flagger_info", &[]), Some(1.0));
+    }
 }

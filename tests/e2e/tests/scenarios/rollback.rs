@@ -4,7 +4,7 @@
 use flagger_core::api::Phase;
 use flagger_e2e::Result;
 use flagger_e2e::fixtures::{self, IMAGE_V1, IMAGE_V2};
-use flagger_e2e::operator::OperatorOpts;
+use flagger_e2e::operator::{OperatorOpts, sample};
 use flagger_e2e::scenario::Scenario;
 use flagger_e2e::watch;
 
@@ -77,6 +77,18 @@ async fn failing_rollout(
     assert!(
         !notes.iter().any(|n| n.contains("Promotion completed")),
         "{notes:#?}"
+    );
+    let metrics = op.metrics().await?;
+    let canary_labels = [("name", "podinfo"), ("namespace", ns.as_str())];
+    assert_eq!(
+        sample(&metrics, "flagger_canary_status", &canary_labels),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "flagger_canary_failures_total", &canary_labels),
+        Some(1.0),
+        "{metrics}"
     );
     stop_and_check_fidelity(&s, vec![&mut op]).await?;
     Ok((s, notes))
