@@ -10,7 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use flagger_core::api::CanaryStatus;
 use flagger_core::readiness::{Readiness, readiness};
 use flagger_core::snapshot::{CanaryMeta, HookAnswer, MetricAnswer, Routes};
-use flagger_core::{Command, Outcome, Phase, Policy, Request, Snapshot, decide};
+use flagger_core::{Command, Outcome, Phase, Policy, Request, Snapshot, decide_with};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
@@ -181,7 +181,8 @@ impl Run {
 
 struct Engine<'a> {
     trace: &'a Trace,
-    policy: Option<Policy>,
+    /// The spec validated once for the whole replay (the spec never changes within it).
+    policy: Result<Policy, flagger_core::SpecError>,
     world: World,
     faults: Injector,
     checker: Checker,
@@ -207,11 +208,10 @@ pub fn replay(trace: &Trace, opts: &Options) -> Run {
         &trace.canary.metadata.namespace,
         &trace.canary.spec,
         &trace.config,
-    )
-    .ok();
+    );
     let mut e = Engine {
         trace,
-        checker: Checker::new(policy.clone()),
+        checker: Checker::new(policy.as_ref().ok().cloned()),
         policy,
         world: World::new(trace.readiness.clone()),
         faults: Injector::new(&faults, seed),
@@ -399,7 +399,10 @@ impl Engine<'_> {
 
         let mut passes = 0;
         let decision = loop {
-            let outcome = catch_unwind(AssertUnwindSafe(|| decide(&snap))).map_err(|p| {
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                decide_with(self.policy.as_ref(), &snap)
+            }))
+            .map_err(|p| {
                 let msg = p
                     .downcast_ref::<String>()
                     .cloned()
@@ -581,12 +584,13 @@ impl Engine<'_> {
     fn thresholds(&self, metric: &str) -> (Option<f64>, Option<f64>) {
         self.policy
             .as_ref()
+            .ok()
             .and_then(|p| p.metrics.iter().find(|m| m.name == metric))
             .map_or((None, None), |m| (m.min, m.max))
     }
 
     fn describe_readiness(&self, snap: &Snapshot) -> Inputs {
-        let Some(p) = &self.policy else {
+        let Ok(p) = &self.policy else {
             return Inputs::default();
         };
         let text = |name: &str, w: &flagger_core::Workload, threshold: i32| {
