@@ -4,6 +4,7 @@
 //! of the target, a workload finishing its rollout, or a fault. Metric and webhook schedules do not
 //! wake the operator (nothing watches them); they are read when the core asks.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -83,8 +84,8 @@ impl Reason {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Inputs {
-    pub primary: Option<String>,
-    pub canary: Option<String>,
+    pub primary: Option<Cow<'static, str>>,
+    pub canary: Option<Cow<'static, str>>,
     pub metrics: Vec<MetricInput>,
     pub hooks: Vec<HookInput>,
     /// The core saw the status as it was before the last write.
@@ -595,12 +596,11 @@ impl Engine<'_> {
         };
         let text = |name: &str, w: &flagger_core::Workload, threshold: i32| {
             if w.replicas == 0 {
-                return "scaled to zero".to_string();
+                return Cow::Borrowed("scaled to zero");
             }
             match readiness(name, w, threshold, p.progress_deadline, snap.now) {
-                Readiness::Ready => "ready".to_string(),
-                Readiness::Waiting(m) => m,
-                Readiness::DeadlineExceeded(m) => m,
+                Readiness::Ready => Cow::Borrowed("ready"),
+                Readiness::Waiting(m) | Readiness::DeadlineExceeded(m) => Cow::Owned(m),
             }
         };
         Inputs {
