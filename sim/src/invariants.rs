@@ -124,10 +124,12 @@ impl Checker {
         }
         // One analysis step per interval: the weight goes up at most once per interval, also when
         // a write failed or the operator restarted in between (so partial decisions count too).
+        // Deletion hands all traffic back to the target at once, which is no analysis step.
         if let (Some(prev), Some(now)) = (
             seen_routes.map(|r| r.canary_weight),
             world.routes.map(|r| r.canary_weight),
         ) && now > prev
+            && !world.deleting
         {
             if let (Some(last), Some(p)) = (self.last_increase, &self.policy)
                 && step.at.duration_since(last) < p.interval
