@@ -78,6 +78,16 @@ fn fixtures_end_where_their_names_say() {
             "Advance podinfo.test canary weight 25",
         ),
         (
+            "seed-v1alpha1.json",
+            Succeeded,
+            "Promotion completed! Scaling down podinfo.test",
+        ),
+        (
+            "flaky-operator.json",
+            Succeeded,
+            "Promotion completed! Scaling down podinfo.test",
+        ),
+        (
             "step-weights.json",
             Succeeded,
             "Advance podinfo.test primary weight 75",
