@@ -974,3 +974,23 @@ fn a_lost_status_write_after_a_weight_step_is_recorded_not_repeated() {
     c.tick_after(1);
     assert_eq!(c.routes.unwrap().canary_weight, 30);
 }
+
+#[test]
+fn a_revision_landing_during_initialization_is_analysed_not_taken_as_promoted() {
+    let mut c = Cluster::new(canary_spec());
+    c.manual_readiness = true;
+    c.tick();
+    c.new_revision("v2");
+    c.make_primary_ready();
+    c.tick_after(5);
+    assert_eq!(c.phase(), Some(Phase::Initialized));
+    assert_eq!(
+        c.status.last_promoted_spec.as_deref(),
+        Some("v1"),
+        "the primary was copied from v1"
+    );
+    c.make_canary_ready();
+    c.tick_after(1);
+    assert_eq!(c.phase(), Some(Phase::Progressing), "v2 starts a run");
+    assert_eq!(c.status.last_applied_spec.as_deref(), Some("v2"));
+}

@@ -56,6 +56,11 @@ fn initialize(t: &mut Tick) -> Step {
             t.push(Command::ApplyPrimaryAutoscaler { promote: false });
         }
         t.push(Command::ApplyServices);
+        // Remember what the primary is copied from: a revision that lands before it is ready
+        // must still be analysed, not taken for the promoted one.
+        let target = t.target().cloned().unwrap_or_default();
+        t.status.last_promoted_spec = Some(target.template_hash);
+        t.status.tracked_configs = tracked(&target.configs);
         return Ok(());
     }
     if !t.snap.services_present {
@@ -73,9 +78,17 @@ fn initialize(t: &mut Tick) -> Step {
     t.status.canary_weight = 0;
     t.status.failed_checks = 0;
     t.status.iterations = 0;
-    t.status.last_applied_spec = Some(target.template_hash.clone());
-    t.status.last_promoted_spec = Some(target.template_hash);
-    t.status.tracked_configs = tracked(&target.configs);
+    // The primary runs what it was created from (recorded above); without that record (a
+    // primary that already existed) the target's current revision is taken as promoted.
+    let promoted = match t.snap.status.last_promoted_spec.clone() {
+        Some(created_from) => created_from,
+        None => {
+            t.status.tracked_configs = tracked(&target.configs);
+            target.template_hash
+        }
+    };
+    t.status.last_applied_spec = Some(promoted.clone());
+    t.status.last_promoted_spec = Some(promoted);
     t.event(events::initialization_done(t.p));
     t.alert(AlertSeverity::Info, events::ALERT_INITIALIZED, true);
     Ok(())
