@@ -4,13 +4,18 @@
 use std::collections::BTreeMap;
 
 /// FNV-1a (32 bit), as Flagger uses, over canonical JSON (serde_json's maps are sorted).
-fn fnv32a(bytes: &[u8]) -> u32 {
-    let mut hash: u32 = 0x811c_9dc5;
+const FNV_OFFSET: u32 = 0x811c_9dc5;
+
+fn fnv32a_extend(mut hash: u32, bytes: &[u8]) -> u32 {
     for b in bytes {
         hash ^= u32::from(*b);
         hash = hash.wrapping_mul(0x0100_0193);
     }
     hash
+}
+
+fn fnv32a(bytes: &[u8]) -> u32 {
+    fnv32a_extend(FNV_OFFSET, bytes)
 }
 
 /// Flagger's `rand.SafeEncodeString`: the decimal digits mapped onto consonants and digits that
@@ -33,11 +38,17 @@ pub fn checksum(
     tracked_configs: Option<&BTreeMap<String, String>>,
     last_applied_spec: Option<&str>,
 ) -> String {
-    let value = serde_json::json!({
-        "trackedConfigs": tracked_configs,
-        "lastAppliedSpec": last_applied_spec.unwrap_or(""),
-    });
-    safe_encode(fnv32a(canonical(&value).as_bytes()))
+    // Hashed field by field (the map is already sorted): it is computed for every webhook call,
+    // and building a JSON value for it cost more than the rest of the decision.
+    let mut hash = FNV_OFFSET;
+    for (key, value) in tracked_configs.into_iter().flatten() {
+        for part in [key.as_bytes(), b"=", value.as_bytes(), b";"] {
+            hash = fnv32a_extend(hash, part);
+        }
+    }
+    hash = fnv32a_extend(hash, b"|");
+    hash = fnv32a_extend(hash, last_applied_spec.unwrap_or("").as_bytes());
+    safe_encode(hash)
 }
 
 fn canonical(value: &serde_json::Value) -> String {
@@ -81,6 +92,18 @@ mod tests {
         let a = json!({"spec": {"containers": [{"image": "podinfo:6.0.0"}]}});
         let b = json!({"spec": {"containers": [{"image": "podinfo:6.0.1"}]}});
         assert_ne!(template_hash(&a), template_hash(&b));
+    }
+
+    #[test]
+    fn the_checksum_follows_configs_and_spec() {
+        let mut configs = BTreeMap::new();
+        configs.insert("configmap/app".to_string(), "abc".to_string());
+        let base = checksum(Some(&configs), Some("v1"));
+        assert_eq!(base, checksum(Some(&configs.clone()), Some("v1")));
+        assert_ne!(base, checksum(Some(&configs), Some("v2")));
+        assert_ne!(base, checksum(None, Some("v1")));
+        configs.insert("configmap/app".to_string(), "abd".to_string());
+        assert_ne!(base, checksum(Some(&configs), Some("v1")));
     }
 
     #[test]

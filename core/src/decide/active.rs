@@ -9,7 +9,7 @@ use crate::api::Phase;
 use crate::checks::judge;
 use crate::command::{AlertSeverity, Command, MetricRecord, MetricSource};
 use crate::events;
-use crate::policy::{HookType, Provider, Strategy};
+use crate::policy::{HookType, MetricCheck, Provider, Strategy};
 use crate::readiness::{Readiness, readiness};
 use crate::snapshot::{HookAnswer, Routes};
 
@@ -56,8 +56,8 @@ pub fn step(t: &mut Tick) -> Step {
         return Ok(());
     }
     if matches!(phase, Phase::Progressing | Phase::WaitingPromotion) {
-        let hooks: Vec<_> = t.p.hooks_of(HookType::Rollback).cloned().collect();
-        for hook in &hooks {
+        let p = t.p;
+        for hook in p.hooks_of(HookType::Rollback) {
             match t.ask_hook(hook, phase)? {
                 HookAnswer::Passed => {
                     t.warn(events::rollback_hook_passed(&hook.name));
@@ -82,7 +82,7 @@ pub fn step(t: &mut Tick) -> Step {
         Strategy::AbTesting { .. } => false,
     };
     if routes.canary_weight == 0 && t.status.iterations == 0 && !(mirroring && routes.mirrored) {
-        for w in t.p.provider_warnings.clone() {
+        for w in t.p.provider_warnings.iter().cloned() {
             t.warn(w);
         }
         t.event(events::starting_analysis(t.p));
@@ -94,8 +94,9 @@ pub fn step(t: &mut Tick) -> Step {
         t.status.failed_checks = t.status.failed_checks.saturating_add(1);
         return Ok(());
     }
-    match t.p.strategy.clone() {
-        Strategy::Canary(steps) => {
+    let p = t.p;
+    match p.strategy {
+        Strategy::Canary(ref steps) => {
             if routes.canary_weight < steps.max_weight {
                 if !routes.mirrored
                     && phase != Phase::WaitingPromotion
@@ -234,8 +235,8 @@ fn wait_for_canary(t: &mut Tick) -> Step<bool> {
 }
 
 fn pre_rollout(t: &mut Tick) -> Step<bool> {
-    let hooks: Vec<_> = t.p.hooks_of(HookType::PreRollout).cloned().collect();
-    for hook in &hooks {
+    let p = t.p;
+    for hook in p.hooks_of(HookType::PreRollout) {
         match t.ask_hook(hook, Phase::Progressing)? {
             HookAnswer::Passed => t.event(events::hook_passed("Pre-rollout", &hook.name)),
             HookAnswer::Failed(e) => {
@@ -249,15 +250,15 @@ fn pre_rollout(t: &mut Tick) -> Step<bool> {
 
 /// Rollout hooks, then every metric in spec order; the first failure fails the step.
 fn analyse(t: &mut Tick) -> Step<bool> {
-    let hooks: Vec<_> = t.p.hooks_of(HookType::Rollout).cloned().collect();
-    for hook in &hooks {
+    let p = t.p;
+    for hook in p.hooks_of(HookType::Rollout) {
         if let HookAnswer::Failed(e) = t.ask_hook(hook, Phase::Progressing)? {
             t.warn(events::rollout_hook_failed(t.p, &hook.name, &e));
             return Ok(false);
         }
     }
     // Flagger runs the built-in checks before the template and inline ones.
-    let mut checks = t.p.metrics.clone();
+    let mut checks: Vec<&MetricCheck> = t.p.metrics.iter().collect();
     checks.sort_by_key(|c| {
         !matches!(
             c.source,
@@ -306,8 +307,8 @@ fn gate_traffic_increase(t: &mut Tick) -> Step<bool> {
 /// The confirm-promotion gate: a closed gate parks the run in WaitingPromotion (announced once)
 /// while the analysis keeps running every interval.
 fn gate_promotion(t: &mut Tick, phase: Phase) -> Step<bool> {
-    let hooks: Vec<_> = t.p.hooks_of(HookType::ConfirmPromotion).cloned().collect();
-    for hook in &hooks {
+    let p = t.p;
+    for hook in p.hooks_of(HookType::ConfirmPromotion) {
         match t.ask_hook(hook, Phase::Progressing)? {
             HookAnswer::Passed => t.event(events::hook_passed("Confirm-promotion", &hook.name)),
             HookAnswer::Failed(_) => {

@@ -139,8 +139,8 @@ fn rest(t: &mut Tick) -> Step {
     if !t.p.skip_analysis && !wait_for_primary(t)? {
         return Ok(());
     }
-    let gates: Vec<_> = t.p.hooks_of(HookType::ConfirmRollout).cloned().collect();
-    for hook in &gates {
+    let p = t.p;
+    for hook in p.hooks_of(HookType::ConfirmRollout) {
         let phase = t.phase().unwrap_or(Phase::Initialized);
         match t.ask_hook(hook, phase)? {
             HookAnswer::Passed => t.event(events::hook_passed("Confirm-rollout", &hook.name)),

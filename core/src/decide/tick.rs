@@ -128,7 +128,7 @@ pub fn blocked(snap: &Snapshot, reason: &str, message: String) -> Decision {
     }
 }
 
-impl Tick<'_> {
+impl<'a> Tick<'a> {
     /// One analysis step is due per interval, counted from the last status write.
     pub fn due(&self) -> bool {
         self.snap.status.last_transition_time.is_none_or(|last| {
@@ -259,12 +259,12 @@ impl Tick<'_> {
 
     /// The answers of all `checks`, or one request for every missing one (queries have no side
     /// effects, so they are asked for together).
-    pub fn ask_metrics(&self, checks: &[MetricCheck]) -> Step<Vec<MetricAnswer>> {
+    pub fn ask_metrics(&self, checks: &[&MetricCheck]) -> Step<Vec<&'a MetricAnswer>> {
         let mut missing = Vec::new();
         let mut found = Vec::new();
         for c in checks {
             match self.snap.answers.metrics.get(&c.name) {
-                Some(a) => found.push(a.clone()),
+                Some(a) => found.push(a),
                 None => missing.push(Request::Metric(MetricQuery {
                     name: c.name.clone(),
                     source: c.source.clone(),
@@ -316,11 +316,11 @@ impl Tick<'_> {
             update_promoted_condition(&mut self.status.conditions, phase, self.now);
         }
         let changed = !self.skip_status && (self.touched || self.status != self.snap.status);
-        if changed {
-            self.status.last_transition_time = Some(self.now);
-            self.commands
-                .push(Command::WriteStatus(self.status.clone()));
-        }
+        let last = if changed {
+            self.now
+        } else {
+            self.status.last_transition_time.unwrap_or(self.now)
+        };
         let waits = matches!(
             phase,
             Some(
@@ -334,10 +334,7 @@ impl Tick<'_> {
             )
         );
         let wake_at = waits
-            .then(|| {
-                let last = self.status.last_transition_time.unwrap_or(self.now);
-                last.checked_add(self.p.interval).ok()
-            })
+            .then(|| last.checked_add(self.p.interval).ok())
             .flatten()
             // Due but nothing could be done (e.g. waiting for the target during termination):
             // look again one interval from now rather than at once.
@@ -348,10 +345,13 @@ impl Tick<'_> {
                     at
                 }
             });
-        Decision {
-            commands: self.commands,
-            wake_at,
+        let mut commands = self.commands;
+        if changed {
+            let mut status = self.status;
+            status.last_transition_time = Some(self.now);
+            commands.push(Command::WriteStatus(status));
         }
+        Decision { commands, wake_at }
     }
 }
 
