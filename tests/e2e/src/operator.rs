@@ -114,10 +114,6 @@ impl Operator {
         Ok(())
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().and_then(Child::id)
-    }
-
     /// Polls `/healthz` on the operator's port; fails early if the process exits.
     pub async fn wait_healthy(&mut self, timeout: Duration) -> Result<()> {
         let http = reqwest::Client::builder().no_proxy().build()?;

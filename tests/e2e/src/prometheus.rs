@@ -73,22 +73,3 @@ impl Prometheus {
         Ok(())
     }
 }
-
-/// Runs an instant query and returns the first sample's value (`None` for an empty result).
-pub async fn query(url: &str, promql: &str) -> Result<Option<f64>> {
-    let http = reqwest::Client::builder().no_proxy().build()?;
-    let body: serde_json::Value = http
-        .get(format!("{url}/api/v1/query"))
-        .query(&[("query", promql)])
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await?
-        .json()
-        .await?;
-    if body["status"] != "success" {
-        return Err(format!("query {promql:?} failed: {body}").into());
-    }
-    Ok(body["data"]["result"][0]["value"][1]
-        .as_str()
-        .and_then(|v| v.parse().ok()))
-}
