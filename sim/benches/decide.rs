@@ -4,6 +4,11 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+// The allocator the `flagger` binary ships with (shell/src/main.rs), so the figures are those
+// of `flagger replay`.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use flagger_core::api::{CanaryStatus, Phase};
 use flagger_core::snapshot::{Answers, CanaryMeta, MetricAnswer, OperatorConfig, Routes, Workload};
 use flagger_core::{Outcome, Snapshot, decide};

@@ -3,6 +3,11 @@
 
 use std::time::Instant;
 
+// The allocator the `flagger` binary ships with (shell/src/main.rs), so the figures are those
+// of `flagger replay`.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use flagger_sim::generate::day_at_ten_seconds;
 use flagger_sim::{Options, replay};
 
