@@ -1,6 +1,6 @@
 //! The operator is killed with SIGKILL in the middle of a rollout and started again: the new
 //! process picks the rollout up from the cluster and finishes it, with every traffic step taken
-//! exactly once.
+//! exactly once; the second kill lands right after a step's route write.
 
 use std::time::Duration;
 
@@ -32,13 +32,27 @@ async fn sigkill_mid_rollout() -> Result<()> {
 
     s.set_image("podinfo", IMAGE_V2).await?;
     canary_weight_reached(&s, "podinfo", 20).await?;
-    // Somewhere inside the next interval: possibly between two writes of one step.
+    // First kill: inside an interval, and down for longer than one: the step that was due is
+    // not lost, only late.
     tokio::time::sleep(Duration::from_millis(1300)).await;
     op.sigkill().await?;
     let at_kill = s.canary("podinfo").await?.status.expect("status");
     assert_eq!(at_kill.phase, Some(Phase::Progressing));
-    // Down for longer than an interval: the step that was due is not lost, only late.
     tokio::time::sleep(Duration::from_secs(4)).await;
+    op.restart().await?;
+
+    // Second kill: the moment the route of a step is written, often before the status write
+    // that records it; the restarted process must neither repeat nor skip that step.
+    let deadline = tokio::time::Instant::now() + ROLLOUT_TIMEOUT;
+    while !weights.values().contains(&(60, 40)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no 40% step: {:?}",
+            weights.values()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    op.sigkill().await?;
     op.restart().await?;
     s.wait_phase("podinfo", Phase::Succeeded, ROLLOUT_TIMEOUT)
         .await?;
@@ -78,7 +92,7 @@ async fn sigkill_mid_rollout() -> Result<()> {
     );
     op.terminate(Duration::from_secs(10)).await?;
 
-    // Both processes appended to the same recording; together they routed each step once.
+    // The three processes appended to the same recording; together they routed each step once.
     let recording = fidelity::read_recording(&op.traces.join(format!("{ns}.podinfo.jsonl")))?;
     let routed: Vec<i32> = recording
         .iter()
@@ -88,10 +102,13 @@ async fn sigkill_mid_rollout() -> Result<()> {
             _ => None,
         })
         .collect();
+    // The recording must hold every command that took effect, including those of a reconcile cut
+    // short by the kill, or the replay cannot reproduce the run.
     assert_eq!(
         routed,
         [0, 10, 20, 30, 40, 50, 0],
-        "SetRoutes across both processes"
+        "SetRoutes in the recording of the three processes (the cluster saw {:?})",
+        weights.values()
     );
     stop_and_check_fidelity(&s, vec![&mut op]).await?;
     s.finish().await;
