@@ -27,6 +27,7 @@ command -v "$PROMETHEUS_BIN" >/dev/null || die "no prometheus binary (apt-get in
 
 # --- processes started here, stopped by PID -------------------------------------------------
 STARTED_CLUSTER=0
+TESTS_PID=
 TELEMETRY_PID=
 PROMETHEUS_PID=
 
@@ -51,6 +52,12 @@ stop_pid() { # name pid exe
 cleanup() {
   local rc=$?
   set +e
+  if [ -n "$TESTS_PID" ] && running "$TESTS_PID"; then
+    kill -TERM -- "-$TESTS_PID" 2>/dev/null
+    sleep 1
+    kill -KILL -- "-$TESTS_PID" 2>/dev/null
+    log "stopped the scenarios (process group $TESTS_PID)"
+  fi
   stop_pid prometheus "$PROMETHEUS_PID" "$(command -v "$PROMETHEUS_BIN")"
   stop_pid telemetry "$TELEMETRY_PID" "$REPO/target/debug/flagger-e2e-telemetry"
   if [ "$STARTED_CLUSTER" = 1 ]; then
@@ -149,9 +156,16 @@ export FLAGGER_E2E_TELEMETRY=$TELEMETRY_URL
 export FLAGGER_E2E_LOGS=$LOGS
 export FLAGGER_E2E_PROMETHEUS_BIN=$PROMETHEUS_BIN
 export FLAGGER_BIN=$REPO/target/debug/flagger
+# In their own process group, in the background: a signal to this script runs the cleanup at
+# once (bash defers traps while a foreground command runs), and the cleanup can stop the whole
+# group; operators and private Prometheus servers die with the test process (PR_SET_PDEATHSIG).
 set +e
-cargo test --locked -p flagger-e2e --test scenarios -- --include-ignored --test-threads=1 "$@" 2>&1 | tee "$LOGS/scenarios.log"
-rc=${PIPESTATUS[0]}
+setsid bash -c 'set -o pipefail; cargo test --locked -p flagger-e2e --test scenarios -- --include-ignored --test-threads=1 "$@" 2>&1 | tee "$0"' \
+  "$LOGS/scenarios.log" "$@" </dev/null &
+TESTS_PID=$!
+wait "$TESTS_PID"
+rc=$?
+TESTS_PID=
 set -e
 if [ "$rc" -ne 0 ]; then
   log "scenarios failed; log tails follow"

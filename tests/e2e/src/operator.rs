@@ -97,7 +97,8 @@ impl Operator {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        command
             .args(&self.args)
             .env("POD_NAME", &self.instance)
             .env_remove("METRICS_SERVER")
@@ -107,7 +108,9 @@ impl Operator {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        die_with_parent(&mut command);
+        let child = command
             .spawn()
             .map_err(|e| format!("starting {}: {e}", self.bin.display()))?;
         self.child = Some(child);
@@ -206,6 +209,20 @@ impl Operator {
             .await?
             .text()
             .await?)
+    }
+}
+
+/// Makes the child get SIGKILL when the test process dies, even by a signal (Ctrl-C on
+/// `run.sh`), when no destructor runs: no operator or Prometheus outlives its scenario.
+pub fn die_with_parent(command: &mut Command) {
+    // SAFETY: prctl(2) is async-signal-safe and touches only the calling (child) process.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

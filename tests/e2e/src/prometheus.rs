@@ -10,6 +10,7 @@ use tokio::process::{Child, Command};
 
 use crate::Result;
 use crate::env::{Env, free_port};
+use crate::operator::die_with_parent;
 
 pub struct Prometheus {
     pub url: String,
@@ -31,7 +32,8 @@ impl Prometheus {
         std::fs::write(&cfg, config(env.telemetry_target()))?;
         let port = free_port()?;
         let log = std::fs::File::create(dir.join("prometheus.log"))?;
-        let child = Command::new(&env.prometheus_bin)
+        let mut command = Command::new(&env.prometheus_bin);
+        command
             .arg(format!("--config.file={}", cfg.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
@@ -42,7 +44,9 @@ impl Prometheus {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        die_with_parent(&mut command);
+        let child = command
             .spawn()
             .map_err(|e| format!("starting {}: {e}", env.prometheus_bin.display()))?;
         let p = Prometheus {
