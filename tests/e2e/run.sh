@@ -156,6 +156,10 @@ export FLAGGER_E2E_TELEMETRY=$TELEMETRY_URL
 export FLAGGER_E2E_LOGS=$LOGS
 export FLAGGER_E2E_PROMETHEUS_BIN=$PROMETHEUS_BIN
 export FLAGGER_BIN=$REPO/target/debug/flagger
+# The chart scenario renders charts/flagger with helm (built from its pinned Go module, cached)
+# and applies it with the cluster's kubectl.
+export FLAGGER_E2E_HELM=${FLAGGER_E2E_HELM:-$("$REPO/tests/tools/helm/build.sh")}
+export FLAGGER_E2E_CLUSTER=$REPO/$CLUSTER
 # In their own process group, in the background: a signal to this script runs the cleanup at
 # once (bash defers traps while a foreground command runs), and the cleanup can stop the whole
 # group; operators and private Prometheus servers die with the test process (PR_SET_PDEATHSIG).
@@ -166,6 +170,13 @@ TESTS_PID=$!
 wait "$TESTS_PID"
 rc=$?
 TESTS_PID=
+if [ "$rc" -eq 0 ] && [ "$#" -eq 0 ]; then
+  # The executor's writes and the CRDs' admission rules, checked against the same API server.
+  log "executor and CRD tests against the real API server"
+  cargo test --locked -p flagger --test executor_cluster --test crd_cluster -- --ignored 2>&1 \
+    | tee -a "$LOGS/scenarios.log" | grep -E '^test |test result'
+  rc=${PIPESTATUS[0]}
+fi
 set -e
 if [ "$rc" -ne 0 ]; then
   log "scenarios failed; log tails follow"

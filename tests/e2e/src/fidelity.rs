@@ -38,7 +38,7 @@ use crate::Result;
 /// How long the replay runs past the last recorded reconcile.
 const REPLAY_GRACE: SignedDuration = SignedDuration::from_secs(10);
 
-/// One line of a recording (the recorder's format).
+/// One reconcile of a recording (the recorder's format).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reconcile {
     pub snapshot: Snapshot,
@@ -46,15 +46,20 @@ pub struct Reconcile {
     pub executed: usize,
 }
 
+/// Reads a recording; a `{"executed": N}` line (written when a command failed) corrects the count
+/// of the reconcile before it.
 pub fn read_recording(path: &Path) -> Result<Vec<Reconcile>> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1).into())
+    let name = path.display().to_string();
+    Ok(flagger_sim::recording::parse(&name, &text)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|r| Reconcile {
+            snapshot: r.snapshot,
+            decision: r.decision,
+            executed: r.executed,
         })
-        .collect()
+        .collect())
 }
 
 /// Check 1: every recorded decision follows from its recorded inputs alone.

@@ -20,6 +20,8 @@ pub struct OperatorOpts {
     pub leader_election: bool,
     /// Watch only the scenario's namespace (`-namespace`).
     pub scoped: bool,
+    /// `-kubeconfig`; the cluster's admin kubeconfig when `None`.
+    pub kubeconfig: Option<PathBuf>,
     pub extra_args: Vec<String>,
 }
 
@@ -31,6 +33,7 @@ impl OperatorOpts {
             metrics_server: None,
             leader_election: false,
             scoped: true,
+            kubeconfig: None,
             extra_args: Vec::new(),
         }
     }
@@ -58,7 +61,13 @@ impl Operator {
         std::fs::create_dir_all(&traces)?;
         let port = free_port()?;
         let mut args = vec![
-            format!("-kubeconfig={}", env.kubeconfig.display()),
+            format!(
+                "-kubeconfig={}",
+                opts.kubeconfig
+                    .as_ref()
+                    .unwrap_or(&env.kubeconfig)
+                    .display()
+            ),
             format!(
                 "-metrics-server={}",
                 opts.metrics_server.as_deref().unwrap_or(&env.prometheus)

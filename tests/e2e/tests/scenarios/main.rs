@@ -6,6 +6,7 @@ mod common;
 
 mod ab_testing;
 mod blue_green;
+mod chart;
 mod confirm_promotion;
 mod leader_election;
 mod missing_target;
