@@ -1,5 +1,6 @@
 //! Recordings of live runs (`flagger -record-traces DIR` writes one JSON object per reconcile:
-//! `{snapshot, decision, executed}`) turned into replayable traces, and checked against the core.
+//! `{snapshot, decision, executed}`, possibly followed by `{executed}` when fewer commands ran)
+//! turned into replayable traces, and checked against the core.
 //!
 //! The conversion keeps what the recording knows: the Canary and settings of its first reconcile,
 //! the cluster as that reconcile saw it (`initial`), every change of the target's template hash or
@@ -23,22 +24,47 @@ use crate::trace::{
 pub struct Reconcile {
     pub snapshot: Snapshot,
     pub decision: Decision,
+    /// Commands that may have taken effect. The recorder writes each reconcile before carrying
+    /// out its commands, with all of them counted, so a process killed part-way leaves no effect
+    /// unrecorded; a [`Stopped`] line corrects the count when execution stopped at a failure.
     #[serde(default)]
+    pub executed: usize,
+}
+
+/// A line that only states how many commands of the reconcile on the line before it ran,
+/// written when a command failed and the rest were not carried out.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stopped {
     pub executed: usize,
 }
 
 /// Parses a recording (JSON lines), naming the line of the first malformed one.
 pub fn parse(file: &str, text: &str) -> Result<Vec<Reconcile>, InputError> {
-    let mut out = Vec::new();
+    let mut out: Vec<Reconcile> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let r: Reconcile = crate::trace::from_json(file, line).map_err(|e| InputError {
-            file: format!("{file}:{}", i + 1),
-            what: e.what,
-        })?;
-        out.push(r);
+        let at = || format!("{file}:{}", i + 1);
+        match crate::trace::from_json::<Reconcile>(file, line) {
+            Ok(r) => out.push(r),
+            Err(e) => {
+                let Ok(stopped) = serde_json::from_str::<Stopped>(line) else {
+                    return Err(InputError {
+                        file: at(),
+                        what: e.what,
+                    });
+                };
+                let Some(last) = out.last_mut() else {
+                    return Err(InputError {
+                        file: at(),
+                        what: "a count of executed commands precedes every reconcile".into(),
+                    });
+                };
+                last.executed = stopped.executed.min(last.decision.commands.len());
+            }
+        }
     }
     if out.is_empty() {
         return Err(InputError {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flagger_core::api::Canary;
-use flagger_core::snapshot::Answers;
+use flagger_core::snapshot::{Answers, Snapshot};
 use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -13,7 +13,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::context::Context;
 use super::dispatch::ClusterEffects;
-use super::run::{self, CommandFailure, TooManyPasses};
+use super::run::{self, CommandFailure, Run, TooManyPasses};
 use super::snapshot;
 
 #[derive(Debug, thiserror::Error)]
@@ -65,17 +65,13 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action,
         now,
         Answers::default(),
     );
-    let effects = ClusterEffects { ctx: &ctx };
-    let result = run::decide_and_execute(&effects, &canary, snap.clone()).await;
+    let result = decide_record_execute(&ctx, &canary, snap).await;
     ctx.state.metrics.observe_duration(
         &canary.spec.target_ref.name,
         &namespace,
         started.elapsed().as_secs_f64(),
     );
     let run = result?;
-    if let Some(traces) = &ctx.traces {
-        traces.record(&canary, &snap, &run);
-    }
     tracing::debug!(
         canary = %format!("{}.{namespace}", canary.name_any()),
         passes = run.passes,
@@ -88,6 +84,32 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action,
     }
     ctx.clear_failures(&key);
     Ok(requeue(run.decision.wake_at, Timestamp::now()))
+}
+
+/// The recording gets the decision before its commands run: a process killed between a route
+/// write and the end of the reconcile must still leave that step in the trace.
+async fn decide_record_execute(
+    ctx: &Context,
+    canary: &Canary,
+    snap: Snapshot,
+) -> Result<Run, TooManyPasses> {
+    let effects = ClusterEffects { ctx };
+    let (decision, answers, passes) = run::decide(&effects, canary, snap.clone()).await?;
+    let pending = ctx
+        .traces
+        .as_ref()
+        .and_then(|t| t.record_decision(canary, &snap, &answers, &decision));
+    let (executed, failure) = run::execute(&effects, canary, &decision).await;
+    if let (Some(traces), Some(pending)) = (&ctx.traces, pending) {
+        traces.record_executed(pending, executed);
+    }
+    Ok(Run {
+        answers,
+        passes,
+        decision,
+        executed,
+        failure,
+    })
 }
 
 /// Call again at `wake_at` (at least a second from now), or only when something changes.

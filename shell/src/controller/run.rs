@@ -70,21 +70,7 @@ pub async fn decide_and_execute<E: Effects>(
     snapshot: Snapshot,
 ) -> Result<Run, TooManyPasses> {
     let (decision, answers, passes) = decide(effects, canary, snapshot).await?;
-    let mut executed = 0;
-    let mut failure = None;
-    for (index, command) in decision.commands.iter().enumerate() {
-        match effects.execute(canary, command).await {
-            Ok(()) => executed += 1,
-            Err(error) => {
-                failure = Some(CommandFailure {
-                    index,
-                    command: command.to_string(),
-                    error,
-                });
-                break;
-            }
-        }
-    }
+    let (executed, failure) = execute(effects, canary, &decision).await;
     Ok(Run {
         answers,
         passes,
@@ -92,6 +78,26 @@ pub async fn decide_and_execute<E: Effects>(
         executed,
         failure,
     })
+}
+
+/// Carries out the decision's commands in order, stopping at the first that fails: returns how
+/// many succeeded and the failure, if any.
+pub async fn execute<E: Effects>(
+    effects: &E,
+    canary: &Canary,
+    decision: &Decision,
+) -> (usize, Option<CommandFailure>) {
+    for (index, command) in decision.commands.iter().enumerate() {
+        if let Err(error) = effects.execute(canary, command).await {
+            let failure = CommandFailure {
+                index,
+                command: command.to_string(),
+                error,
+            };
+            return (index, Some(failure));
+        }
+    }
+    (decision.commands.len(), None)
 }
 
 /// The decision loop alone: returns the decision, all answers gathered and the number of passes.
