@@ -6,8 +6,8 @@
 //!   `Controller::owns` does, without a second watch); targets, autoscalers and tracked configs
 //!   map through the Canary cache. Mesh kinds whose CRD is not installed are not watched and
 //!   their routes count as unknown.
-//! - A reconcile ([`reconcile`]) waits until every cache has listed, builds the snapshot from the
-//!   caches alone ([`snapshot`]), runs the core until it decides ([`mod@run`]), and carries out the
+//! - No reconcile starts before every cache has listed ([`sync`]: the Canary watch starts last);
+//!   a reconcile builds the snapshot from the caches alone ([`snapshot`]), runs the core until it decides ([`mod@run`]), and carries out the
 //!   decision in order ([`dispatch`]: kube-facing commands through the executor fed from the
 //!   caches ([`apply`]), events through one long-lived recorder, alerts and event webhooks
 //!   through an ordered queue ([`outbox`])).
@@ -23,6 +23,7 @@ pub mod outbox;
 pub mod reconcile;
 pub mod run;
 pub mod snapshot;
+pub mod sync;
 pub mod watch;
 
 use std::future::Future;
@@ -35,7 +36,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{Api, ListParams};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector;
 use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::mpsc;
@@ -180,13 +181,20 @@ pub async fn run(
         canary_counts: Mutex::new(Default::default()),
     });
 
-    spawn_readiness(&stores, state.clone());
     let (deleted_tx, deleted_rx) = mpsc::unbounded_channel();
     tokio::spawn(handle_deletions(ctx.clone(), deleted_rx));
 
-    let controller = build_controller(&client, &ns, &stores, writers, deleted_tx, opts.resync)
-        .with_config(controller::Config::default().concurrency(opts.concurrency))
-        .graceful_shutdown_on(shutdown);
+    let controller = build_controller(
+        &client,
+        &ns,
+        &stores,
+        writers,
+        deleted_tx,
+        &state,
+        opts.resync,
+    )
+    .with_config(controller::Config::default().concurrency(opts.concurrency))
+    .graceful_shutdown_on(shutdown);
     controller
         .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
         .for_each(move |result| {
@@ -221,22 +229,35 @@ fn build_controller(
     stores: &Stores,
     w: Writers,
     deleted: mpsc::UnboundedSender<Canary>,
+    state: &State,
     resync: Duration,
 ) -> Controller<Canary> {
     // The Canary watch feeds the controller and reports deletions, which the controller
-    // itself never sees (a deleted object has nothing left to reconcile).
-    let canary_events = watcher(
+    // itself never sees (a deleted object has nothing left to reconcile). It starts once every
+    // other cache has listed, so its first complete list means all caches are synced.
+    let readiness = state.readiness.clone();
+    let canary_watch = watcher(
         scoped_api::<Canary>(client, ns),
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
     .modify(|c| c.managed_fields_mut().clear())
     .reflect(w.canaries)
-    .inspect(move |event| {
-        if let Ok(watcher::Event::Delete(c)) = event {
+    .inspect(move |event| match event {
+        Ok(watcher::Event::Delete(c)) => {
             let _ = deleted.send(c.clone());
         }
-    })
+        Ok(watcher::Event::InitDone) if !readiness.caches_synced() => {
+            tracing::info!("caches synced");
+            readiness.set_caches_synced(true);
+        }
+        _ => {}
+    });
+    let others = stores.clone();
+    let canary_events = sync::after(
+        async move { sync::dependencies_listed(&others).await },
+        canary_watch,
+    )
     .touched_objects();
     let mut controller = Controller::for_stream(canary_events, stores.canaries.clone());
 
@@ -326,52 +347,6 @@ fn ticks(period: Duration) -> impl futures::Stream<Item = ()> + Send + 'static {
             Some(((), interval))
         },
     )
-}
-
-/// `/readyz` turns ready once every cache has its initial list.
-fn spawn_readiness(stores: &Stores, state: State) {
-    let s = stores.clone();
-    tokio::spawn(async move {
-        let mut ok = wait_ready("Canary", &s.canaries).await
-            && wait_ready("Deployment", &s.deployments).await
-            && wait_ready("Service", &s.services).await
-            && wait_ready("HorizontalPodAutoscaler", &s.autoscalers).await
-            && wait_ready("MetricTemplate", &s.templates).await
-            && wait_ready("AlertProvider", &s.providers).await;
-        if let Some(cms) = &s.config_maps {
-            ok = ok && wait_ready("ConfigMap", cms).await;
-        }
-        if let Some(secrets) = &s.secrets {
-            ok = ok && wait_ready("Secret", secrets).await;
-        }
-        for (kind, _, store) in &s.routes {
-            ok = ok && wait_ready(kind.group_and_kind().1, store).await;
-        }
-        if ok {
-            tracing::info!("caches synced");
-            state.readiness.set_caches_synced(true);
-        }
-    });
-}
-
-async fn wait_ready<K>(kind: &str, store: &Store<K>) -> bool
-where
-    K: kube::Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    tracing::debug!(kind, "waiting for the cache");
-    // The store's readiness future wakes only the last task that polled it, and the controller
-    // polls it too: poll again periodically instead of trusting the wake-up.
-    loop {
-        match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
-            Ok(result) => {
-                let ready = result.is_ok();
-                tracing::debug!(kind, ready, "cache listed");
-                return ready;
-            }
-            Err(_) => continue,
-        }
-    }
 }
 
 async fn handle_deletions(ctx: Arc<Context>, mut deleted: mpsc::UnboundedReceiver<Canary>) {
