@@ -79,9 +79,13 @@ async fn sigkill_mid_rollout() -> Result<()> {
     for w in [10, 20, 30, 40, 50] {
         let note = format!("Advance podinfo.{ns} canary weight {w}");
         let matching: Vec<_> = events.iter().filter(|e| e.note == note).collect();
-        assert_eq!(matching.len(), 1, "{note}: {matching:?}");
-        assert_eq!(
-            matching[0].count, 1,
+        // The second kill lands right after the 40% route write, possibly before that step's
+        // event is posted; the restarted process records the step without announcing it again
+        // (an event is a notification, not state). Every other step is announced exactly once.
+        let announced = if w == 40 { 0..=1 } else { 1..=1 };
+        assert!(announced.contains(&matching.len()), "{note}: {matching:?}");
+        assert!(
+            matching.iter().all(|e| e.count == 1),
             "{note} emitted more than once: {matching:?}"
         );
     }
