@@ -107,8 +107,15 @@ pub async fn decide<E: Effects>(
     mut snapshot: Snapshot,
 ) -> Result<(Decision, Answers, usize), TooManyPasses> {
     let mut last = String::new();
+    // The spec and settings are the same in every pass: validate them once.
+    let policy = flagger_core::Policy::from_spec(
+        &snapshot.canary.name,
+        &snapshot.canary.namespace,
+        &snapshot.spec,
+        &snapshot.config,
+    );
     for pass in 1..=MAX_PASSES {
-        match flagger_core::decide(&snapshot) {
+        match flagger_core::decide_with(policy.as_ref(), &snapshot) {
             Outcome::Decided(decision) => return Ok((decision, snapshot.answers, pass)),
             Outcome::Need(requests) => {
                 last = requests
