@@ -342,6 +342,16 @@ mod tests {
             ..Default::default()
         };
         let ok = world(Phase::Progressing, 30, 2);
+        // A plain Progressing step from routes at `before`% into `after`: which rules break.
+        let breaches = |after: &World, before: i32| {
+            rules(Checker::new(Some(policy())).check(
+                &step(Phase::Progressing, vec![]),
+                &seen,
+                routes(before),
+                true,
+                after,
+            ))
+        };
         assert!(
             Checker::new(Some(policy()))
                 .check(
@@ -355,64 +365,19 @@ mod tests {
         );
 
         let fell = world(Phase::Progressing, 10, 2);
-        assert_eq!(
-            rules(Checker::new(Some(policy())).check(
-                &step(Phase::Progressing, vec![]),
-                &seen,
-                routes(20),
-                true,
-                &fell
-            )),
-            ["weight-monotonic"]
-        );
+        assert_eq!(breaches(&fell, 20), ["weight-monotonic"]);
 
         let over = world(Phase::Progressing, 60, 2);
-        assert_eq!(
-            rules(Checker::new(Some(policy())).check(
-                &step(Phase::Progressing, vec![]),
-                &seen,
-                routes(50),
-                true,
-                &over
-            )),
-            ["max-weight"]
-        );
+        assert_eq!(breaches(&over, 50), ["max-weight"]);
 
         let empty = world(Phase::Progressing, 20, 0);
-        assert_eq!(
-            rules(Checker::new(Some(policy())).check(
-                &step(Phase::Progressing, vec![]),
-                &seen,
-                routes(20),
-                true,
-                &empty
-            )),
-            ["traffic-to-empty-canary"]
-        );
+        assert_eq!(breaches(&empty, 20), ["traffic-to-empty-canary"]);
 
         let failed = world(Phase::Failed, 0, 2);
-        assert_eq!(
-            rules(Checker::new(Some(policy())).check(
-                &step(Phase::Progressing, vec![]),
-                &seen,
-                routes(20),
-                true,
-                &failed
-            )),
-            ["failed-scaled-down"]
-        );
+        assert_eq!(breaches(&failed, 20), ["failed-scaled-down"]);
 
         let jumped = world(Phase::Initialized, 0, 0);
-        assert_eq!(
-            rules(Checker::new(Some(policy())).check(
-                &step(Phase::Progressing, vec![]),
-                &seen,
-                routes(0),
-                true,
-                &jumped
-            )),
-            ["phase-transition"]
-        );
+        assert_eq!(breaches(&jumped, 0), ["phase-transition"]);
 
         let at_threshold = CanaryStatus {
             failed_checks: 2,
