@@ -25,6 +25,13 @@ fn warn(m: &str) -> Command {
         message: m.into(),
     }
 }
+/// The `flagger_canary_metric_analysis` value a passing or failing check records.
+fn recorded(metric: &str, value: f64) -> Command {
+    Command::RecordMetric(MetricRecord::Analysis {
+        metric: metric.into(),
+        value,
+    })
+}
 fn routes(p: i32, c: i32) -> Command {
     Command::SetRoutes {
         primary_weight: p,
@@ -190,14 +197,8 @@ fn passing_metrics_advance_the_weight_and_are_recorded() {
     assert_eq!(
         cmds,
         vec![
-            Command::RecordMetric(MetricRecord::Analysis {
-                metric: "request-success-rate".into(),
-                value: 100.0
-            }),
-            Command::RecordMetric(MetricRecord::Analysis {
-                metric: "request-duration".into(),
-                value: 0.25
-            }),
+            recorded("request-success-rate", 100.0),
+            recorded("request-duration", 0.25),
             routes(80, 20),
             ev("Advance podinfo.test canary weight 20"),
         ]
@@ -251,10 +252,7 @@ fn a_failing_metric_halts_and_counts_a_failed_check() {
     assert_eq!(
         cmds,
         vec![
-            Command::RecordMetric(MetricRecord::Analysis {
-                metric: "request-success-rate".into(),
-                value: 95.0
-            }),
+            recorded("request-success-rate", 95.0),
             warn("Halt podinfo.test advancement success rate 95.00% < 99%"),
         ]
     );
@@ -514,32 +512,20 @@ fn confirm_promotion_closed_parks_in_waiting_promotion_while_analysis_continues(
     assert_eq!(
         cmds,
         vec![
-            Command::RecordMetric(MetricRecord::Analysis {
-                metric: "request-success-rate".into(),
-                value: 100.0
-            }),
+            recorded("request-success-rate", 100.0),
             warn("Halt podinfo.test advancement waiting for promotion approval promote"),
         ]
     );
     assert_eq!(phase, Some(Phase::WaitingPromotion));
     let (cmds, phase) = shape(c.tick_after(60));
-    assert_eq!(
-        cmds,
-        vec![Command::RecordMetric(MetricRecord::Analysis {
-            metric: "request-success-rate".into(),
-            value: 100.0
-        })]
-    );
+    assert_eq!(cmds, vec![recorded("request-success-rate", 100.0)]);
     assert_eq!(phase, Some(Phase::WaitingPromotion));
     c.hooks.insert("promote".into(), HookAnswer::Passed);
     let (cmds, phase) = shape(c.tick_after(60));
     assert_eq!(
         cmds,
         vec![
-            Command::RecordMetric(MetricRecord::Analysis {
-                metric: "request-success-rate".into(),
-                value: 100.0
-            }),
+            recorded("request-success-rate", 100.0),
             ev("Confirm-promotion check promote passed"),
             ev("Copying podinfo.test template spec to podinfo-primary.test"),
             Command::PromoteTemplate,
