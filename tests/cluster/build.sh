@@ -25,6 +25,9 @@ echo "building ${missing[*]} for k8s $K8S_VERSION / etcd $ETCD_VERSION into $BIN
 mkdir -p "$BIN_DIR"
 tmp=$(mktemp -d "$BIN_DIR/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
+# A private build cache, deleted with $tmp: the binaries are cached by version, so the ~4 GB of
+# compiled packages would only take disk from the Rust build that follows.
+export GOCACHE="$tmp/gocache"
 
 cd "$GO_MOD_DIR"
 minor=$(echo "$K8S_VERSION" | cut -d. -f2)

@@ -93,8 +93,8 @@ t0=$SECONDS
 tests/cluster/build.sh >"$LOGS/build-cluster.log" 2>&1 || { tail -n 30 "$LOGS/build-cluster.log"; die "building the control plane failed"; }
 log "control-plane binaries ready ($((SECONDS - t0))s)"
 t0=$SECONDS
-cargo build --locked -p flagger -p flagger-e2e --bins 2>&1 | tail -n 3
-cargo test --locked -p flagger-e2e --test scenarios --no-run 2>&1 | tail -n 2
+cargo build --locked --workspace --bins 2>&1 | tail -n 3
+cargo test --locked --workspace --test scenarios --no-run 2>&1 | tail -n 2
 log "operator, telemetry generator and scenarios built ($((SECONDS - t0))s)"
 
 # --- start ----------------------------------------------------------------------------------
@@ -164,7 +164,7 @@ export FLAGGER_E2E_CLUSTER=$REPO/$CLUSTER
 # once (bash defers traps while a foreground command runs), and the cleanup can stop the whole
 # group; operators and private Prometheus servers die with the test process (PR_SET_PDEATHSIG).
 set +e
-setsid bash -c 'set -o pipefail; cargo test --locked -p flagger-e2e --test scenarios -- --include-ignored --test-threads=1 "$@" 2>&1 | tee "$0"' \
+setsid bash -c 'set -o pipefail; cargo test --locked --workspace --test scenarios -- --include-ignored --test-threads=1 "$@" 2>&1 | tee "$0"' \
   "$LOGS/scenarios.log" "$@" </dev/null &
 TESTS_PID=$!
 wait "$TESTS_PID"
@@ -173,7 +173,7 @@ TESTS_PID=
 if [ "$rc" -eq 0 ] && [ "$#" -eq 0 ]; then
   # The executor's writes and the CRDs' admission rules, checked against the same API server.
   log "executor and CRD tests against the real API server"
-  cargo test --locked -p flagger --test executor_cluster --test crd_cluster -- --ignored 2>&1 \
+  cargo test --locked --workspace --test it -- --ignored executor_cluster:: crd_cluster:: 2>&1 \
     | tee -a "$LOGS/scenarios.log" | grep -E '^test |test result'
   rc=${PIPESTATUS[0]}
 fi

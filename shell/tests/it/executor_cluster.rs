@@ -1,8 +1,6 @@
 //! Every kube-facing command against a real API server (tests/cluster/cluster.sh up): the bodies
 //! the mocked tests pin down must also be accepted, and applying them twice must change nothing.
-//! Run with `KUBECONFIG=<state>/kubeconfig cargo test -p flagger --test executor_cluster -- --ignored`.
-
-mod executor_support;
+//! Run with `KUBECONFIG=<state>/kubeconfig cargo test -p flagger --test it -- --ignored executor_cluster::`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -37,7 +35,7 @@ async fn setup() -> (Client, String) {
 
 async fn context(client: &Client, ns: &str, provider: &str) -> ExecContext {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let mut ctx = executor_support::context(provider);
+    let mut ctx = crate::executor_support::context(provider);
     ctx.target = deployments.get_opt("podinfo").await.unwrap();
     ctx.primary = deployments.get_opt("podinfo-primary").await.unwrap();
     ctx
@@ -58,7 +56,7 @@ async fn twice(exec: &Executor, canary: &Canary, ctx: &ExecContext, command: Com
 async fn commands_are_accepted_and_idempotent_on_a_real_api_server() {
     let (client, ns) = setup().await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let mut target = executor_support::target();
+    let mut target = crate::executor_support::target();
     target.metadata.namespace = Some(ns.clone());
     deployments
         .create(&PostParams::default(), &target)
@@ -66,7 +64,7 @@ async fn commands_are_accepted_and_idempotent_on_a_real_api_server() {
         .unwrap();
 
     let canaries: Api<Canary> = Api::namespaced(client.clone(), &ns);
-    let mut canary = executor_support::canary();
+    let mut canary = crate::executor_support::canary();
     canary.metadata.namespace = Some(ns.clone());
     canary.metadata.uid = None;
     canary.metadata.resource_version = None;
@@ -299,7 +297,7 @@ async fn routing_objects_pass_the_real_crds_validation() {
             },
         ),
     ] {
-        let mut canary = executor_support::canary();
+        let mut canary = crate::executor_support::canary();
         canary.metadata.name = Some(name.into());
         canary.metadata.namespace = Some(ns.clone());
         canary.metadata.uid = None;
@@ -369,7 +367,7 @@ async fn a_users_apex_service_survives_its_canary_and_hpa_is_mirrored() {
         .await
         .unwrap();
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let mut target = executor_support::target();
+    let mut target = crate::executor_support::target();
     target.metadata.namespace = Some(ns.clone());
     deployments
         .create(&PostParams::default(), &target)
@@ -390,7 +388,7 @@ async fn a_users_apex_service_survives_its_canary_and_hpa_is_mirrored() {
     let hpa = hpas.create(&PostParams::default(), &hpa).await.unwrap();
 
     let canaries: Api<Canary> = Api::namespaced(client.clone(), &ns);
-    let mut canary = executor_support::canary();
+    let mut canary = crate::executor_support::canary();
     canary.metadata.namespace = Some(ns.clone());
     canary.metadata.uid = None;
     canary.metadata.resource_version = None;

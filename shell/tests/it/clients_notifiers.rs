@@ -1,11 +1,9 @@
 //! Each alert format as the chat service receives it, and how AlertProviders, Secrets and the
 //! global flags become notifiers.
 
-mod clients_support;
-
 use std::collections::BTreeMap;
 
-use clients_support::{TestServer, refused_url};
+use crate::clients_support::{TestServer, refused_url};
 use flagger::cli::GlobalNotifierConfig;
 use flagger::notifier::{Notifier, NotifierSettings};
 use flagger_core::api::AlertProviderSpec;
@@ -33,7 +31,10 @@ fn provider(kind: &str, address: &str) -> AlertProviderSpec {
     }
 }
 
-async fn received(kind: &str, severity: AlertSeverity) -> (clients_support::Recorded, String) {
+async fn received(
+    kind: &str,
+    severity: AlertSeverity,
+) -> (crate::clients_support::Recorded, String) {
     let server = TestServer::fixed(200, "ok").await;
     let n =
         Notifier::from_provider(&provider(kind, &format!("{}/hook", server.url)), None).unwrap();

@@ -1,7 +1,7 @@
 //! The generated CRDs on a real API server (tests/cluster/cluster.sh up): installed as
 //! `flagger crd` prints them, they must accept Flagger's YAML, keep the mesh fields verbatim and
 //! refuse the malformed specs the schema rules target.
-//! Run with `KUBECONFIG=<state>/kubeconfig cargo test -p flagger --test crd_cluster -- --ignored`.
+//! Run with `KUBECONFIG=<state>/kubeconfig cargo test -p flagger --test it -- --ignored crd_cluster::`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,8 +1,6 @@
 //! CreatePrimary, PromoteTemplate and ScaleTarget as API requests.
 
-mod executor_support;
-
-use executor_support::*;
+use crate::executor_support::*;
 use flagger::executor::LabelSettings;
 use flagger_core::Command;
 use flagger_core::api::AutoscalerReference;

@@ -1,6 +1,6 @@
 //! A scripted HTTP server on 127.0.0.1:0 that records every request it receives.
 
-#![allow(dead_code)] // each test binary uses a different part
+#![allow(dead_code)] // not every helper is used by every test module
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! content type, JSON body) and answered by the test's responder; tests then assert on the
 //! exact sequence of requests a command produced.
 
-#![allow(dead_code)]
+#![allow(dead_code)] // not every helper is used by every test module
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,9 +1,7 @@
 //! Every request the kube client sends is counted by verb and resource, which is how the
 //! operator's load on the API server is observed.
 
-mod controller_support;
-
-use controller_support::*;
+use crate::controller_support::*;
 use flagger::kube_metrics::ApiRequestLayer;
 use flagger::operator_metrics::OperatorMetrics;
 use flagger_core::api::Canary;

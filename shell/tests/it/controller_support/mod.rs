@@ -1,7 +1,7 @@
 //! Shared pieces of the controller tests: a recording mock API server, watch caches filled by
 //! hand, and a podinfo Canary with its Deployment.
 
-#![allow(dead_code)]
+#![allow(dead_code)] // not every helper is used by every test module
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,12 +2,10 @@
 //! the core's commands reach the API server in order, events go through the recorder, and a
 //! failed write stops the rest of the decision.
 
-mod controller_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use controller_support::*;
+use crate::controller_support::*;
 use flagger::controller::reconcile::{self, Error};
 use flagger_core::Phase;
 use kube::runtime::controller::Action;

@@ -1,11 +1,9 @@
 //! Building the core's snapshot from cached objects: a pure function of plain data.
 
-mod controller_support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use controller_support::{canary, deployment};
+use crate::controller_support::{canary, deployment};
 use flagger::controller::snapshot::{self, FINALIZER};
 use flagger::controller::watch::{ClusterView, RouteKind, RouteLookup};
 use flagger::observe;

@@ -1,12 +1,10 @@
 //! Webhook calls as a receiver sees them (Flagger's load tester reads exactly this body), and
 //! how statuses, retries and timeouts turn into answers.
 
-mod clients_support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use clients_support::{Reply, TestServer, refused_url};
+use crate::clients_support::{Reply, TestServer, refused_url};
 use flagger::webhook::{self, call_with_backoff, event_payload, http_client_builder, post_event};
 use flagger_core::HookAnswer;
 use flagger_core::command::{HookCall, HookPayload};

@@ -1,8 +1,6 @@
 //! SetRoutes as API requests, per provider.
 
-mod executor_support;
-
-use executor_support::*;
+use crate::executor_support::*;
 use flagger::router::Router;
 use flagger_core::{Command, Routes};
 use kube::core::DynamicObject;

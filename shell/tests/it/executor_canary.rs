@@ -1,9 +1,7 @@
 //! Finalizer and status writes on the Canary, errors, and the commands the executor leaves to
 //! the controller.
 
-mod executor_support;
-
-use executor_support::*;
+use crate::executor_support::*;
 use flagger::executor::is_kube_command;
 use flagger_core::api::{CanaryStatus, Phase};
 use flagger_core::command::{EventSeverity, MetricRecord};

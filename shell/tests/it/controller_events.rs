@@ -2,9 +2,7 @@
 //! fold "weight 20" into the "weight 10" event and keep only the first note); an identical
 //! message within minutes becomes a series on the first event, as client-go aggregates them.
 
-mod controller_support;
-
-use controller_support::*;
+use crate::controller_support::*;
 use flagger::events::EventPublisher;
 use flagger_core::command::EventSeverity;
 use kube::Resource;

@@ -1,10 +1,8 @@
 //! `-record-traces`: what is recorded is enough to reproduce each decision exactly.
 
-mod controller_support;
-
 use std::sync::Mutex;
 
-use controller_support::*;
+use crate::controller_support::*;
 use flagger::controller::run::{Answer, Effects, decide_and_execute};
 use flagger::controller::snapshot;
 use flagger::trace_recorder::{self, TraceRecorder};

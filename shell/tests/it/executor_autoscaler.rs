@@ -1,8 +1,6 @@
 //! ApplyPrimaryAutoscaler as API requests.
 
-mod executor_support;
-
-use executor_support::*;
+use crate::executor_support::*;
 use flagger_core::Command;
 use flagger_core::api::{AutoscalerReference, ScalerReplicas};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;

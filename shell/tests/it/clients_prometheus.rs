@@ -1,12 +1,10 @@
 //! Metric queries against a Prometheus stand-in: what is sent (path, query, credentials) and
 //! how each kind of answer is read.
 
-mod clients_support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use clients_support::{Reply, TestServer, refused_url};
+use crate::clients_support::{Reply, TestServer, refused_url};
 use flagger::metrics::{MetricsClient, QueryContext, TemplateData};
 use flagger_core::MetricAnswer;
 use flagger_core::api::MetricTemplateSpec;

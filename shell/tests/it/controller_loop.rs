@@ -1,10 +1,8 @@
 //! The decide → gather → decide loop and in-order execution, with the outside world faked.
 
-mod controller_support;
-
 use std::sync::Mutex;
 
-use controller_support::canary;
+use crate::controller_support::canary;
 use flagger::controller::run::{Answer, Effects, MAX_PASSES, decide_and_execute};
 use flagger_core::api::{Canary, CanaryMetric, CanaryWebhook};
 use flagger_core::command::{Command, Request};

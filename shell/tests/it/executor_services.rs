@@ -1,10 +1,8 @@
 //! ApplyServices and RevertApexService as API requests.
 
-mod executor_support;
-
 use std::collections::BTreeMap;
 
-use executor_support::*;
+use crate::executor_support::*;
 use flagger_core::Command;
 use flagger_core::api::CustomMetadata;
 use serde_json::{Value, json};

@@ -1,9 +1,7 @@
 //! Where events go besides Kubernetes, and what a Canary deleted without `revertOnDeletion`
 //! gives back to its target.
 
-mod controller_support;
-
-use controller_support::*;
+use crate::controller_support::*;
 use flagger::controller::deletion::replicas_to_restore;
 use flagger::controller::dispatch::event_deliveries;
 use flagger::controller::outbox::Delivery;
