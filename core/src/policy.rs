@@ -157,6 +157,8 @@ impl HookType {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hook {
     pub name: String,
+    /// `<type>/<name>`: how answers are looked up, built once so a decision does not allocate it.
+    pub key: String,
     pub hook_type: HookType,
     pub url: String,
     pub timeout: SignedDuration,
@@ -187,6 +189,8 @@ pub struct Policy {
     pub name: String,
     pub namespace: String,
     pub target: String,
+    /// `<target>-primary`, kept here because almost every decision names it.
+    pub primary: String,
     pub provider: Provider,
     pub provider_name: String,
     pub interval: SignedDuration,
@@ -207,8 +211,8 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn primary_name(&self) -> String {
-        format!("{}-primary", self.target)
+    pub fn primary_name(&self) -> &str {
+        &self.primary
     }
 
     pub fn hooks_of(&self, hook_type: HookType) -> impl Iterator<Item = &Hook> {
@@ -386,6 +390,7 @@ impl Policy {
             name: name.to_string(),
             namespace: namespace.to_string(),
             target: spec.target_ref.name.clone(),
+            primary: format!("{}-primary", spec.target_ref.name),
             provider,
             provider_name,
             interval,
@@ -599,6 +604,7 @@ fn hook(field: &str, w: &CanaryWebhook) -> Result<Hook, SpecError> {
     }
     Ok(Hook {
         name: w.name.clone(),
+        key: format!("{}/{}", hook_type.as_str(), w.name),
         hook_type,
         url: w.url.clone(),
         timeout,

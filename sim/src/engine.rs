@@ -607,7 +607,7 @@ impl Engine<'_> {
             primary: snap
                 .primary
                 .as_ref()
-                .map(|w| text(&p.primary_name(), w, p.primary_ready_threshold)),
+                .map(|w| text(p.primary_name(), w, p.primary_ready_threshold)),
             canary: snap
                 .target
                 .as_ref()

@@ -289,20 +289,26 @@ impl World {
 
     fn record(&mut self, m: &MetricRecord) {
         match m {
-            MetricRecord::Status { value } => {
-                self.gauges.insert("status".into(), f64::from(*value));
-            }
+            MetricRecord::Status { value } => self.set_gauge("status", f64::from(*value)),
             MetricRecord::Weight { primary, canary } => {
-                self.gauges
-                    .insert("weight.primary".into(), f64::from(*primary));
-                self.gauges
-                    .insert("weight.canary".into(), f64::from(*canary));
+                self.set_gauge("weight.primary", f64::from(*primary));
+                self.set_gauge("weight.canary", f64::from(*canary));
             }
             MetricRecord::Analysis { metric, value } => {
-                self.gauges.insert(format!("analysis.{metric}"), *value);
+                self.set_gauge(&format!("analysis.{metric}"), *value)
             }
             MetricRecord::Success { .. } => self.successes += 1,
             MetricRecord::Failure { .. } => self.failures += 1,
+        }
+    }
+
+    // Gauges are set every step; only a gauge seen for the first time allocates its name.
+    fn set_gauge(&mut self, name: &str, value: f64) {
+        match self.gauges.get_mut(name) {
+            Some(v) => *v = value,
+            None => {
+                self.gauges.insert(name.to_owned(), value);
+            }
         }
     }
 

@@ -197,7 +197,7 @@ pub fn wait_for_primary(t: &mut Tick) -> Step<bool> {
     };
     let name = t.p.primary_name();
     match readiness(
-        &name,
+        name,
         primary,
         t.p.primary_ready_threshold,
         t.p.progress_deadline,
@@ -206,7 +206,7 @@ pub fn wait_for_primary(t: &mut Tick) -> Step<bool> {
         Readiness::Ready => Ok(true),
         Readiness::Waiting(why) => {
             if t.due() {
-                t.warn(events::not_ready(&name, &t.p.namespace, &why));
+                t.warn(events::not_ready(name, &t.p.namespace, &why));
                 t.touch();
             }
             Ok(false)
@@ -214,7 +214,7 @@ pub fn wait_for_primary(t: &mut Tick) -> Step<bool> {
         Readiness::DeadlineExceeded(why) => {
             rollback(
                 t,
-                Rollback::Deadline(events::not_ready(&name, &t.p.namespace, &why)),
+                Rollback::Deadline(events::not_ready(name, &t.p.namespace, &why)),
             )?;
             Ok(false)
         }

@@ -250,8 +250,7 @@ impl<'a> Tick<'a> {
     /// The answer of `hook`, or a request for it.
     pub fn ask_hook(&self, hook: &Hook, phase: Phase) -> Step<HookAnswer> {
         // Looked up before the call is built: building it hashes the status for the checksum.
-        let key = hook_key(hook.hook_type.as_str(), &hook.name);
-        match self.snap.answers.hooks.get(&key) {
+        match self.snap.answers.hooks.get(&hook.key) {
             Some(a) => Ok(a.clone()),
             None => Err(Need(vec![Request::Hook(self.hook_call(hook, phase))])),
         }
