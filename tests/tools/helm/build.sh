@@ -35,11 +35,12 @@ echo "building helm $HELM_VERSION into $CACHE ($(go version))" >&2
 mkdir -p "$CACHE"
 tmp=$(mktemp -d "$CACHE/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-# A private build cache, deleted with $tmp: the binaries are cached by version, so the ~4 GB of
-# compiled packages would only take disk from the Rust build that follows.
+# A private build cache, deleted with $tmp: the binaries are cached by version, so the compiled
+# packages would only take disk from the Rust build that follows. No DWARF in them either (the
+# binaries are stripped anyway): the cache peaks at 2.5 GB instead of about 4.
 export GOCACHE="$tmp/gocache"
 t0=$(date +%s)
-(cd "$MOD_DIR" && nice -n 15 go build -trimpath -ldflags "$ldf" -o "$tmp/helm" helm.sh/helm/v3/cmd/helm)
+(cd "$MOD_DIR" && nice -n 15 go build -trimpath -gcflags=all=-dwarf=false -ldflags "$ldf" -o "$tmp/helm" helm.sh/helm/v3/cmd/helm)
 mv "$tmp/helm" "$CACHE/helm"
 echo "built helm $HELM_VERSION in $(( $(date +%s) - t0 ))s" >&2
 echo "$CACHE/helm"
