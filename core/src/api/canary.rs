@@ -218,6 +218,23 @@ pub struct UnmanagedMetadata {
     pub annotations: Option<Vec<String>>,
 }
 
+impl UnmanagedMetadata {
+    /// Drops the keys other tools own from metadata this operator is about to apply: with
+    /// server-side apply, a key we never send is one we never set, change or remove.
+    pub fn strip(
+        &self,
+        labels: &mut BTreeMap<String, String>,
+        annotations: &mut BTreeMap<String, String>,
+    ) {
+        for key in self.labels.iter().flatten() {
+            labels.remove(key);
+        }
+        for key in self.annotations.iter().flatten() {
+            annotations.remove(key);
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct CustomMetadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -198,6 +198,9 @@ fn owned_service(
     for (k, v) in FLUX_ANNOTATIONS {
         annotations.insert(k.to_string(), v.to_string());
     }
+    if let Some(unmanaged) = &canary.spec.service.unmanaged_metadata {
+        unmanaged.strip(&mut labels, &mut annotations);
+    }
     let mut service = bare_service(canary, name, selector, selector_value, ports);
     service.metadata.labels = Some(labels);
     service.metadata.annotations = Some(annotations);

@@ -133,8 +133,13 @@ pub(crate) fn owned_object(
     object.metadata.namespace = canary.metadata.namespace.clone();
     object.metadata.owner_references = owner_references(canary);
     if apex_metadata && let Some(apex) = &canary.spec.service.apex {
-        object.metadata.labels = apex.labels.clone().filter(|m| !m.is_empty());
-        object.metadata.annotations = apex.annotations.clone().filter(|m| !m.is_empty());
+        let mut labels = apex.labels.clone().unwrap_or_default();
+        let mut annotations = apex.annotations.clone().unwrap_or_default();
+        if let Some(unmanaged) = &canary.spec.service.unmanaged_metadata {
+            unmanaged.strip(&mut labels, &mut annotations);
+        }
+        object.metadata.labels = Some(labels).filter(|m| !m.is_empty());
+        object.metadata.annotations = Some(annotations).filter(|m| !m.is_empty());
     }
     object
 }

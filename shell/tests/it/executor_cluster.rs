@@ -465,7 +465,9 @@ async fn a_users_apex_service_survives_its_canary_and_hpa_is_mirrored() {
         .unwrap();
     // The garbage collector removes what the Canary owned; the apex stays, pointing at the target.
     let mut primary_gone = false;
-    for _ in 0..100 {
+    // The garbage collector learns of a newly installed CRD at its next discovery resync (every
+    // 30 s), so on a cluster that has just started this can take that long.
+    for _ in 0..600 {
         if services.get_opt("podinfo-primary").await.unwrap().is_none()
             && deployments
                 .get_opt("podinfo-primary")
@@ -487,6 +489,108 @@ async fn a_users_apex_service_survives_its_canary_and_hpa_is_mirrored() {
         apex.spec.unwrap().selector.unwrap(),
         [("app".to_string(), "podinfo".to_string())].into()
     );
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+/// `service.unmanagedMetadata`: keys another tool writes on the generated Services and mesh
+/// objects keep that tool's values when the operator applies them again, while keys the operator
+/// does manage are set back to the Canary's.
+#[tokio::test]
+#[ignore = "needs a cluster: tests/cluster/cluster.sh up, then KUBECONFIG"]
+async fn unmanaged_metadata_written_by_another_tool_survives_reapplying() {
+    use flagger_core::api::{CustomMetadata, UnmanagedMetadata};
+    use kube::api::{Patch, PatchParams};
+    use serde_json::json;
+
+    let (client, ns) = setup().await;
+    let exec = Executor::new(client.clone());
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let mut target = crate::executor_support::target();
+    target.metadata.namespace = Some(ns.clone());
+    deployments
+        .create(&PostParams::default(), &target)
+        .await
+        .unwrap();
+    let canaries: Api<Canary> = Api::namespaced(client.clone(), &ns);
+    let mut canary = crate::executor_support::canary();
+    canary.metadata.namespace = Some(ns.clone());
+    canary.metadata.uid = None;
+    canary.metadata.resource_version = None;
+    let ours = |k: &str| [(k.to_string(), "ours".to_string())].into();
+    canary.spec.service.apex = Some(CustomMetadata {
+        labels: Some(ours("team")),
+        annotations: Some(
+            [
+                ("owner".to_string(), "ours".to_string()),
+                ("note".to_string(), "ours".to_string()),
+            ]
+            .into(),
+        ),
+    });
+    canary.spec.service.unmanaged_metadata = Some(UnmanagedMetadata {
+        labels: Some(vec!["team".into()]),
+        annotations: Some(vec!["owner".into()]),
+    });
+    let canary = canaries
+        .create(&PostParams::default(), &canary)
+        .await
+        .unwrap();
+    let ctx = context(&client, &ns, "istio").await;
+    let routes = Command::SetRoutes {
+        primary_weight: 100,
+        canary_weight: 0,
+        mirrored: false,
+    };
+    twice(&exec, &canary, &ctx, Command::CreatePrimary).await;
+    twice(&exec, &canary, &ctx, Command::ApplyServices).await;
+    twice(&exec, &canary, &ctx, routes.clone()).await;
+
+    // Another tool claims the unmanaged keys and, forcibly, one the operator manages.
+    let theirs = json!({
+        "labels": { "team": "theirs" },
+        "annotations": { "owner": "theirs", "note": "theirs" }
+    });
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let vs_resource = flagger::router::istio::virtual_service_resource();
+    let virtual_services: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &vs_resource);
+    let other = PatchParams::apply("other-tool").force();
+    let mut service_patch = json!({ "apiVersion": "v1", "kind": "Service" });
+    service_patch["metadata"] = theirs.clone();
+    services
+        .patch("podinfo", &other, &Patch::Apply(&service_patch))
+        .await
+        .unwrap();
+    let mut vs_patch = json!({
+        "apiVersion": vs_resource.api_version.clone(),
+        "kind": "VirtualService",
+    });
+    vs_patch["metadata"] = theirs;
+    virtual_services
+        .patch("podinfo", &other, &Patch::Apply(&vs_patch))
+        .await
+        .unwrap();
+
+    exec.execute(&canary, &ctx, &Command::ApplyServices)
+        .await
+        .unwrap();
+    exec.execute(&canary, &ctx, &routes).await.unwrap();
+
+    let service = services.get("podinfo").await.unwrap();
+    let vs = virtual_services.get("podinfo").await.unwrap();
+    for (what, labels, annotations) in [
+        ("apex Service", service.labels(), service.annotations()),
+        ("VirtualService", vs.labels(), vs.annotations()),
+    ] {
+        assert_eq!(labels["team"], "theirs", "{what}: {labels:?}");
+        assert_eq!(annotations["owner"], "theirs", "{what}: {annotations:?}");
+        assert_eq!(annotations["note"], "ours", "{what}: {annotations:?}");
+    }
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces

@@ -1,7 +1,10 @@
 //! SetRoutes as API requests, per provider.
 
+use std::collections::BTreeMap;
+
 use crate::executor_support::*;
 use flagger::router::Router;
+use flagger_core::api::{CustomMetadata, UnmanagedMetadata};
 use flagger_core::{Command, Routes};
 use kube::core::DynamicObject;
 use serde_json::json;
@@ -11,7 +14,15 @@ async fn set_routes(
     primary: i32,
     canary_weight: i32,
 ) -> (Result<(), String>, Vec<Captured>) {
-    let c = canary();
+    set_routes_of(canary(), provider, primary, canary_weight).await
+}
+
+async fn set_routes_of(
+    c: flagger_core::Canary,
+    provider: &str,
+    primary: i32,
+    canary_weight: i32,
+) -> (Result<(), String>, Vec<Captured>) {
     let ctx = context(provider);
     run(echo(c.clone()), |exec| async move {
         exec.execute(
@@ -66,6 +77,37 @@ async fn istio_applies_destination_rules_then_the_virtual_service() {
             mirrored: false
         })
     );
+}
+
+#[tokio::test]
+async fn mesh_objects_carry_the_apex_metadata_but_not_its_unmanaged_keys() {
+    let mut c = canary();
+    c.spec.service.apex = Some(CustomMetadata {
+        labels: Some(BTreeMap::from([
+            ("team".to_string(), "ours".to_string()),
+            ("tier".to_string(), "web".to_string()),
+        ])),
+        annotations: Some(BTreeMap::from([("owner".to_string(), "ours".to_string())])),
+    });
+    c.spec.service.unmanaged_metadata = Some(UnmanagedMetadata {
+        labels: Some(vec!["team".into()]),
+        annotations: Some(vec!["owner".into()]),
+    });
+    for provider in ["istio", "gatewayapi:v1"] {
+        let (result, requests) = set_routes_of(c.clone(), provider, 100, 0).await;
+        result.unwrap();
+        let apex = requests.last().unwrap();
+        assert_eq!(
+            apex.body["metadata"]["labels"],
+            json!({ "tier": "web" }),
+            "{provider}"
+        );
+        assert!(
+            apex.body["metadata"].get("annotations").is_none(),
+            "{provider}: {}",
+            apex.body["metadata"]
+        );
+    }
 }
 
 #[tokio::test]

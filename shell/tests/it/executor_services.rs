@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::executor_support::*;
 use flagger_core::Command;
-use flagger_core::api::CustomMetadata;
+use flagger_core::api::{CustomMetadata, UnmanagedMetadata};
 use serde_json::{Value, json};
 
 async fn apply_services(
@@ -240,4 +240,37 @@ async fn revert_works_from_the_primary_when_the_target_is_gone() {
         requests[1].body["spec"]["selector"],
         json!({ "app": "podinfo" })
     );
+}
+
+#[tokio::test]
+async fn unmanaged_label_and_annotation_keys_are_never_sent() {
+    let mut canary = canary();
+    let service = &mut canary.spec.service;
+    let pairs = |kv: &[(&str, &str)]| {
+        Some(
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        )
+    };
+    let metadata = CustomMetadata {
+        labels: pairs(&[("team", "ours"), ("tier", "web")]),
+        annotations: pairs(&[("owner", "ours"), ("note", "kept")]),
+    };
+    service.apex = Some(metadata.clone());
+    service.primary = Some(metadata.clone());
+    service.canary = Some(metadata);
+    service.unmanaged_metadata = Some(UnmanagedMetadata {
+        labels: Some(vec!["team".into()]),
+        annotations: Some(vec!["owner".into()]),
+    });
+    let requests = apply_services(canary, context("istio"), None).await;
+    assert_eq!(requests.len(), 4);
+    for r in &requests[1..] {
+        let meta = &r.body["metadata"];
+        assert!(meta["labels"].get("team").is_none(), "{meta}");
+        assert!(meta["annotations"].get("owner").is_none(), "{meta}");
+        assert_eq!(meta["labels"]["tier"], "web");
+        assert_eq!(meta["annotations"]["note"], "kept");
+    }
 }
