@@ -184,6 +184,10 @@ impl AlertRoute {
     }
 }
 
+/// Accepted so existing Canaries still apply, but never silently: see docs/differences.md.
+pub const SESSION_AFFINITY_UNSUPPORTED: &str =
+    "sessionAffinity is not supported yet: traffic is split by weight only, not pinned by cookie";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     pub name: String,
@@ -206,7 +210,8 @@ pub struct Policy {
     pub hooks: Vec<Hook>,
     pub alerts: Vec<AlertRoute>,
     pub has_autoscaler: bool,
-    /// Set when the kubernetes provider forced blue/green on a spec that asked for something else.
+    /// What of the spec is not done as written (the kubernetes provider forcing blue/green, an
+    /// unsupported sessionAffinity): said as warning events whenever an analysis starts.
     pub provider_warnings: Vec<String>,
 }
 
@@ -325,6 +330,13 @@ impl Policy {
                     };
                 }
             }
+        }
+
+        if spec
+            .analysis()
+            .is_some_and(|a| a.session_affinity.is_some())
+        {
+            provider_warnings.push(SESSION_AFFINITY_UNSUPPORTED.into());
         }
 
         let percent = |value: Option<i32>, f: &str| match value {

@@ -861,6 +861,34 @@ fn kubernetes_provider_runs_blue_green_without_routes() {
 }
 
 #[test]
+fn an_unsupported_session_affinity_is_said_at_every_analysis_start_not_ignored() {
+    let mut s = spec(json!({
+        "interval": "1m", "threshold": 2, "maxWeight": 50, "stepWeight": 10,
+        "sessionAffinity": {"cookieName": "flagger-cookie", "maxAge": 21600}
+    }));
+    s.provider = Some("istio".into());
+    let mut c = Cluster::new(s);
+    c.tick();
+    c.tick();
+    c.new_revision("v2");
+    c.tick_after(1);
+    let cmds = c.tick_after(60);
+    assert_eq!(
+        Cluster::events(&cmds)[..2],
+        [
+            flagger_core::policy::SESSION_AFFINITY_UNSUPPORTED.to_string(),
+            "Starting canary analysis for podinfo.test".to_string(),
+        ]
+    );
+    // Only at the start: the steps that follow carry on as a plain weighted canary.
+    let next = c.tick_after(60);
+    assert_eq!(
+        Cluster::events(&next),
+        ["Advance podinfo.test canary weight 20".to_string()]
+    );
+}
+
+#[test]
 fn the_global_notifier_receives_alerts_when_the_canary_names_no_provider() {
     let mut c = Cluster::new(canary_spec());
     c.config.global_notifier = true;
