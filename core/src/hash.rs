@@ -51,6 +51,29 @@ pub fn checksum(
     safe_encode(hash)
 }
 
+/// A session-affinity cookie value: ten letters, as Flagger's random ones, but derived from
+/// `parts` so that a replayed or restarted run pins clients with the same cookie.
+pub fn cookie_value(parts: &[&str]) -> String {
+    const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut hash = FNV_OFFSET;
+    for part in parts {
+        hash = fnv32a_extend(hash, part.as_bytes());
+        hash = fnv32a_extend(hash, b"\0");
+    }
+    // Spread the 32-bit hash over 10 letters (52^10 > 2^32) with a splitmix-style walk.
+    let mut state = u64::from(hash);
+    (0..10)
+        .map(|_| {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            LETTERS[(z % LETTERS.len() as u64) as usize] as char
+        })
+        .collect()
+}
+
 fn canonical(value: &serde_json::Value) -> String {
     // serde_json::Value's object map is a BTreeMap unless `preserve_order` is enabled; sorting
     // explicitly keeps the hash stable even if some dependency turns that feature on.

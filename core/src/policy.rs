@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use jiff::SignedDuration;
 
-use crate::api::{CanaryAnalysis, CanaryMetric, CanarySpec, CanaryWebhook, parse_go_duration};
+use crate::api::{
+    CanaryAnalysis, CanaryMetric, CanarySpec, CanaryWebhook, SessionAffinity, parse_go_duration,
+};
 use crate::command::{AlertSeverity, MetricSource};
 use crate::snapshot::OperatorConfig;
 
@@ -184,9 +186,8 @@ impl AlertRoute {
     }
 }
 
-/// Accepted so existing Canaries still apply, but never silently: see docs/differences.md.
 pub const SESSION_AFFINITY_UNSUPPORTED: &str =
-    "sessionAffinity is not supported yet: traffic is split by weight only, not pinned by cookie";
+    "Session affinity is not supported when using the kubernetes provider";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -210,6 +211,8 @@ pub struct Policy {
     pub hooks: Vec<Hook>,
     pub alerts: Vec<AlertRoute>,
     pub has_autoscaler: bool,
+    /// Cookie-pinned clients during a weighted run (istio and gatewayapi).
+    pub session_affinity: Option<SessionAffinity>,
     /// What of the spec is not done as written (the kubernetes provider forcing blue/green, an
     /// unsupported sessionAffinity): said as warning events whenever an analysis starts.
     pub provider_warnings: Vec<String>,
@@ -332,12 +335,21 @@ impl Policy {
             }
         }
 
-        if spec
-            .analysis()
-            .is_some_and(|a| a.session_affinity.is_some())
-        {
-            provider_warnings.push(SESSION_AFFINITY_UNSUPPORTED.into());
-        }
+        let session_affinity = match spec.analysis().and_then(|a| a.session_affinity.as_ref()) {
+            None => None,
+            Some(value) => Some(
+                SessionAffinity::from_spec(value)
+                    .or_else(|e| err(format!("{field}.sessionAffinity"), e))?,
+            ),
+        };
+        // Without a router there are no cookies to set; Flagger ignores it there silently.
+        let session_affinity = match session_affinity {
+            Some(_) if provider == Provider::Kubernetes => {
+                provider_warnings.push(SESSION_AFFINITY_UNSUPPORTED.into());
+                None
+            }
+            other => other,
+        };
 
         let percent = |value: Option<i32>, f: &str| match value {
             None => Ok(100),
@@ -419,6 +431,7 @@ impl Policy {
             alerts,
             has_autoscaler: spec.autoscaler_ref.is_some(),
             provider_warnings,
+            session_affinity,
         })
     }
 }

@@ -197,6 +197,14 @@ fn bad_values_are_errors_that_name_the_field() {
             json!({"stepWeight": 10, "alerts": [{"name": "a", "severity": "critical", "providerRef": {"name": "s"}}]}),
             "spec.analysis.alerts[0].severity: \"critical\" is not one of info, warn, error",
         ),
+        (
+            json!({"stepWeight": 10, "sessionAffinity": {"cookieName": "c", "primaryCookieName": "c"}}),
+            "spec.analysis.sessionAffinity: cookieName and primaryCookieName must differ (both \"c\")",
+        ),
+        (
+            json!({"stepWeight": 10, "sessionAffinity": {"maxAge": 60}}),
+            "spec.analysis.sessionAffinity: cookieName is required",
+        ),
     ];
     for (analysis, expected) in cases {
         let got = policy(

@@ -860,32 +860,98 @@ fn kubernetes_provider_runs_blue_green_without_routes() {
     );
 }
 
+fn sticky_spec() -> flagger_core::CanarySpec {
+    spec(json!({
+        "interval": "1m", "threshold": 2, "maxWeight": 20, "stepWeight": 10,
+        "sessionAffinity": {"cookieName": "flagger-cookie", "primaryCookieName": "flagger-primary"}
+    }))
+}
+
+fn status_written(cmds: &[Command]) -> flagger_core::api::CanaryStatus {
+    cmds.iter()
+        .find_map(|c| match c {
+            Command::WriteStatus(s) => Some(s.clone()),
+            _ => None,
+        })
+        .expect("a status write")
+}
+
 #[test]
-fn an_unsupported_session_affinity_is_said_at_every_analysis_start_not_ignored() {
-    let mut s = spec(json!({
-        "interval": "1m", "threshold": 2, "maxWeight": 50, "stepWeight": 10,
-        "sessionAffinity": {"cookieName": "flagger-cookie", "maxAge": 21600}
-    }));
-    s.provider = Some("istio".into());
-    let mut c = Cluster::new(s);
-    c.tick();
-    c.tick();
-    c.new_revision("v2");
+fn session_cookies_are_written_with_the_first_canary_traffic_and_expired_after_the_run() {
+    let mut c = Cluster::new(sticky_spec());
+    c.start_run();
+    assert_eq!(
+        c.status.session_affinity_cookie, None,
+        "no canary traffic yet"
+    );
+    let cmds = c.tick_after(60);
+    assert!(cmds.contains(&routes(90, 10)));
+    let written = status_written(&cmds);
+    let cookie = written
+        .session_affinity_cookie
+        .clone()
+        .expect("canary cookie");
+    let (name, value) = cookie.split_once('=').unwrap();
+    assert_eq!(name, "flagger-cookie");
+    assert_eq!(value.len(), 10);
+    assert!(value.chars().all(|ch| ch.is_ascii_alphabetic()));
+    let primary = written.primary_session_affinity_cookie.clone().unwrap();
+    assert!(primary.starts_with("flagger-primary="));
+    assert_ne!(primary.split_once('=').unwrap().1, value);
+
+    // The same run keeps its cookie; the same inputs give the same cookie (replays agree).
+    c.tick_after(60);
+    assert_eq!(c.status.session_affinity_cookie.as_ref(), Some(&cookie));
+    let mut again = Cluster::new(sticky_spec());
+    again.start_run();
+    again.tick_after(60);
+    assert_eq!(again.status.session_affinity_cookie, Some(cookie.clone()));
+
+    while c.phase() != Some(Phase::Succeeded) {
+        c.tick_after(60);
+    }
+    assert_eq!(c.status.session_affinity_cookie, None);
+    assert_eq!(
+        c.status.previous_session_affinity_cookie,
+        Some(cookie.clone())
+    );
+    assert_eq!(c.status.primary_session_affinity_cookie, Some(primary));
+
+    // The next revision's run gets a cookie of its own.
+    c.new_revision("v3");
     c.tick_after(1);
+    c.tick_after(60);
+    let next = c
+        .status
+        .session_affinity_cookie
+        .clone()
+        .expect("new run's cookie");
+    assert_ne!(next, cookie);
+    assert_eq!(c.status.previous_session_affinity_cookie, Some(cookie));
+}
+
+#[test]
+fn session_affinity_with_the_kubernetes_provider_is_said_not_applied() {
+    let mut s = sticky_spec();
+    s.provider = Some("kubernetes".into());
+    let mut c = Cluster::new(s);
+    c.start_run();
     let cmds = c.tick_after(60);
     assert_eq!(
-        Cluster::events(&cmds)[..2],
+        Cluster::events(&cmds)[..4],
         [
+            "Progressive traffic is not supported when using the kubernetes provider".to_string(),
+            "Setting canaryAnalysis.iterations: 10".to_string(),
             flagger_core::policy::SESSION_AFFINITY_UNSUPPORTED.to_string(),
             "Starting canary analysis for podinfo.test".to_string(),
         ]
     );
-    // Only at the start: the steps that follow carry on as a plain weighted canary.
-    let next = c.tick_after(60);
-    assert_eq!(
-        Cluster::events(&next),
-        ["Advance podinfo.test canary weight 20".to_string()]
-    );
+    for _ in 0..15 {
+        c.tick_after(60);
+    }
+    assert_eq!(c.phase(), Some(Phase::Succeeded));
+    assert_eq!(c.status.session_affinity_cookie, None);
+    assert_eq!(c.status.previous_session_affinity_cookie, None);
 }
 
 #[test]

@@ -188,6 +188,7 @@ impl<'a> Tick<'a> {
             canary_weight,
             mirrored,
         };
+        self.keep_session_cookies(canary_weight);
         // Only changes are written: the mesh object is left alone when it already routes so.
         if self.p.provider != Provider::Kubernetes && self.routes != Some(routes) {
             self.push(Command::SetRoutes {
@@ -196,6 +197,36 @@ impl<'a> Tick<'a> {
                 mirrored,
             });
             self.routes = Some(routes);
+        }
+    }
+
+    /// Flagger's session-affinity bookkeeping, done where it routes: while the canary takes
+    /// traffic its clients get a cookie for this run; when it takes none, that run's cookie
+    /// becomes the one to expire. The router reads the cookies from the status written with
+    /// the routes.
+    fn keep_session_cookies(&mut self, canary_weight: i32) {
+        let Some(affinity) = &self.p.session_affinity else {
+            return;
+        };
+        let (namespace, name) = (self.p.namespace.as_str(), self.p.name.as_str());
+        let status = &mut self.status;
+        if canary_weight == 0 {
+            if let Some(cookie) = status.session_affinity_cookie.take() {
+                status.previous_session_affinity_cookie = Some(cookie);
+            }
+            return;
+        }
+        if status.session_affinity_cookie.is_none() {
+            let revision = status.last_applied_spec.as_deref().unwrap_or("");
+            let value = hash::cookie_value(&[namespace, name, revision, "canary"]);
+            status.session_affinity_cookie = Some(format!("{}={value}", affinity.cookie_name));
+        }
+        if !affinity.primary_cookie_name.is_empty()
+            && status.primary_session_affinity_cookie.is_none()
+        {
+            let value = hash::cookie_value(&[namespace, name, "primary"]);
+            status.primary_session_affinity_cookie =
+                Some(format!("{}={value}", affinity.primary_cookie_name));
         }
     }
 

@@ -87,7 +87,21 @@ pub async fn execute<E: Effects>(
     canary: &Canary,
     decision: &Decision,
 ) -> (usize, Option<CommandFailure>) {
+    // The router reads the session-affinity cookies from the status, which the decision writes
+    // last: it is shown that status ahead of time, as Flagger's router sets the cookies itself.
+    let routed = decision.commands.iter().rev().find_map(|c| match c {
+        Command::WriteStatus(status) => {
+            let mut ahead = canary.clone();
+            ahead.status = Some(status.clone());
+            Some(ahead)
+        }
+        _ => None,
+    });
     for (index, command) in decision.commands.iter().enumerate() {
+        let canary = match (command, &routed) {
+            (Command::SetRoutes { .. }, Some(ahead)) => ahead,
+            _ => canary,
+        };
         if let Err(error) = effects.execute(canary, command).await {
             let failure = CommandFailure {
                 index,
