@@ -9,6 +9,7 @@ use flagger_core::api::Canary;
 use kube::core::{ApiResource, DynamicObject};
 use serde_json::{Map, Value, json};
 
+use super::session_affinity::{Affinity, StickyCookie, session_affinity};
 use super::{Names, api_resource, owned_object, weight_of};
 
 const GROUP: &str = "gateway.networking.k8s.io";
@@ -62,7 +63,14 @@ pub fn desired_objects(canary: &Canary, version: &str, routes: Routes) -> Vec<Dy
                 }
                 json!({ "type": "RequestMirror", "requestMirror": mirror })
             });
-            vec![rule(canary, service_matches, split, mirror)]
+            let weighted = rule(canary, service_matches.clone(), split, mirror);
+            let split = |primary: i32, canary: i32| {
+                vec![
+                    backend(&names.primary_service, primary),
+                    backend(&names.canary_service, canary),
+                ]
+            };
+            with_session_affinity(canary, routes, &service_matches, weighted, split)
         }
     };
     let mut spec = Map::new();
@@ -113,6 +121,117 @@ fn rule(
         rule.insert("timeouts".into(), Value::Object(timeouts));
     }
     Value::Object(rule)
+}
+
+/// The weighted rule, preceded by the cookie rules session affinity asks for (the same routes
+/// as the Istio router's). `split(p, c)` gives the backends for a primary and canary weight.
+fn with_session_affinity(
+    canary: &Canary,
+    routes: Routes,
+    service_matches: &[Value],
+    mut weighted: Value,
+    split: impl Fn(i32, i32) -> Vec<Value>,
+) -> Vec<Value> {
+    let sticky = |cookie: &StickyCookie, primary: i32, canary_weight: i32| {
+        let matches = with_cookie_match(service_matches, &cookie.regex);
+        rule(canary, matches, split(primary, canary_weight), None)
+    };
+    match session_affinity(canary, routes) {
+        None => vec![weighted],
+        Some(Affinity::Pin {
+            canary: pin,
+            primary,
+        }) => {
+            set_backend_cookie(&mut weighted, 1, &pin.set_cookie);
+            let mut rules = vec![sticky(&pin, 0, 100)];
+            if let Some(primary) = primary {
+                set_backend_cookie(&mut weighted, 0, &primary.set_cookie);
+                rules.push(sticky(&primary, 100, 0));
+            }
+            rules.push(weighted);
+            rules
+        }
+        Some(Affinity::Expire(previous)) => {
+            let mut expiring = sticky(&previous, routes.primary_weight, 0);
+            add_set_cookie(&mut expiring, &previous.set_cookie);
+            vec![expiring, weighted]
+        }
+    }
+}
+
+/// Every service match narrowed to requests carrying the cookie. A match may name a header
+/// once, so a user's own Cookie condition gives way, as A/B conditions make it do.
+fn with_cookie_match(service_matches: &[Value], regex: &str) -> Vec<Value> {
+    let cookie = json!({ "type": "RegularExpression", "name": "Cookie", "value": regex });
+    service_matches
+        .iter()
+        .map(|m| {
+            let mut m = m.clone();
+            match m.get_mut("headers").and_then(Value::as_array_mut) {
+                Some(headers) => {
+                    headers.retain(|h| !is_named(h, "Cookie"));
+                    headers.push(cookie.clone());
+                }
+                None => m["headers"] = json!([cookie]),
+            }
+            m
+        })
+        .collect()
+}
+
+fn is_named(entry: &Value, name: &str) -> bool {
+    entry
+        .get("name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| n.eq_ignore_ascii_case(name))
+}
+
+fn set_cookie_filter(set_cookie: &str) -> Value {
+    json!({ "type": "ResponseHeaderModifier", "responseHeaderModifier": {
+        "add": [{ "name": "Set-Cookie", "value": set_cookie }] } })
+}
+
+fn set_backend_cookie(rule: &mut Value, index: usize, set_cookie: &str) {
+    if let Some(backend) = rule
+        .get_mut("backendRefs")
+        .and_then(|b| b.get_mut(index))
+        .filter(|b| b.is_object())
+    {
+        backend["filters"] = json!([set_cookie_filter(set_cookie)]);
+    }
+}
+
+/// Adds `Set-Cookie` to the rule's response header filter: Gateway API allows one per rule, and
+/// the user's own header operations stay in it (but for a Set-Cookie of theirs: a header may be
+/// named once there).
+fn add_set_cookie(rule: &mut Value, set_cookie: &str) {
+    let Some(rule) = rule.as_object_mut() else {
+        return;
+    };
+    let Some(filters) = rule
+        .entry("filters")
+        .or_insert_with(|| json!([]))
+        .as_array_mut()
+    else {
+        return;
+    };
+    let modifier = filters
+        .iter_mut()
+        .find(|f| f.get("type").and_then(Value::as_str) == Some("ResponseHeaderModifier"))
+        .and_then(|f| f.get_mut("responseHeaderModifier"))
+        .and_then(Value::as_object_mut);
+    let Some(modifier) = modifier else {
+        filters.push(set_cookie_filter(set_cookie));
+        return;
+    };
+    if let Some(add) = modifier
+        .entry("add")
+        .or_insert_with(|| json!([]))
+        .as_array_mut()
+    {
+        add.retain(|h| !is_named(h, "Set-Cookie"));
+        add.push(json!({ "name": "Set-Cookie", "value": set_cookie }));
+    }
 }
 
 /// Istio `HTTPMatchRequest`s as Gateway API `HTTPRouteMatch`es.
@@ -293,7 +412,9 @@ pub fn read_routes(object: &DynamicObject) -> Option<Routes> {
     let (primary, canary) = (format!("{apex}-primary"), format!("{apex}-canary"));
     let rules = object.data.get("spec")?.get("rules")?.as_array()?;
     let name_of = |b: &Value| b.get("name").and_then(Value::as_str).map(str::to_string);
-    let rule = rules.iter().find(|r| {
+    // The weighted rule: the last one with the canary, after session affinity's cookie rules;
+    // in A/B testing the matched one, as the default rule only has the primary.
+    let rule = rules.iter().rev().find(|r| {
         r.get("backendRefs")
             .and_then(Value::as_array)
             .is_some_and(|bs| bs.iter().any(|b| name_of(b).as_deref() == Some(&canary)))
@@ -325,7 +446,9 @@ pub fn read_routes(object: &DynamicObject) -> Option<Routes> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flagger_core::api::{CanaryAnalysis, CanaryService, CanarySpec, ObjectReference};
+    use flagger_core::api::{
+        CanaryAnalysis, CanaryService, CanarySpec, CanaryStatus, ObjectReference,
+    };
     use proptest::prelude::*;
 
     fn canary(service: CanaryService, analysis: CanaryAnalysis) -> Canary {
@@ -518,16 +641,219 @@ mod tests {
         assert_eq!(read_routes(&object), Some(routes(90, 10, false)));
     }
 
+    const COOKIE: &str = "flagger-cookie=abcdefghij";
+    const PRIMARY_COOKIE: &str = "flagger-primary=klmnopqrst";
+
+    /// A Canary with session affinity whose status holds the given cookies.
+    fn sticky(
+        service: CanaryService,
+        analysis: CanaryAnalysis,
+        affinity: Value,
+        cookies: [Option<&str>; 3],
+    ) -> Canary {
+        let analysis = CanaryAnalysis {
+            session_affinity: Some(affinity),
+            ..analysis
+        };
+        let mut c = canary(service, analysis);
+        let [current, previous, primary] = cookies.map(|c| c.map(str::to_string));
+        c.status = Some(CanaryStatus {
+            session_affinity_cookie: current,
+            previous_session_affinity_cookie: previous,
+            primary_session_affinity_cookie: primary,
+            ..CanaryStatus::default()
+        });
+        c
+    }
+
+    fn rules_of(c: &Canary, r: Routes) -> Value {
+        let object = desired_objects(c, "v1", r).remove(0);
+        assert_eq!(read_routes(&object), Some(r));
+        object.data["spec"]["rules"].clone()
+    }
+
+    fn backend(name: &str, weight: i32) -> Value {
+        json!({ "group": "", "kind": "Service", "name": name, "port": 9898, "weight": weight })
+    }
+
+    fn split(primary: i32, canary: i32) -> Value {
+        json!([
+            backend("podinfo-primary", primary),
+            backend("podinfo-canary", canary)
+        ])
+    }
+
+    fn cookie_matches(regex: &str) -> Value {
+        json!([{ "path": { "type": "PathPrefix", "value": "/" },
+                 "headers": [{ "type": "RegularExpression", "name": "Cookie", "value": regex }] }])
+    }
+
+    fn set_cookie(value: &str) -> Value {
+        json!([{ "type": "ResponseHeaderModifier", "responseHeaderModifier": {
+            "add": [{ "name": "Set-Cookie", "value": value }] } }])
+    }
+
+    #[test]
+    fn session_affinity_pins_clients_holding_the_canary_cookie() {
+        let c = sticky(
+            CanaryService::default(),
+            CanaryAnalysis::default(),
+            json!({ "cookieName": "flagger-cookie" }),
+            // Without primaryCookieName a primary cookie is not routed on.
+            [Some(COOKIE), None, Some(PRIMARY_COOKIE)],
+        );
+        let mut canary_backend = backend("podinfo-canary", 30);
+        canary_backend["filters"] = set_cookie("flagger-cookie=abcdefghij; Max-Age=86400");
+        assert_eq!(
+            rules_of(&c, routes(70, 30, false)),
+            json!([
+                { "matches": cookie_matches(".*flagger-cookie.*abcdefghij.*"), "backendRefs": split(0, 100) },
+                { "matches": [{ "path": { "type": "PathPrefix", "value": "/" } }],
+                  "backendRefs": [backend("podinfo-primary", 70), canary_backend] }
+            ])
+        );
+    }
+
+    #[test]
+    fn session_affinity_pins_primary_clients_for_an_interval() {
+        let service = CanaryService {
+            match_: Some(vec![json!({
+                "uri": { "prefix": "/api" },
+                "headers": { "x-env": { "exact": "prod" }, "cookie": { "regex": "beta=1" } }
+            })]),
+            ..CanaryService::default()
+        };
+        let analysis = CanaryAnalysis {
+            interval: Some("30s".into()),
+            ..CanaryAnalysis::default()
+        };
+        let affinity = json!({ "cookieName": "flagger-cookie", "primaryCookieName": "flagger-primary", "maxAge": 600, "path": "/" });
+        let c = sticky(
+            service,
+            analysis,
+            affinity,
+            [Some(COOKIE), None, Some(PRIMARY_COOKIE)],
+        );
+        let path = json!({ "type": "PathPrefix", "value": "/api" });
+        let env = json!({ "type": "Exact", "name": "x-env", "value": "prod" });
+        let sticky_matches = |regex: &str| {
+            json!([{ "path": path, "headers": [
+                env, { "type": "RegularExpression", "name": "Cookie", "value": regex }] }])
+        };
+        let mut primary_backend = backend("podinfo-primary", 70);
+        primary_backend["filters"] = set_cookie("flagger-primary=klmnopqrst; Max-Age=30; Path=/");
+        let mut canary_backend = backend("podinfo-canary", 30);
+        canary_backend["filters"] = set_cookie("flagger-cookie=abcdefghij; Max-Age=600; Path=/");
+        assert_eq!(
+            rules_of(&c, routes(70, 30, false)),
+            json!([
+                { "matches": sticky_matches(".*flagger-cookie.*abcdefghij.*"), "backendRefs": split(0, 100) },
+                { "matches": sticky_matches(".*flagger-primary.*klmnopqrst.*"), "backendRefs": split(100, 0) },
+                { "matches": [{ "path": path, "headers": [
+                    { "type": "RegularExpression", "name": "cookie", "value": "beta=1" }, env] }],
+                  "backendRefs": [primary_backend, canary_backend] }
+            ])
+        );
+    }
+
+    #[test]
+    fn after_a_run_the_previous_cookie_is_expired_keeping_the_users_headers() {
+        let service = CanaryService {
+            headers: Some(json!({ "response": {
+                "add": { "x-served-by": "flagger", "set-cookie": "theirs=1" },
+                "remove": ["x-debug"] } })),
+            ..CanaryService::default()
+        };
+        let c = sticky(
+            service,
+            CanaryAnalysis::default(),
+            json!({ "cookieName": "flagger-cookie" }),
+            [None, Some(COOKIE), None],
+        );
+        let mirror = json!({ "type": "RequestMirror", "requestMirror": { "backendRef": {
+            "group": "", "kind": "Service", "name": "podinfo-canary", "port": 9898 } } });
+        let users = json!({ "type": "ResponseHeaderModifier", "responseHeaderModifier": {
+            "add": [{ "name": "set-cookie", "value": "theirs=1" }, { "name": "x-served-by", "value": "flagger" }],
+            "remove": ["x-debug"] } });
+        assert_eq!(
+            rules_of(&c, routes(100, 0, true)),
+            json!([
+                { "matches": cookie_matches(".*flagger-cookie.*abcdefghij.*"),
+                  "filters": [{ "type": "ResponseHeaderModifier", "responseHeaderModifier": {
+                      "add": [{ "name": "x-served-by", "value": "flagger" },
+                              { "name": "Set-Cookie", "value": "flagger-cookie=abcdefghij; Max-Age=-1" }],
+                      "remove": ["x-debug"] } }],
+                  "backendRefs": split(100, 0) },
+                { "matches": [{ "path": { "type": "PathPrefix", "value": "/" } }],
+                  "filters": [users, mirror],
+                  "backendRefs": split(100, 0) }
+            ])
+        );
+    }
+
+    #[test]
+    fn without_canary_traffic_or_a_previous_cookie_only_the_weighted_rule_is_left() {
+        let c = sticky(
+            CanaryService::default(),
+            CanaryAnalysis::default(),
+            json!({ "cookieName": "flagger-cookie" }),
+            [Some(COOKIE), None, Some(PRIMARY_COOKIE)],
+        );
+        assert_eq!(
+            rules_of(&c, routes(100, 0, false)),
+            json!([{ "matches": [{ "path": { "type": "PathPrefix", "value": "/" } }],
+                     "backendRefs": split(100, 0) }])
+        );
+    }
+
+    #[test]
+    fn ab_testing_overrides_session_affinity() {
+        let analysis = CanaryAnalysis {
+            match_: Some(vec![
+                json!({ "headers": { "x-canary": { "exact": "insider" } } }),
+            ]),
+            ..CanaryAnalysis::default()
+        };
+        let affinity =
+            json!({ "cookieName": "flagger-cookie", "primaryCookieName": "flagger-primary" });
+        let c = sticky(
+            CanaryService::default(),
+            analysis.clone(),
+            affinity,
+            [Some(COOKIE), Some(COOKIE), Some(PRIMARY_COOKIE)],
+        );
+        let plain = canary(CanaryService::default(), analysis);
+        for r in [routes(70, 30, false), routes(100, 0, false)] {
+            assert_eq!(rules_of(&c, r), rules_of(&plain, r));
+        }
+        assert_eq!(
+            rules_of(&c, routes(70, 30, false)),
+            json!([
+                { "matches": [{ "path": { "type": "PathPrefix", "value": "/" },
+                                "headers": [{ "type": "Exact", "name": "x-canary", "value": "insider" }] }],
+                  "backendRefs": split(70, 30) },
+                { "matches": [{ "path": { "type": "PathPrefix", "value": "/" } }],
+                  "backendRefs": [backend("podinfo-primary", 100)] }
+            ])
+        );
+    }
+
     proptest! {
         #[test]
-        fn written_weights_read_back(canary_weight in 0i32..=100, mirrored: bool, ab: bool) {
+        fn written_weights_read_back(canary_weight in 0i32..=100, mirrored: bool, ab: bool, sticky_run: bool) {
             let analysis = CanaryAnalysis {
                 match_: ab.then(|| vec![json!({ "headers": { "x-canary": { "exact": "1" } } })]),
                 ..CanaryAnalysis::default()
             };
             let mirrored = mirrored && !ab;
             let wanted = routes(100 - canary_weight, canary_weight, mirrored);
-            let object = desired_objects(&canary(CanaryService::default(), analysis), "v1", wanted).remove(0);
+            let c = if sticky_run {
+                let affinity = json!({ "cookieName": "flagger-cookie", "primaryCookieName": "flagger-primary" });
+                sticky(CanaryService::default(), analysis, affinity, [Some(COOKIE), Some(COOKIE), Some(PRIMARY_COOKIE)])
+            } else {
+                canary(CanaryService::default(), analysis)
+            };
+            let object = desired_objects(&c, "v1", wanted).remove(0);
             let object: DynamicObject =
                 serde_json::from_value(serde_json::to_value(&object).unwrap()).unwrap();
             prop_assert_eq!(read_routes(&object), Some(wanted));

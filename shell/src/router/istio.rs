@@ -7,6 +7,8 @@
 use flagger_core::Routes;
 use flagger_core::api::Canary;
 use kube::core::{ApiResource, DynamicObject};
+
+use super::session_affinity::{Affinity, StickyCookie, session_affinity};
 use serde_json::{Map, Value, json};
 
 use super::{Names, api_resource, owned_object, put, weight_of};
@@ -95,7 +97,13 @@ fn virtual_service(canary: &Canary, names: &Names, routes: Routes) -> DynamicObj
                     route.insert("mirrorPercentage".into(), json!({ "value": percent }));
                 }
             }
-            vec![route]
+            let split = |primary: i32, canary: i32| {
+                vec![
+                    destination(&names.primary_service, primary),
+                    destination(&names.canary_service, canary),
+                ]
+            };
+            with_session_affinity(canary, routes, route, split)
         }
     };
     let mut spec = Map::new();
@@ -167,6 +175,86 @@ fn http_route(
     route
 }
 
+/// The weighted route, preceded by the cookie routes session affinity asks for. `split(p, c)`
+/// gives the destinations for a primary and canary weight: primary first, then canary.
+fn with_session_affinity(
+    canary: &Canary,
+    routes: Routes,
+    mut weighted: Map<String, Value>,
+    split: impl Fn(i32, i32) -> Vec<Value>,
+) -> Vec<Map<String, Value>> {
+    let service_match = canary.spec.service.match_.as_deref();
+    let sticky = |cookie: &StickyCookie, primary: i32, canary_weight: i32| {
+        let matches = with_cookie_match(service_match, &cookie.regex);
+        http_route(canary, None, Some(&matches), split(primary, canary_weight))
+    };
+    match session_affinity(canary, routes) {
+        None => vec![weighted],
+        Some(Affinity::Pin {
+            canary: pin,
+            primary,
+        }) => {
+            set_destination_cookie(&mut weighted, 1, &pin.set_cookie);
+            let mut http = vec![sticky(&pin, 0, 100)];
+            if let Some(primary) = primary {
+                set_destination_cookie(&mut weighted, 0, &primary.set_cookie);
+                http.push(sticky(&primary, 100, 0));
+            }
+            http.push(weighted);
+            http
+        }
+        Some(Affinity::Expire(previous)) => {
+            let mut expiring = sticky(&previous, routes.primary_weight, 0);
+            add_set_cookie(&mut expiring, &previous.set_cookie);
+            vec![expiring, weighted]
+        }
+    }
+}
+
+/// Every service condition narrowed to requests carrying the cookie (just the cookie without
+/// any), keeping the condition's own header matches.
+fn with_cookie_match(service_match: Option<&[Value]>, regex: &str) -> Vec<Value> {
+    let conditions = match service_match {
+        Some(m) if !m.is_empty() => m.to_vec(),
+        _ => vec![json!({})],
+    };
+    conditions
+        .into_iter()
+        .map(|mut condition| {
+            if let Some(condition) = condition.as_object_mut() {
+                child(condition, "headers").insert("cookie".into(), json!({ "regex": regex }));
+            }
+            condition
+        })
+        .collect()
+}
+
+fn set_destination_cookie(route: &mut Map<String, Value>, index: usize, set_cookie: &str) {
+    if let Some(destination) = route
+        .get_mut("route")
+        .and_then(|r| r.get_mut(index))
+        .and_then(Value::as_object_mut)
+    {
+        add_set_cookie(destination, set_cookie);
+    }
+}
+
+/// Adds `Set-Cookie` to `headers.response.add` of a route or destination, keeping whatever
+/// header operations the user already set there.
+fn add_set_cookie(target: &mut Map<String, Value>, set_cookie: &str) {
+    let add = child(child(child(target, "headers"), "response"), "add");
+    add.insert("Set-Cookie".into(), json!(set_cookie));
+}
+
+/// `map[key]` as an object, created (or replacing a non-object) when needed.
+fn child<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+    let entry = map.entry(key).or_insert_with(|| json!({}));
+    if !entry.is_object() {
+        *entry = json!({});
+    }
+    entry.as_object_mut().expect("an object was just put here")
+}
+
 /// Flagger's A/B conditions: every analysis condition combined with every service condition,
 /// the analysis one's fields (headers, query, source labels) over the service one's (its URI),
 /// so the canary route never widens the requests the service routes.
@@ -198,8 +286,9 @@ pub fn read_routes(object: &DynamicObject) -> Option<Routes> {
             .and_then(Value::as_str)
             .map(str::to_string)
     };
-    // The canary's route: in A/B testing the matched one, the default route only has the primary.
-    let route = http.iter().find(|r| {
+    // The weighted route: the last one with the canary, after session affinity's cookie routes;
+    // in A/B testing the matched one, as the default route only has the primary.
+    let route = http.iter().rev().find(|r| {
         r.get("route")
             .and_then(Value::as_array)
             .is_some_and(|ds| ds.iter().any(|d| host_of(d).as_deref() == Some(&canary)))
@@ -224,7 +313,9 @@ pub fn read_routes(object: &DynamicObject) -> Option<Routes> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flagger_core::api::{CanaryAnalysis, CanaryService, CanarySpec, ObjectReference};
+    use flagger_core::api::{
+        CanaryAnalysis, CanaryService, CanarySpec, CanaryStatus, ObjectReference,
+    };
     use proptest::prelude::*;
 
     fn canary(service: CanaryService, analysis: CanaryAnalysis) -> Canary {
@@ -474,16 +565,210 @@ mod tests {
         assert_eq!(read_routes(&vs), None);
     }
 
+    const COOKIE: &str = "flagger-cookie=abcdefghij";
+    const PRIMARY_COOKIE: &str = "flagger-primary=klmnopqrst";
+
+    /// A Canary with session affinity whose status holds the given cookies.
+    fn sticky(
+        service: CanaryService,
+        analysis: CanaryAnalysis,
+        affinity: Value,
+        cookies: [Option<&str>; 3],
+    ) -> Canary {
+        let analysis = CanaryAnalysis {
+            session_affinity: Some(affinity),
+            ..analysis
+        };
+        let mut c = canary(service, analysis);
+        let [current, previous, primary] = cookies.map(|c| c.map(str::to_string));
+        c.status = Some(CanaryStatus {
+            session_affinity_cookie: current,
+            previous_session_affinity_cookie: previous,
+            primary_session_affinity_cookie: primary,
+            ..CanaryStatus::default()
+        });
+        c
+    }
+
+    fn http_of(c: &Canary, r: Routes) -> Value {
+        let objects = desired_objects(c, r);
+        assert_eq!(read_routes(objects.last().unwrap()), Some(r));
+        spec_of(&objects, "podinfo")["http"].clone()
+    }
+
+    fn split(primary: i32, canary: i32) -> Value {
+        json!([
+            { "destination": { "host": "podinfo-primary" }, "weight": primary },
+            { "destination": { "host": "podinfo-canary" }, "weight": canary }
+        ])
+    }
+
+    #[test]
+    fn session_affinity_pins_clients_holding_the_canary_cookie() {
+        let c = sticky(
+            CanaryService::default(),
+            CanaryAnalysis::default(),
+            json!({ "cookieName": "flagger-cookie" }),
+            // Without primaryCookieName a primary cookie is not routed on.
+            [Some(COOKIE), None, Some(PRIMARY_COOKIE)],
+        );
+        assert_eq!(
+            http_of(&c, routes(70, 30, false)),
+            json!([
+                { "match": [{ "headers": { "cookie": { "regex": ".*flagger-cookie.*abcdefghij.*" } } }],
+                  "route": split(0, 100) },
+                { "route": [
+                    { "destination": { "host": "podinfo-primary" }, "weight": 70 },
+                    { "destination": { "host": "podinfo-canary" }, "weight": 30,
+                      "headers": { "response": { "add": {
+                          "Set-Cookie": "flagger-cookie=abcdefghij; Max-Age=86400" } } } }
+                ]}
+            ])
+        );
+    }
+
+    #[test]
+    fn session_affinity_pins_primary_clients_for_an_interval() {
+        let service = CanaryService {
+            match_: Some(vec![
+                json!({ "uri": { "prefix": "/api" }, "headers": { "x-env": { "exact": "prod" } } }),
+            ]),
+            ..CanaryService::default()
+        };
+        let analysis = CanaryAnalysis {
+            interval: Some("30s".into()),
+            ..CanaryAnalysis::default()
+        };
+        let affinity = json!({ "cookieName": "flagger-cookie", "primaryCookieName": "flagger-primary", "maxAge": 600, "path": "/" });
+        let c = sticky(
+            service,
+            analysis,
+            affinity,
+            [Some(COOKIE), None, Some(PRIMARY_COOKIE)],
+        );
+        let sticky_match = |regex: &str| {
+            json!([{ "uri": { "prefix": "/api" },
+                     "headers": { "x-env": { "exact": "prod" }, "cookie": { "regex": regex } } }])
+        };
+        assert_eq!(
+            http_of(&c, routes(70, 30, false)),
+            json!([
+                { "match": sticky_match(".*flagger-cookie.*abcdefghij.*"), "route": split(0, 100) },
+                { "match": sticky_match(".*flagger-primary.*klmnopqrst.*"), "route": split(100, 0) },
+                { "match": [{ "uri": { "prefix": "/api" }, "headers": { "x-env": { "exact": "prod" } } }],
+                  "route": [
+                    { "destination": { "host": "podinfo-primary" }, "weight": 70,
+                      "headers": { "response": { "add": {
+                          "Set-Cookie": "flagger-primary=klmnopqrst; Max-Age=30; Path=/" } } } },
+                    { "destination": { "host": "podinfo-canary" }, "weight": 30,
+                      "headers": { "response": { "add": {
+                          "Set-Cookie": "flagger-cookie=abcdefghij; Max-Age=600; Path=/" } } } }
+                ]}
+            ])
+        );
+    }
+
+    #[test]
+    fn after_a_run_the_previous_cookie_is_expired_keeping_the_users_headers() {
+        let service = CanaryService {
+            headers: Some(json!({ "response": { "add": { "x-served-by": "flagger" } } })),
+            ..CanaryService::default()
+        };
+        let c = sticky(
+            service,
+            CanaryAnalysis::default(),
+            json!({ "cookieName": "flagger-cookie" }),
+            [None, Some(COOKIE), None],
+        );
+        assert_eq!(
+            http_of(&c, routes(100, 0, true)),
+            json!([
+                { "match": [{ "headers": { "cookie": { "regex": ".*flagger-cookie.*abcdefghij.*" } } }],
+                  "headers": { "response": { "add": {
+                      "x-served-by": "flagger", "Set-Cookie": "flagger-cookie=abcdefghij; Max-Age=-1" } } },
+                  "route": split(100, 0) },
+                { "headers": { "response": { "add": { "x-served-by": "flagger" } } },
+                  "route": split(100, 0),
+                  "mirror": { "host": "podinfo-canary" } }
+            ])
+        );
+    }
+
+    #[test]
+    fn without_canary_traffic_or_a_previous_cookie_only_the_weighted_route_is_left() {
+        let c = sticky(
+            CanaryService::default(),
+            CanaryAnalysis::default(),
+            json!({ "cookieName": "flagger-cookie" }),
+            [Some(COOKIE), None, Some(PRIMARY_COOKIE)],
+        );
+        assert_eq!(
+            http_of(&c, routes(100, 0, false)),
+            json!([{ "route": split(100, 0) }])
+        );
+    }
+
+    #[test]
+    fn ab_testing_overrides_session_affinity() {
+        let analysis = CanaryAnalysis {
+            match_: Some(vec![
+                json!({ "headers": { "x-canary": { "exact": "insider" } } }),
+            ]),
+            ..CanaryAnalysis::default()
+        };
+        let affinity =
+            json!({ "cookieName": "flagger-cookie", "primaryCookieName": "flagger-primary" });
+        let c = sticky(
+            CanaryService::default(),
+            analysis.clone(),
+            affinity,
+            [Some(COOKIE), Some(COOKIE), Some(PRIMARY_COOKIE)],
+        );
+        let plain = canary(CanaryService::default(), analysis);
+        for r in [routes(70, 30, false), routes(100, 0, false)] {
+            assert_eq!(http_of(&c, r), http_of(&plain, r));
+        }
+        assert_eq!(
+            http_of(&c, routes(70, 30, false)),
+            json!([
+                { "name": "canary", "match": [{ "headers": { "x-canary": { "exact": "insider" } } }],
+                  "route": split(70, 30) },
+                { "name": "primary",
+                  "route": [{ "destination": { "host": "podinfo-primary" }, "weight": 100 }] }
+            ])
+        );
+    }
+
+    #[test]
+    fn unparsable_session_affinity_is_ignored() {
+        let c = sticky(
+            CanaryService::default(),
+            CanaryAnalysis::default(),
+            json!({ "primaryCookieName": "flagger-primary" }),
+            [Some(COOKIE), None, None],
+        );
+        assert_eq!(
+            http_of(&c, routes(70, 30, false)),
+            json!([{ "route": split(70, 30) }])
+        );
+    }
+
     proptest! {
         #[test]
-        fn written_weights_read_back(canary_weight in 0i32..=100, mirrored: bool, ab: bool) {
+        fn written_weights_read_back(canary_weight in 0i32..=100, mirrored: bool, ab: bool, sticky_run: bool) {
             let analysis = CanaryAnalysis {
                 match_: ab.then(|| vec![json!({ "headers": { "x-canary": { "exact": "1" } } })]),
                 ..CanaryAnalysis::default()
             };
             let mirrored = mirrored && !ab;
             let wanted = routes(100 - canary_weight, canary_weight, mirrored);
-            let objects = desired_objects(&canary(CanaryService::default(), analysis), wanted);
+            let c = if sticky_run {
+                let affinity = json!({ "cookieName": "flagger-cookie", "primaryCookieName": "flagger-primary" });
+                sticky(CanaryService::default(), analysis, affinity, [Some(COOKIE), Some(COOKIE), Some(PRIMARY_COOKIE)])
+            } else {
+                canary(CanaryService::default(), analysis)
+            };
+            let objects = desired_objects(&c, wanted);
             // Through JSON, as the API server would return it.
             let vs: DynamicObject =
                 serde_json::from_value(serde_json::to_value(objects.last().unwrap()).unwrap()).unwrap();

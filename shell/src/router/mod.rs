@@ -7,6 +7,7 @@
 pub mod gatewayapi;
 pub mod istio;
 pub mod kubernetes;
+pub mod session_affinity;
 
 use flagger_core::Routes;
 use flagger_core::api::Canary;

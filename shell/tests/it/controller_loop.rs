@@ -188,3 +188,66 @@ async fn a_decision_that_never_settles_is_cut_off() {
         "nothing is executed without a decision"
     );
 }
+
+/// Which session-affinity cookie each command's executor saw in the Canary's status.
+#[derive(Default)]
+struct Seen(Mutex<Vec<(String, Option<String>)>>);
+
+impl Effects for Seen {
+    async fn answer(&self, _: &Canary, _: &Request) -> Answer {
+        Answer::Metric(MetricAnswer::Value(0.0))
+    }
+
+    async fn execute(&self, canary: &Canary, command: &Command) -> Result<(), String> {
+        let cookie = canary
+            .status
+            .as_ref()
+            .and_then(|s| s.session_affinity_cookie.clone());
+        let name = command.to_string();
+        self.0.lock().unwrap().push((name, cookie));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn routes_are_written_with_the_cookies_of_the_status_the_decision_writes() {
+    let mut c = canary();
+    c.status = Some(CanaryStatus {
+        session_affinity_cookie: Some("flagger-cookie=persisted".into()),
+        ..CanaryStatus::default()
+    });
+    let written = CanaryStatus {
+        session_affinity_cookie: Some("flagger-cookie=thisrun".into()),
+        ..CanaryStatus::default()
+    };
+    let decision = flagger_core::command::Decision {
+        commands: vec![
+            Command::ScaleTarget { replicas: 1 },
+            Command::SetRoutes {
+                primary_weight: 90,
+                canary_weight: 10,
+                mirrored: false,
+            },
+            Command::WriteStatus(written),
+        ],
+        wake_at: None,
+    };
+    let seen = Seen::default();
+    let (executed, failure) = flagger::controller::run::execute(&seen, &c, &decision).await;
+    assert_eq!((executed, failure), (3, None));
+    let cookies: Vec<Option<String>> = seen
+        .0
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    assert_eq!(
+        cookies,
+        [
+            Some("flagger-cookie=persisted".to_string()),
+            Some("flagger-cookie=thisrun".to_string()),
+            Some("flagger-cookie=persisted".to_string()),
+        ]
+    );
+}

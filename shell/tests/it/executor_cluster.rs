@@ -598,3 +598,117 @@ async fn unmanaged_metadata_written_by_another_tool_survives_reapplying() {
         .await
         .unwrap();
 }
+
+/// Session affinity's cookie routes (sticky canary and primary routes, then the expiry of the
+/// last run's cookie) pass the real CRDs' validation and the weighted route still reads back.
+#[tokio::test]
+#[ignore = "needs a cluster: tests/cluster/cluster.sh up, then KUBECONFIG"]
+async fn sticky_routes_pass_the_real_crds_validation() {
+    use flagger_core::api::CanaryService;
+    use serde_json::json;
+
+    let (client, ns) = setup().await;
+    let exec = Executor::new(client.clone());
+    let mut canary = crate::executor_support::canary();
+    canary.metadata.namespace = Some(ns.clone());
+    canary.metadata.uid = None;
+    canary.metadata.resource_version = None;
+    canary.spec.service = CanaryService {
+        port: 9898,
+        hosts: Some(vec!["app.example.com".into()]),
+        gateways: Some(vec!["istio-system/public".into()]),
+        gateway_refs: Some(vec![
+            json!({ "name": "public", "namespace": "istio-system" }),
+        ]),
+        match_: Some(vec![json!({ "uri": { "prefix": "/api" } })]),
+        headers: Some(json!({
+            "request": { "set": { "x-env": "prod" } },
+            "response": { "add": { "x-served-by": "flagger" }, "remove": ["x-debug"] }
+        })),
+        timeout: Some("30s".into()),
+        ..CanaryService::default()
+    };
+    if let Some(analysis) = canary.spec.analysis.as_mut() {
+        analysis.session_affinity = Some(json!({
+            "cookieName": "flagger-cookie",
+            "primaryCookieName": "flagger-primary",
+            "maxAge": 3600,
+            "path": "/",
+            "sameSite": "Lax",
+        }));
+    }
+    let canaries: Api<Canary> = Api::namespaced(client.clone(), &ns);
+    let mut canary = canaries
+        .create(&PostParams::default(), &canary)
+        .await
+        .unwrap();
+    assert!(
+        canary
+            .spec
+            .analysis()
+            .is_some_and(|a| a.session_affinity.is_some()),
+        "the Canary CRD keeps sessionAffinity"
+    );
+    let cookie = Some("flagger-cookie=abcdefghij".to_string());
+    let primary_cookie = Some("flagger-primary=klmnopqrst".to_string());
+    let runs = [
+        (
+            Routes {
+                primary_weight: 70,
+                canary_weight: 30,
+                mirrored: false,
+            },
+            CanaryStatus {
+                session_affinity_cookie: cookie.clone(),
+                primary_session_affinity_cookie: primary_cookie.clone(),
+                ..CanaryStatus::default()
+            },
+            3,
+        ),
+        (
+            Routes {
+                primary_weight: 100,
+                canary_weight: 0,
+                mirrored: false,
+            },
+            CanaryStatus {
+                previous_session_affinity_cookie: cookie,
+                primary_session_affinity_cookie: primary_cookie,
+                ..CanaryStatus::default()
+            },
+            2,
+        ),
+    ];
+    for (routes, status, route_count) in runs {
+        canary.status = Some(status);
+        for provider in ["istio", "gatewayapi:v1"] {
+            let ctx = context(&client, &ns, provider).await;
+            let command = Command::SetRoutes {
+                primary_weight: routes.primary_weight,
+                canary_weight: routes.canary_weight,
+                mirrored: routes.mirrored,
+            };
+            twice(&exec, &canary, &ctx, command).await;
+            let router = Router::for_provider(provider).unwrap();
+            let (resource, object_name) = router.routes_object(&canary).unwrap();
+            let object: DynamicObject = Api::namespaced_with(client.clone(), &ns, &resource)
+                .get(&object_name)
+                .await
+                .unwrap();
+            let list = if provider == "istio" { "http" } else { "rules" };
+            let written = object.data["spec"][list].as_array().map_or(0, Vec::len);
+            assert_eq!(written, route_count, "{provider} at {routes:?}");
+            assert_eq!(
+                router.read_routes(&object),
+                Some(routes),
+                "{provider} at {routes:?}"
+            );
+        }
+    }
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+}
