@@ -16,4 +16,5 @@ mod promotion;
 mod rejected;
 mod restart;
 mod rollback;
+mod session_affinity;
 mod sigkill;
