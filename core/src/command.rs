@@ -169,6 +169,9 @@ pub struct MetricQuery {
     pub target: String,
     pub service: String,
     pub provider: String,
+    /// `spec.ingressRef.name`; absent when the Canary names none (the target stands in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -31,6 +31,9 @@ pub enum Provider {
     GatewayApi,
     /// No mesh: Services only, so only blue/green is possible.
     Kubernetes,
+    /// The NGINX ingress controller: a `<ingressRef>-canary` clone of the user's Ingress whose
+    /// canary annotations carry the weight or the A/B match. It cannot mirror.
+    Nginx,
 }
 
 impl Provider {
@@ -41,6 +44,7 @@ impl Provider {
             "istio" => Some(Provider::Istio),
             "gatewayapi" | "gatewayapi:v1" | "gatewayapi:v1beta1" => Some(Provider::GatewayApi),
             "kubernetes" => Some(Provider::Kubernetes),
+            "nginx" => Some(Provider::Nginx),
             _ => None,
         }
     }
@@ -258,10 +262,18 @@ impl Policy {
             return err(
                 "spec.provider",
                 format!(
-                    "unsupported mesh provider {provider_name:?} (supported: istio, gatewayapi:v1, kubernetes)"
+                    "unsupported mesh provider {provider_name:?} (supported: istio, gatewayapi:v1, kubernetes, nginx)"
                 ),
             );
         };
+        if provider == Provider::Nginx
+            && spec.ingress_ref.as_ref().is_none_or(|r| r.name.is_empty())
+        {
+            return err(
+                "spec.ingressRef",
+                "the nginx provider needs the Ingress to clone (spec.ingressRef.name)",
+            );
+        }
         let progress_deadline = match spec.progress_deadline_seconds {
             None => SignedDuration::from_secs(600),
             Some(s) if s > 0 => SignedDuration::from_secs(i64::from(s)),
@@ -335,6 +347,27 @@ impl Policy {
             }
         }
 
+        // Flagger's nginx router ignores the mirror flag and always reads back "not mirrored":
+        // blue/green then runs without mirroring, but a canary repeats its mirror step forever
+        // without shifting traffic, so that one is refused.
+        if provider == Provider::Nginx {
+            match &mut strategy {
+                Strategy::Canary(steps) if steps.mirror => {
+                    return err(
+                        format!("{field}.mirror"),
+                        "traffic mirroring is not supported by the nginx provider",
+                    );
+                }
+                Strategy::BlueGreen { mirror, .. } if *mirror => {
+                    *mirror = false;
+                    provider_warnings.push(
+                        "Traffic mirroring is not supported when using the nginx provider".into(),
+                    );
+                }
+                _ => {}
+            }
+        }
+
         let session_affinity = match spec.analysis().and_then(|a| a.session_affinity.as_ref()) {
             None => None,
             Some(value) => Some(
@@ -346,6 +379,13 @@ impl Policy {
         let session_affinity = match session_affinity {
             Some(_) if provider == Provider::Kubernetes => {
                 provider_warnings.push(SESSION_AFFINITY_UNSUPPORTED.into());
+                None
+            }
+            // Flagger's ingress router ignores it silently; nginx's own sticky sessions are the
+            // user's Ingress annotations, which the canary Ingress copies.
+            Some(_) if provider == Provider::Nginx => {
+                provider_warnings
+                    .push("Session affinity is not supported when using the nginx provider".into());
                 None
             }
             other => other,

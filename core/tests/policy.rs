@@ -226,3 +226,76 @@ fn bad_values_are_errors_that_name_the_field() {
         "spec.targetRef.kind: \"DaemonSet\" is not supported (only Deployment)"
     );
 }
+
+#[test]
+fn nginx_routes_through_the_named_ingress() {
+    let p = policy(json!({
+        "provider": "nginx",
+        "targetRef": {"name": "podinfo"},
+        "ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"},
+        "service": {"port": 80},
+        "analysis": {"interval": "1m", "stepWeight": 10, "maxWeight": 50},
+    }))
+    .unwrap();
+    assert_eq!(p.provider, Provider::Nginx);
+    assert_eq!(p.provider_name, "nginx");
+    assert!(matches!(p.strategy, Strategy::Canary(_)));
+    let ab = policy(json!({
+        "provider": "nginx",
+        "targetRef": {"name": "podinfo"},
+        "ingressRef": {"name": "podinfo"},
+        "service": {"port": 80},
+        "analysis": {"iterations": 5, "match": [{"headers": {"x-canary": {"exact": "insider"}}}]},
+    }))
+    .unwrap();
+    assert_eq!(ab.strategy, Strategy::AbTesting { iterations: 5 });
+}
+
+#[test]
+fn nginx_without_an_ingress_ref_or_with_a_mirrored_canary_is_refused() {
+    for ingress_ref in [json!(null), json!({"name": ""})] {
+        let e = policy(json!({
+            "provider": "nginx",
+            "targetRef": {"name": "podinfo"},
+            "ingressRef": ingress_ref,
+            "service": {"port": 80},
+        }))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "spec.ingressRef: the nginx provider needs the Ingress to clone (spec.ingressRef.name)"
+        );
+    }
+    let e = policy(json!({
+        "provider": "nginx",
+        "targetRef": {"name": "podinfo"},
+        "ingressRef": {"name": "podinfo"},
+        "service": {"port": 80},
+        "analysis": {"stepWeight": 10, "mirror": true},
+    }))
+    .unwrap_err();
+    assert_eq!(
+        e,
+        "spec.analysis.mirror: traffic mirroring is not supported by the nginx provider"
+    );
+    // Blue/green runs as in Flagger, without the mirror it cannot set, and says so.
+    let p = policy(json!({
+        "provider": "nginx",
+        "targetRef": {"name": "podinfo"},
+        "ingressRef": {"name": "podinfo"},
+        "service": {"port": 80},
+        "analysis": {"iterations": 5, "mirror": true},
+    }))
+    .unwrap();
+    assert_eq!(
+        p.strategy,
+        Strategy::BlueGreen {
+            iterations: 5,
+            mirror: false
+        }
+    );
+    assert_eq!(
+        p.provider_warnings,
+        vec!["Traffic mirroring is not supported when using the nginx provider".to_string()]
+    );
+}

@@ -297,7 +297,7 @@ fn mesh_provider_value(s: &str) -> Result<String, String> {
     match Provider::parse(s) {
         Some(_) => Ok(s.to_string()),
         None => Err(format!(
-            "unsupported mesh provider {s:?} (supported: istio, gatewayapi, gatewayapi:v1, gatewayapi:v1beta1, kubernetes)"
+            "unsupported mesh provider {s:?} (supported: istio, gatewayapi, gatewayapi:v1, gatewayapi:v1beta1, kubernetes, nginx)"
         )),
     }
 }

@@ -22,6 +22,7 @@ pub const PROVIDERS: &[&str] = &[
     "gatewayapi:v1",
     "gatewayapi:v1beta1",
     "kubernetes",
+    "nginx",
 ];
 
 /// The analysis settings that make a strategy; Flagger's CRD requires exactly one combination.

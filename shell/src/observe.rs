@@ -105,8 +105,12 @@ pub fn tracked_configs(
 
 /// The weights a provider's routing object sends, `None` for providers without one or when the
 /// object is not shaped like ours.
-pub fn routes(provider: &str, object: &DynamicObject) -> Result<Option<Routes>, RouterError> {
-    Ok(Router::for_provider(provider)?.read_routes(object))
+pub fn routes(
+    provider: &str,
+    canary: &flagger_core::api::Canary,
+    object: &DynamicObject,
+) -> Result<Option<Routes>, RouterError> {
+    Ok(Router::for_provider(provider)?.read_routes(canary, object))
 }
 
 fn tracking_disabled(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
@@ -416,8 +420,9 @@ mod tests {
             canary_weight: 40,
             mirrored: false,
         };
-        assert_eq!(routes("istio", &vs).unwrap(), Some(expected));
-        assert_eq!(routes("kubernetes", &vs).unwrap(), None);
-        assert!(routes("linkerd", &vs).is_err());
+        let canary = flagger_core::api::Canary::new("podinfo", Default::default());
+        assert_eq!(routes("istio", &canary, &vs).unwrap(), Some(expected));
+        assert_eq!(routes("kubernetes", &canary, &vs).unwrap(), None);
+        assert!(routes("linkerd", &canary, &vs).is_err());
     }
 }

@@ -309,6 +309,13 @@ impl<'a> Tick<'a> {
                         .clone()
                         .unwrap_or_else(|| self.p.target.clone()),
                     provider: self.p.provider_name.clone(),
+                    ingress: self
+                        .snap
+                        .spec
+                        .ingress_ref
+                        .as_ref()
+                        .map(|r| r.name.clone())
+                        .filter(|n| !n.is_empty()),
                 })),
             }
         }

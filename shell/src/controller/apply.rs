@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use kube::ResourceExt;
 
 use super::context::KubeExecutor;
-use super::watch::{ClusterView, Stores};
+use super::watch::{ClusterView, RouteKind, RouteLookup, Stores};
 use crate::executor::{ExecContext, Executor, LabelSettings};
 
 pub struct CachedExecutor {
@@ -57,6 +57,12 @@ pub fn exec_context(
             .clone()
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| mesh_provider.to_string()),
+        ingress: crate::router::nginx::user_ingress_name(canary).and_then(|name| {
+            match view.route(RouteKind::Ingress, &ns, name) {
+                RouteLookup::Found(o) => Some((*o).clone()),
+                RouteLookup::Missing | RouteLookup::Unavailable => None,
+            }
+        }),
         labels: labels.clone(),
         tracked_configs,
         target,

@@ -308,9 +308,10 @@ fn build_controller(
         } else {
             Api::namespaced_with(client.clone(), ns, resource)
         };
+        let canaries = stores.canaries.clone();
         controller = controller.watches_stream_with(
             watch::reflected_dynamic(api, writer),
-            |o| watch::owning_canaries(&o),
+            move |o| watch::map_route(&canaries, &o),
             resource.clone(),
         );
     }

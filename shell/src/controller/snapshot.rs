@@ -75,7 +75,7 @@ pub fn build(
         config: config.clone(),
         target,
         primary,
-        routes: routes(view, &provider, &namespace, &apex),
+        routes: routes(view, canary, &provider, &namespace, &apex),
         services_present,
         answers,
     }
@@ -95,15 +95,26 @@ fn configs_of(
 
 /// The weights the provider's routing object sends now; `None` when it does not exist, cannot
 /// be read, or its CRD is not installed (the core then writes it).
-fn routes(view: &impl ClusterView, provider: &str, namespace: &str, apex: &str) -> Option<Routes> {
-    let kind = match Provider::parse(provider)? {
-        Provider::Istio => RouteKind::VirtualService,
-        Provider::GatewayApi => RouteKind::HttpRoute,
+fn routes(
+    view: &impl ClusterView,
+    canary: &Canary,
+    provider: &str,
+    namespace: &str,
+    apex: &str,
+) -> Option<Routes> {
+    let (kind, name) = match Provider::parse(provider)? {
+        Provider::Istio => (RouteKind::VirtualService, apex.to_string()),
+        Provider::GatewayApi => (RouteKind::HttpRoute, apex.to_string()),
+        Provider::Nginx => (
+            RouteKind::Ingress,
+            crate::router::nginx::canary_ingress_name(canary)?,
+        ),
         // The core derives the Kubernetes provider's routing from the status.
         Provider::Kubernetes => return None,
     };
+    let apex = name.as_str();
     match view.route(kind, namespace, apex) {
-        RouteLookup::Found(object) => match observe::routes(provider, &object) {
+        RouteLookup::Found(object) => match observe::routes(provider, canary, &object) {
             Ok(routes) => routes,
             Err(e) => {
                 tracing::warn!(%provider, namespace, name = apex, error = %e, "cannot read routes");

@@ -27,15 +27,22 @@ pub enum RouteKind {
     VirtualService,
     /// Gateway API `HTTPRoute`.
     HttpRoute,
+    /// `networking.k8s.io` `Ingress`: both the user's (nginx clones it) and the canary clone.
+    Ingress,
 }
 
 impl RouteKind {
-    pub const ALL: [RouteKind; 2] = [RouteKind::VirtualService, RouteKind::HttpRoute];
+    pub const ALL: [RouteKind; 3] = [
+        RouteKind::VirtualService,
+        RouteKind::HttpRoute,
+        RouteKind::Ingress,
+    ];
 
     pub fn group_and_kind(self) -> (&'static str, &'static str) {
         match self {
             RouteKind::VirtualService => ("networking.istio.io", "VirtualService"),
             RouteKind::HttpRoute => ("gateway.networking.k8s.io", "HTTPRoute"),
+            RouteKind::Ingress => ("networking.k8s.io", "Ingress"),
         }
     }
 }
@@ -226,6 +233,30 @@ pub fn owning_canaries(object: &impl Resource) -> Vec<ObjectRef<Canary>> {
         .filter(|o| o.kind == "Canary" && o.api_version.starts_with("flagger.app/"))
         .map(|o| ObjectRef::new(&o.name).within(&namespace))
         .collect()
+}
+
+/// A routing object: the Canary owning it, and for an Ingress the Canaries whose `ingressRef`
+/// names it, so an edit of the user's Ingress reaches the canary clone without waiting.
+pub fn map_route(canaries: &Store<Canary>, object: &DynamicObject) -> Vec<ObjectRef<Canary>> {
+    let mut out = owning_canaries(object);
+    let is_ingress = object.types.as_ref().is_some_and(|t| t.kind == "Ingress");
+    if is_ingress {
+        let ns = object.namespace().unwrap_or_default();
+        let name = object.name_any();
+        out.extend(
+            canaries
+                .state()
+                .iter()
+                .filter(|c| {
+                    c.namespace().as_deref() == Some(ns.as_str())
+                        && c.spec.ingress_ref.as_ref().is_some_and(|r| r.name == name)
+                })
+                .map(|c| ObjectRef::from_obj(c.as_ref())),
+        );
+    }
+    out.sort_by_key(|r| r.name.clone());
+    out.dedup();
+    out
 }
 
 /// Canaries in `namespace` whose target is the Deployment `name`.

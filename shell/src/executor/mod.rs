@@ -143,6 +143,8 @@ pub struct ExecContext {
     pub primary: Option<Deployment>,
     /// The autoscaler named by `spec.autoscalerRef`, when it exists.
     pub target_hpa: Option<HorizontalPodAutoscaler>,
+    /// The user's Ingress (`spec.ingressRef`), when it exists: nginx clones it.
+    pub ingress: Option<kube::core::DynamicObject>,
     /// The effective provider (`spec.provider` or `-mesh-provider`).
     pub provider: String,
     pub labels: LabelSettings,

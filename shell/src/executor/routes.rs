@@ -16,7 +16,7 @@ pub(super) async fn apply(
 ) -> Result<(), ExecError> {
     let router = Router::for_provider(&ctx.provider)?;
     let ns = namespace(canary)?;
-    for object in router.desired_objects(canary, routes) {
+    for object in router.desired_objects(canary, ctx.ingress.as_ref(), routes)? {
         let resource = resource_of(&object);
         let api: Api<DynamicObject> = Api::namespaced_with(exec.client.clone(), &ns, &resource);
         let name = object.metadata.name.clone().unwrap_or_default();

@@ -6,7 +6,9 @@
 //! Kubernetes have no mesh telemetry, so, like Flagger, they read the application's own
 //! `http_request_duration_seconds` histogram from the target's pods (podinfo-style metrics with
 //! `kubernetes_namespace`/`kubernetes_pod_name` labels). Any other provider name uses Istio's
-//! queries, which is Flagger's fallback too.
+//! queries, which is Flagger's fallback too. NGINX reads the ingress controller's own
+//! `nginx_ingress_controller_*` series of the canary Ingress (`canary!=""`), keyed by the
+//! `ingressRef` name, its latency already scaled to milliseconds by the query.
 //!
 //! The templates go through [`super::template::render`], so the namespace and target are escaped
 //! like any other value; the target is a regex matcher operand and therefore matched literally.
@@ -64,6 +66,37 @@ histogram_quantile(0.99,
     }[{{ interval }}])))
 "#;
 
+const NGINX_SUCCESS_RATE: &str = r#"
+sum(rate(nginx_ingress_controller_requests{
+        namespace="{{ namespace }}",
+        ingress="{{ ingress }}",
+        canary!="",
+        status!~"5.*"
+    }[{{ interval }}]))
+  / sum(rate(nginx_ingress_controller_requests{
+        namespace="{{ namespace }}",
+        ingress="{{ ingress }}",
+        canary!=""
+    }[{{ interval }}]))
+  * 100
+"#;
+
+// The average, not a percentile: the controller's histogram has no per-canary buckets in
+// Flagger's query either.
+const NGINX_DURATION: &str = r#"
+sum(rate(nginx_ingress_controller_response_duration_seconds_sum{
+        namespace="{{ namespace }}",
+        ingress="{{ ingress }}",
+        canary!=""
+    }[{{ interval }}]))
+  / sum(rate(nginx_ingress_controller_response_duration_seconds_count{
+        namespace="{{ namespace }}",
+        ingress="{{ ingress }}",
+        canary!=""
+    }[{{ interval }}]))
+  * 1000
+"#;
+
 /// Whether `provider` reads application metrics (seconds) rather than Istio's (milliseconds).
 fn uses_app_metrics(provider: &str) -> bool {
     provider == "kubernetes" || provider.starts_with("gatewayapi")
@@ -71,6 +104,12 @@ fn uses_app_metrics(provider: &str) -> bool {
 
 /// The query template of `which` for routing `provider`.
 pub fn query_template(provider: &str, which: Builtin) -> &'static str {
+    if provider == "nginx" {
+        return match which {
+            Builtin::SuccessRate => NGINX_SUCCESS_RATE,
+            Builtin::Duration => NGINX_DURATION,
+        };
+    }
     match (uses_app_metrics(provider), which) {
         (false, Builtin::SuccessRate) => ISTIO_SUCCESS_RATE,
         (false, Builtin::Duration) => ISTIO_DURATION,
@@ -131,6 +170,35 @@ mod tests {
             assert!(q.contains("histogram_quantile(0.99"), "{q}");
             assert!(q.contains("sum by (le)"), "{q}");
         }
+    }
+
+    #[test]
+    fn nginx_reads_the_canary_ingress_series_in_milliseconds() {
+        let model = TemplateModel {
+            ingress: "web".into(),
+            ..model()
+        };
+        let q = collapse_whitespace(
+            &render(query_template("nginx", Builtin::SuccessRate), &model).unwrap(),
+        );
+        assert_eq!(
+            q,
+            "sum(rate(nginx_ingress_controller_requests{ namespace=\"test\", ingress=\"web\", \
+             canary!=\"\", status!~\"5.*\" }[1m])) / \
+             sum(rate(nginx_ingress_controller_requests{ namespace=\"test\", ingress=\"web\", \
+             canary!=\"\" }[1m])) * 100"
+        );
+        let q = collapse_whitespace(
+            &render(query_template("nginx", Builtin::Duration), &model).unwrap(),
+        );
+        assert_eq!(
+            q,
+            "sum(rate(nginx_ingress_controller_response_duration_seconds_sum{ \
+             namespace=\"test\", ingress=\"web\", canary!=\"\" }[1m])) / \
+             sum(rate(nginx_ingress_controller_response_duration_seconds_count{ \
+             namespace=\"test\", ingress=\"web\", canary!=\"\" }[1m])) * 1000"
+        );
+        assert_eq!(duration_millis("nginx", 12.7), 12.0);
     }
 
     #[test]

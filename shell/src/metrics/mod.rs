@@ -196,8 +196,8 @@ fn model(
         namespace: q.namespace.clone(),
         target: q.target.clone(),
         service: q.service.clone(),
-        // The supported routers have no ingressRef/routeRef; Flagger then uses the target.
-        ingress: q.target.clone(),
+        // Without an ingressRef Flagger uses the target; no supported router has a routeRef.
+        ingress: q.ingress.clone().unwrap_or_else(|| q.target.clone()),
         route: q.target.clone(),
         interval: q.interval.clone(),
         variables,

@@ -7,6 +7,7 @@
 pub mod gatewayapi;
 pub mod istio;
 pub mod kubernetes;
+pub mod nginx;
 pub mod session_affinity;
 
 use flagger_core::Routes;
@@ -18,8 +19,14 @@ use serde_json::{Map, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
-    #[error("unsupported mesh provider {0:?} (supported: istio, gatewayapi:v1, kubernetes)")]
+    #[error("unsupported mesh provider {0:?} (supported: istio, gatewayapi:v1, kubernetes, nginx)")]
     UnsupportedProvider(String),
+    #[error("the nginx provider needs spec.ingressRef.name")]
+    NoIngressRef,
+    #[error("ingress {0} not found")]
+    IngressMissing(String),
+    #[error("backend {backend} not found in ingress {ingress}")]
+    BackendNotFound { backend: String, ingress: String },
 }
 
 /// One routing provider. Unknown names are an error, never a fallback: core validation refuses
@@ -32,6 +39,8 @@ pub enum Router {
     },
     /// No routing object: the apex Service alone decides (blue/green only).
     Kubernetes,
+    /// A canary clone of the user's Ingress, annotated for the NGINX ingress controller.
+    Nginx,
 }
 
 impl Router {
@@ -41,18 +50,26 @@ impl Router {
             "gatewayapi" | "gatewayapi:v1" => Ok(Router::GatewayApi { version: "v1" }),
             "gatewayapi:v1beta1" => Ok(Router::GatewayApi { version: "v1beta1" }),
             "kubernetes" => Ok(Router::Kubernetes),
+            "nginx" => Ok(Router::Nginx),
             other => Err(RouterError::UnsupportedProvider(other.to_string())),
         }
     }
 
     /// Every object this provider needs for `routes`, in the order they should be applied
-    /// (objects others refer to first).
-    pub fn desired_objects(&self, canary: &Canary, routes: Routes) -> Vec<DynamicObject> {
-        match self {
+    /// (objects others refer to first). `ingress` is the user's Ingress (`spec.ingressRef`),
+    /// which only nginx reads: its canary Ingress is a clone of it.
+    pub fn desired_objects(
+        &self,
+        canary: &Canary,
+        ingress: Option<&DynamicObject>,
+        routes: Routes,
+    ) -> Result<Vec<DynamicObject>, RouterError> {
+        Ok(match self {
             Router::Istio => istio::desired_objects(canary, routes),
             Router::GatewayApi { version } => gatewayapi::desired_objects(canary, version, routes),
             Router::Kubernetes => kubernetes::desired_objects(canary, routes),
-        }
+            Router::Nginx => nginx::desired_objects(canary, ingress, routes)?,
+        })
     }
 
     /// The kind and name of the object whose weights [`Router::read_routes`] reads.
@@ -64,16 +81,20 @@ impl Router {
                 Some((gatewayapi::http_route_resource(version), name))
             }
             Router::Kubernetes => None,
+            Router::Nginx => {
+                nginx::canary_ingress_name(canary).map(|n| (nginx::ingress_resource(), n))
+            }
         }
     }
 
     /// The split `object` (as named by [`Router::routes_object`]) sends; `None` when it has no
     /// route to the canary Service, e.g. when someone else rewrote it.
-    pub fn read_routes(&self, object: &DynamicObject) -> Option<Routes> {
+    pub fn read_routes(&self, canary: &Canary, object: &DynamicObject) -> Option<Routes> {
         match self {
             Router::Istio => istio::read_routes(object),
             Router::GatewayApi { .. } => gatewayapi::read_routes(object),
             Router::Kubernetes => None,
+            Router::Nginx => nginx::read_routes(canary, object),
         }
     }
 }

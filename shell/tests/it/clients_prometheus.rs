@@ -31,6 +31,7 @@ fn query(source: MetricSource, provider: &str) -> MetricQuery {
         target: "podinfo".into(),
         service: "podinfo".into(),
         provider: provider.into(),
+        ingress: None,
     }
 }
 

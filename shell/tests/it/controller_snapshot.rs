@@ -24,6 +24,7 @@ struct Cluster {
     services: BTreeMap<String, Arc<Service>>,
     config_maps: Option<Vec<ConfigMap>>,
     virtual_services: Option<BTreeMap<String, Arc<DynamicObject>>>,
+    ingresses: BTreeMap<String, Arc<DynamicObject>>,
 }
 
 impl ClusterView for Cluster {
@@ -50,6 +51,13 @@ impl ClusterView for Cluster {
         self.config_maps.as_ref().map(|_| Vec::new())
     }
     fn route(&self, kind: RouteKind, _: &str, name: &str) -> RouteLookup {
+        if kind == RouteKind::Ingress {
+            return self
+                .ingresses
+                .get(name)
+                .cloned()
+                .map_or(RouteLookup::Missing, RouteLookup::Found);
+        }
         assert_eq!(kind, RouteKind::VirtualService);
         match &self.virtual_services {
             None => RouteLookup::Unavailable,
@@ -228,6 +236,70 @@ fn routes_are_unknown_without_the_mesh_crd_and_derived_for_the_kubernetes_provid
     assert_eq!(
         snap.routes, None,
         "the kubernetes provider never reads mesh objects"
+    );
+}
+
+fn ingress(name: &str, annotations: serde_json::Value) -> Arc<DynamicObject> {
+    Arc::new(
+        serde_json::from_value(json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {"name": name, "namespace": "test", "annotations": annotations},
+            "spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "podinfo", "port": {"number": 9898}}}}]}}]}
+        }))
+        .unwrap(),
+    )
+}
+
+#[test]
+fn nginx_weights_come_from_the_canary_ingress_and_the_executor_gets_the_users() {
+    let mut cluster = full_cluster();
+    cluster
+        .ingresses
+        .insert("web".into(), ingress("web", json!({})));
+    let mut nginx_canary = istio_canary();
+    nginx_canary.spec.provider = Some("nginx".into());
+    nginx_canary.spec.ingress_ref = Some(flagger_core::api::ObjectReference {
+        name: "web".into(),
+        ..Default::default()
+    });
+    let build = |cluster: &Cluster| {
+        snapshot::build(
+            cluster,
+            &nginx_canary,
+            &OperatorConfig::default(),
+            now(),
+            Answers::default(),
+        )
+    };
+    assert_eq!(build(&cluster).routes, None, "no canary Ingress yet");
+    cluster.ingresses.insert(
+        "web-canary".into(),
+        ingress(
+            "web-canary",
+            json!({"nginx.ingress.kubernetes.io/canary": "true",
+                   "nginx.ingress.kubernetes.io/canary-weight": "40"}),
+        ),
+    );
+    assert_eq!(
+        build(&cluster).routes,
+        Some(Routes {
+            primary_weight: 60,
+            canary_weight: 40,
+            mirrored: false
+        })
+    );
+    let ctx = flagger::controller::apply::exec_context(
+        &cluster,
+        &nginx_canary,
+        &Default::default(),
+        "istio",
+    );
+    assert_eq!(ctx.provider, "nginx");
+    assert_eq!(
+        ctx.ingress.and_then(|i| i.metadata.name),
+        Some("web".to_string())
     );
 }
 

@@ -139,7 +139,7 @@ async fn commands_are_accepted_and_idempotent_on_a_real_api_server() {
         .await
         .unwrap();
     assert_eq!(
-        flagger::observe::routes("istio", &vs).unwrap(),
+        flagger::observe::routes("istio", &canary, &vs).unwrap(),
         Some(routes)
     );
 
@@ -164,7 +164,7 @@ async fn commands_are_accepted_and_idempotent_on_a_real_api_server() {
         .await
         .unwrap();
     assert_eq!(
-        flagger::observe::routes("gatewayapi:v1", &route).unwrap(),
+        flagger::observe::routes("gatewayapi:v1", &canary, &route).unwrap(),
         Some(Routes {
             primary_weight: 0,
             canary_weight: 100,
@@ -327,7 +327,7 @@ async fn routing_objects_pass_the_real_crds_validation() {
                 .await
                 .unwrap();
             assert_eq!(
-                router.read_routes(&object),
+                router.read_routes(&canary, &object),
                 Some(routes),
                 "{name} via {provider}"
             );
@@ -699,12 +699,158 @@ async fn sticky_routes_pass_the_real_crds_validation() {
             let written = object.data["spec"][list].as_array().map_or(0, Vec::len);
             assert_eq!(written, route_count, "{provider} at {routes:?}");
             assert_eq!(
-                router.read_routes(&object),
+                router.read_routes(&canary, &object),
                 Some(routes),
                 "{provider} at {routes:?}"
             );
         }
     }
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+/// nginx: the canary Ingress cloned from the user's is accepted, re-applying it changes nothing,
+/// and the A/B annotations server-side apply stops sending are gone from the stored object.
+#[tokio::test]
+#[ignore = "needs a cluster: tests/cluster/cluster.sh up, then KUBECONFIG"]
+async fn the_nginx_canary_ingress_is_accepted_and_idempotent() {
+    use k8s_openapi::api::networking::v1::Ingress;
+
+    let (client, ns) = setup().await;
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns);
+    let user: Ingress = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "podinfo",
+                     "annotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "1m"}},
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [{"host": "app.example.com", "http": {"paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "podinfo", "port": {"number": 9898}}}
+            }]}}]
+        }
+    }))
+    .unwrap();
+    let user_version = ingresses
+        .create(&PostParams::default(), &user)
+        .await
+        .unwrap()
+        .resource_version();
+
+    let mut canary = crate::executor_support::canary();
+    canary.metadata.namespace = Some(ns.clone());
+    canary.metadata.uid = None;
+    canary.metadata.resource_version = None;
+    canary.spec.provider = Some("nginx".into());
+    canary.spec.ingress_ref = Some(flagger_core::api::ObjectReference {
+        api_version: Some("networking.k8s.io/v1".into()),
+        kind: Some("Ingress".into()),
+        name: "podinfo".into(),
+        namespace: None,
+    });
+    let canaries: Api<Canary> = Api::namespaced(client.clone(), &ns);
+    let canary = canaries
+        .create(&PostParams::default(), &canary)
+        .await
+        .unwrap();
+
+    let exec = Executor::new(client.clone());
+    let mut ctx = context(&client, &ns, "nginx").await;
+    let (resource, _) = Router::Nginx.routes_object(&canary).unwrap();
+    let dynamic: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
+    ctx.ingress = Some(dynamic.get("podinfo").await.unwrap());
+    let set = |primary_weight, canary_weight| Command::SetRoutes {
+        primary_weight,
+        canary_weight,
+        mirrored: false,
+    };
+
+    exec.execute(&canary, &ctx, &set(70, 30)).await.unwrap();
+    let first = ingresses.get("podinfo-canary").await.unwrap();
+    exec.execute(&canary, &ctx, &set(70, 30)).await.unwrap();
+    let second = ingresses.get("podinfo-canary").await.unwrap();
+    assert_eq!(
+        first.resource_version(),
+        second.resource_version(),
+        "re-applying the same weights must not touch the canary Ingress"
+    );
+    let annotations = second.metadata.annotations.clone().unwrap();
+    let nginx = |suffix: &str| {
+        annotations
+            .get(&format!("nginx.ingress.kubernetes.io/{suffix}"))
+            .cloned()
+    };
+    assert_eq!(nginx("canary").as_deref(), Some("true"));
+    assert_eq!(nginx("canary-weight").as_deref(), Some("30"));
+    assert_eq!(nginx("proxy-body-size").as_deref(), Some("1m"));
+    let backend = second.spec.as_ref().unwrap().rules.as_ref().unwrap()[0]
+        .http
+        .as_ref()
+        .unwrap()
+        .paths[0]
+        .backend
+        .service
+        .clone()
+        .unwrap();
+    assert_eq!(backend.name, "podinfo-canary");
+    assert_eq!(second.owner_references()[0].uid, canary.uid().unwrap());
+    let object = dynamic.get("podinfo-canary").await.unwrap();
+    assert_eq!(
+        Router::Nginx.read_routes(&canary, &object),
+        Some(Routes {
+            primary_weight: 70,
+            canary_weight: 30,
+            mirrored: false
+        })
+    );
+    // A/B testing, then back to no traffic: the by-header annotations leave with the match.
+    let mut ab = canary.clone();
+    let analysis = ab.spec.analysis.as_mut().unwrap();
+    analysis.iterations = Some(10);
+    analysis.match_ = Some(vec![serde_json::json!({
+        "headers": {"x-canary": {"exact": "insider"}}
+    })]);
+    twice(&exec, &ab, &ctx, set(0, 100)).await;
+    let object = dynamic.get("podinfo-canary").await.unwrap();
+    let annotations = object.metadata.annotations.clone().unwrap();
+    assert_eq!(
+        annotations
+            .get("nginx.ingress.kubernetes.io/canary-by-header-value")
+            .map(String::as_str),
+        Some("insider")
+    );
+    assert_eq!(
+        Router::Nginx
+            .read_routes(&ab, &object)
+            .map(|r| r.canary_weight),
+        Some(100)
+    );
+    twice(&exec, &ab, &ctx, set(100, 0)).await;
+    let annotations = ingresses
+        .get("podinfo-canary")
+        .await
+        .unwrap()
+        .metadata
+        .annotations
+        .unwrap();
+    assert!(
+        !annotations.keys().any(|k| k.contains("canary-by-header")),
+        "{annotations:?}"
+    );
+    assert_eq!(
+        annotations
+            .get("nginx.ingress.kubernetes.io/canary-weight")
+            .map(String::as_str),
+        Some("0")
+    );
+    assert_eq!(
+        ingresses.get("podinfo").await.unwrap().resource_version(),
+        user_version,
+        "the user's Ingress is only read"
+    );
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces

@@ -70,7 +70,7 @@ async fn istio_applies_destination_rules_then_the_virtual_service() {
     // What was written reads back as what was asked.
     let object: DynamicObject = serde_json::from_value(vs.clone()).unwrap();
     assert_eq!(
-        Router::Istio.read_routes(&object),
+        Router::Istio.read_routes(&canary(), &object),
         Some(Routes {
             primary_weight: 70,
             canary_weight: 30,
@@ -144,7 +144,142 @@ async fn an_unknown_provider_is_an_error_without_requests() {
     let (result, requests) = set_routes("linkerd", 90, 10).await;
     assert_eq!(
         result.unwrap_err(),
-        "unsupported mesh provider \"linkerd\" (supported: istio, gatewayapi:v1, kubernetes)"
+        "unsupported mesh provider \"linkerd\" (supported: istio, gatewayapi:v1, kubernetes, nginx)"
     );
+    assert!(requests.is_empty());
+}
+
+fn nginx_canary(ab: bool) -> flagger_core::Canary {
+    let mut c = canary();
+    c.spec.ingress_ref = Some(flagger_core::api::ObjectReference {
+        api_version: Some("networking.k8s.io/v1".into()),
+        kind: Some("Ingress".into()),
+        name: "podinfo".into(),
+        namespace: None,
+    });
+    if ab {
+        let analysis = c.spec.analysis.as_mut().unwrap();
+        analysis.iterations = Some(10);
+        analysis.match_ = Some(vec![
+            json!({ "headers": { "x-canary": { "regex": "^insider$" } } }),
+        ]);
+    }
+    c
+}
+
+/// The user's Ingress as the watch cache holds it.
+fn user_ingress() -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {
+            "name": "podinfo", "namespace": "test",
+            "annotations": { "nginx.ingress.kubernetes.io/proxy-body-size": "1m" },
+        },
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [{ "host": "app.example.com", "http": { "paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": { "service": { "name": "podinfo", "port": { "number": 9898 } } },
+            }]}}],
+        },
+    }))
+    .unwrap()
+}
+
+async fn nginx_set_routes(
+    c: flagger_core::Canary,
+    ingress: Option<DynamicObject>,
+    primary: i32,
+    canary_weight: i32,
+) -> (Result<(), String>, Vec<Captured>) {
+    let mut ctx = context("nginx");
+    ctx.ingress = ingress;
+    run(echo(c.clone()), |exec| async move {
+        exec.execute(
+            &c,
+            &ctx,
+            &Command::SetRoutes {
+                primary_weight: primary,
+                canary_weight,
+                mirrored: false,
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn nginx_applies_the_canary_ingress_with_the_weight() {
+    let c = nginx_canary(false);
+    let (result, requests) = nginx_set_routes(c.clone(), Some(user_ingress()), 70, 30).await;
+    result.unwrap();
+    assert_eq!(requests.len(), 1);
+    requests[0].assert_apply("/apis/networking.k8s.io/v1/namespaces/test/ingresses/podinfo-canary");
+    let body = &requests[0].body;
+    assert_owned_by_canary(body);
+    assert_eq!(
+        body["metadata"]["annotations"],
+        json!({
+            "helm.toolkit.fluxcd.io/driftDetection": "disabled",
+            "kustomize.toolkit.fluxcd.io/reconcile": "disabled",
+            "nginx.ingress.kubernetes.io/proxy-body-size": "1m",
+            "nginx.ingress.kubernetes.io/canary": "true",
+            "nginx.ingress.kubernetes.io/canary-weight": "30",
+        })
+    );
+    assert_eq!(
+        body["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"],
+        json!({ "name": "podinfo-canary", "port": { "number": 9898 } })
+    );
+    let object: DynamicObject = serde_json::from_value(body.clone()).unwrap();
+    assert_eq!(
+        Router::Nginx.read_routes(&c, &object),
+        Some(Routes {
+            primary_weight: 70,
+            canary_weight: 30,
+            mirrored: false
+        })
+    );
+}
+
+#[tokio::test]
+async fn nginx_ab_testing_selects_the_canary_by_header_pattern() {
+    let c = nginx_canary(true);
+    let (result, requests) = nginx_set_routes(c.clone(), Some(user_ingress()), 0, 100).await;
+    result.unwrap();
+    assert_eq!(requests.len(), 1);
+    let annotations = &requests[0].body["metadata"]["annotations"];
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/canary-weight"],
+        "0"
+    );
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/canary-by-header"],
+        "x-canary"
+    );
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/canary-by-header-pattern"],
+        "^insider$"
+    );
+    assert!(
+        annotations
+            .get("nginx.ingress.kubernetes.io/canary-by-header-value")
+            .is_none()
+    );
+    let object: DynamicObject = serde_json::from_value(requests[0].body.clone()).unwrap();
+    assert_eq!(
+        Router::Nginx
+            .read_routes(&c, &object)
+            .map(|r| r.canary_weight),
+        Some(100)
+    );
+}
+
+#[tokio::test]
+async fn nginx_without_the_user_ingress_is_an_error_without_requests() {
+    let (result, requests) = nginx_set_routes(nginx_canary(false), None, 90, 10).await;
+    assert_eq!(result.unwrap_err(), "ingress podinfo not found");
     assert!(requests.is_empty());
 }

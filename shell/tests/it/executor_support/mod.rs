@@ -222,6 +222,7 @@ pub fn context(provider: &str) -> ExecContext {
         target: Some(target()),
         primary: None,
         target_hpa: None,
+        ingress: None,
         provider: provider.into(),
         labels: LabelSettings::default(),
         tracked_configs: BTreeMap::new(),
