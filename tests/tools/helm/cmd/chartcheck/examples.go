@@ -4,7 +4,7 @@
 // structural schema the API server enforces) and, like `kubectl apply`'s strict field
 // validation, an unknown field is an error rather than silently pruned. Built-in objects are
 // decoded strictly into their API types. References between the examples (targetRef,
-// autoscalerRef, templateRef, providerRef, scaleTargetRef) must resolve.
+// autoscalerRef, ingressRef, templateRef, providerRef, scaleTargetRef) must resolve.
 package main
 
 import (
@@ -16,6 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/kube-openapi/pkg/validation/spec"
 	"k8s.io/kube-openapi/pkg/validation/strfmt"
@@ -160,6 +161,8 @@ func (c *checker) validateExample(o exampleObject, schemas map[string]crdSchema)
 		err = yaml.UnmarshalStrict(o.raw, &appsv1.Deployment{})
 	case "autoscaling/v2 HorizontalPodAutoscaler":
 		err = yaml.UnmarshalStrict(o.raw, &autoscalingv2.HorizontalPodAutoscaler{})
+	case "networking.k8s.io/v1 Ingress":
+		err = yaml.UnmarshalStrict(o.raw, &networkingv1.Ingress{})
 	default:
 		c.fail("%s: %s is neither a Flagger kind nor a built-in kind the examples use", o, api)
 		return
@@ -251,6 +254,7 @@ func (c *checker) checkExampleRefs(objects []exampleObject) {
 			canaries++
 			ref(o, "spec.targetRef", "Deployment", lookup(o.tree, "spec.targetRef"))
 			ref(o, "spec.autoscalerRef", "HorizontalPodAutoscaler", lookup(o.tree, "spec.autoscalerRef"))
+			ref(o, "spec.ingressRef", "Ingress", lookup(o.tree, "spec.ingressRef"))
 			metrics, _ := lookup(o.tree, "spec.analysis.metrics").([]any)
 			for _, m := range metrics {
 				mm, _ := m.(map[string]any)

@@ -35,6 +35,14 @@ spec:
                     apiVersion: {type: string, nullable: true}
                     kind: {type: string, nullable: true}
                     name: {type: string}
+                ingressRef:
+                  type: object
+                  nullable: true
+                  required: [name]
+                  properties:
+                    apiVersion: {type: string, nullable: true}
+                    kind: {type: string, nullable: true}
+                    name: {type: string}
                 service:
                   type: object
                   properties:
@@ -140,6 +148,20 @@ metadata:
 spec:
   query: "sum(rate(x[{{ interval }}]))"
 ---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  namespace: test
+spec:
+  rules:
+    - http:
+        paths:
+          - path: /
+            pathType: Prefix
+            backend:
+              service: {name: app, port: {number: 80}}
+---
 apiVersion: flagger.app/v1beta1
 kind: Canary
 metadata:
@@ -150,6 +172,10 @@ spec:
     apiVersion: apps/v1
     kind: Deployment
     name: app
+  ingressRef:
+    apiVersion: networking.k8s.io/v1
+    kind: Ingress
+    name: web
   service:
     port: 80
     trafficPolicy:
@@ -191,6 +217,8 @@ func TestBrokenExamplesAreRejected(t *testing.T) {
 		{"unknown field in a list item", "- name: errors\n", "- name: errors\n        thresold: 1\n", "unknown field spec.analysis.metrics[0].thresold"},
 		{"missing target name", "    kind: Deployment\n    name: app\n", "    kind: Deployment\n", "spec.targetRef.name in body is required"},
 		{"dangling targetRef", "    kind: Deployment\n    name: app\n", "    kind: Deployment\n    name: other\n", "names Deployment test/other, which no example defines"},
+		{"dangling ingressRef", "    kind: Ingress\n    name: web\n", "    kind: Ingress\n    name: api\n", "names Ingress test/api, which no example defines"},
+		{"Ingress with a typo", "pathType: Prefix", "pathTyp: Prefix", "does not decode strictly"},
 		{"dangling templateRef", "templateRef: {name: errors}", "templateRef: {name: latency}", "names MetricTemplate test/latency"},
 		{"template in another namespace", "templateRef: {name: errors}", "templateRef: {name: errors, namespace: prod}", "names MetricTemplate prod/errors"},
 		{"no namespace", "  name: errors\n  namespace: test\n", "  name: errors\n", "set metadata.namespace"},
