@@ -302,16 +302,16 @@ fn build_controller(
             },
         );
     }
-    for (writer, (_, resource, _)) in w.routes.into_iter().zip(&stores.routes) {
+    for (writer, (kind, resource, _)) in w.routes.into_iter().zip(&stores.routes) {
         let api = if ns.is_empty() {
             Api::all_with(client.clone(), resource)
         } else {
             Api::namespaced_with(client.clone(), ns, resource)
         };
-        let canaries = stores.canaries.clone();
+        let (canaries, kind) = (stores.canaries.clone(), *kind);
         controller = controller.watches_stream_with(
             watch::reflected_dynamic(api, writer),
-            move |o| watch::map_route(&canaries, &o),
+            move |o| watch::map_route(&canaries, kind, &o),
             resource.clone(),
         );
     }

@@ -237,10 +237,14 @@ pub fn owning_canaries(object: &impl Resource) -> Vec<ObjectRef<Canary>> {
 
 /// A routing object: the Canary owning it, and for an Ingress the Canaries whose `ingressRef`
 /// names it, so an edit of the user's Ingress reaches the canary clone without waiting.
-pub fn map_route(canaries: &Store<Canary>, object: &DynamicObject) -> Vec<ObjectRef<Canary>> {
+/// The kind comes from the watch, not the object: list items of built-in kinds carry none.
+pub fn map_route(
+    canaries: &Store<Canary>,
+    kind: RouteKind,
+    object: &DynamicObject,
+) -> Vec<ObjectRef<Canary>> {
     let mut out = owning_canaries(object);
-    let is_ingress = object.types.as_ref().is_some_and(|t| t.kind == "Ingress");
-    if is_ingress {
+    if kind == RouteKind::Ingress {
         let ns = object.namespace().unwrap_or_default();
         let name = object.name_any();
         out.extend(
@@ -353,4 +357,52 @@ pub async fn discover_route_kind(
         Err(e) => return Err(e),
     };
     Ok(group.recommended_kind(kind_name).map(|(ar, _)| ar))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flagger_core::api::{CanarySpec, ObjectReference};
+    use kube::runtime::watcher::Event;
+
+    fn canary(name: &str, ingress: Option<&str>) -> Canary {
+        let mut c = Canary::new(
+            name,
+            CanarySpec {
+                ingress_ref: ingress.map(|n| ObjectReference {
+                    name: n.into(),
+                    ..ObjectReference::default()
+                }),
+                ..CanarySpec::default()
+            },
+        );
+        c.metadata.namespace = Some("test".into());
+        c
+    }
+
+    #[test]
+    fn an_ingress_concerns_the_canaries_naming_it_other_routes_only_their_owner() {
+        let mut writer = reflector::store::Writer::<Canary>::default();
+        for c in [
+            canary("web", Some("public")),
+            canary("api", Some("internal")),
+            canary("plain", None),
+        ] {
+            writer.apply_watcher_event(&Event::Apply(c));
+        }
+        let store = writer.as_reader();
+        // As listed: built-in kinds come without apiVersion and kind.
+        let mut object = DynamicObject::new("public", &crate::router::nginx::ingress_resource());
+        object.types = None;
+        object.metadata.namespace = Some("test".into());
+        let names =
+            |refs: Vec<ObjectRef<Canary>>| refs.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(
+            names(map_route(&store, RouteKind::Ingress, &object)),
+            ["web"]
+        );
+        assert!(map_route(&store, RouteKind::VirtualService, &object).is_empty());
+        object.metadata.namespace = Some("prod".into());
+        assert!(map_route(&store, RouteKind::Ingress, &object).is_empty());
+    }
 }
