@@ -56,8 +56,31 @@ pub fn builtin_metrics() -> Value {
     ])
 }
 
-fn canary_with(namespace: &str, name: &str, provider: &str, analysis: Value) -> Value {
+/// The user's Ingress for the `nginx` provider: `podinfo.example.com/` to the apex Service
+/// `name` on port 9898; the operator clones it into `<name>-canary`.
+pub fn ingress(namespace: &str, name: &str) -> Value {
     json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [{
+                "host": "podinfo.example.com",
+                "http": {"paths": [{
+                    "path": "/",
+                    "pathType": "Prefix",
+                    "backend": {"service": {"name": name, "port": {"number": 9898}}}
+                }]}
+            }]
+        }
+    })
+}
+
+/// With the `nginx` provider the Canary names the Ingress [`ingress`] creates (same name as the
+/// target).
+fn canary_with(namespace: &str, name: &str, provider: &str, analysis: Value) -> Value {
+    let mut canary = json!({
         "apiVersion": "flagger.app/v1beta1",
         "kind": "Canary",
         "metadata": {"name": name, "namespace": namespace},
@@ -68,7 +91,12 @@ fn canary_with(namespace: &str, name: &str, provider: &str, analysis: Value) -> 
             "service": {"port": 9898, "targetPort": 9898},
             "analysis": analysis
         }
-    })
+    });
+    if provider == "nginx" {
+        canary["spec"]["ingressRef"] =
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": name});
+    }
+    canary
 }
 
 /// Weighted canary: 20, 40, 60 % then promotion.
@@ -135,5 +163,17 @@ mod tests {
             d["spec"]["selector"]["matchLabels"],
             d["spec"]["template"]["metadata"]["labels"]
         );
+    }
+
+    #[test]
+    fn nginx_canaries_name_the_ingress_that_routes_to_the_apex_service() {
+        let c = weighted_canary("ns", "podinfo", "nginx");
+        assert_eq!(c["spec"]["ingressRef"]["kind"], "Ingress");
+        assert_eq!(c["spec"]["ingressRef"]["name"], "podinfo");
+        assert!(weighted_canary("ns", "podinfo", "istio")["spec"]["ingressRef"].is_null());
+        let i = ingress("ns", "podinfo");
+        let backend = &i["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"];
+        assert_eq!(backend["name"], "podinfo");
+        assert_eq!(backend["port"]["number"], c["spec"]["service"]["port"]);
     }
 }

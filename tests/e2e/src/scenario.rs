@@ -55,6 +55,7 @@ pub fn resource(api_version: &str, kind: &str) -> Result<ApiResource> {
         "MetricTemplate" => "metrictemplates",
         "VirtualService" => "virtualservices",
         "HTTPRoute" => "httproutes",
+        "Ingress" => "ingresses",
         "Service" => "services",
         "ConfigMap" => "configmaps",
         "Lease" => "leases",

@@ -150,6 +150,35 @@ pub fn http_route_weights(client: Client, namespace: &str, name: &str) -> Result
     )
 }
 
+/// The NGINX canary annotation carrying the canary's share of the traffic.
+pub const NGINX_CANARY_WEIGHT: &str = "nginx.ingress.kubernetes.io/canary-weight";
+
+/// Weights of the canary Ingress `<name>-canary` the `nginx` provider clones from the user's
+/// Ingress `name`: (100 - w, w) from its `canary-weight` annotation (absent: 0). Nothing is seen
+/// before the clone exists.
+pub fn canary_ingress_weights(
+    client: Client,
+    namespace: &str,
+    name: &str,
+) -> Result<History<Weights>> {
+    History::start(
+        client,
+        namespace,
+        "networking.k8s.io/v1",
+        "Ingress",
+        &format!("{name}-canary"),
+        ingress_weights,
+    )
+}
+
+fn ingress_weights(ingress: &Value) -> Option<Weights> {
+    let w = match ingress["metadata"]["annotations"][NGINX_CANARY_WEIGHT].as_str() {
+        Some(w) => w.parse::<i64>().ok()?,
+        None => 0,
+    };
+    Some((100 - w, w))
+}
+
 fn weights(
     dests: &[Value],
     service: &str,
@@ -187,6 +216,15 @@ mod tests {
             d["destination"]["host"].as_str()
         });
         assert_eq!(got, Some((60, 40)));
+    }
+
+    #[test]
+    fn ingress_weights_come_from_the_canary_weight_annotation() {
+        let i = json!({"metadata": {"annotations": {NGINX_CANARY_WEIGHT: "40"}}});
+        assert_eq!(ingress_weights(&i), Some((60, 40)));
+        assert_eq!(ingress_weights(&json!({"metadata": {}})), Some((100, 0)));
+        let bad = json!({"metadata": {"annotations": {NGINX_CANARY_WEIGHT: "x"}}});
+        assert_eq!(ingress_weights(&bad), None);
     }
 
     #[test]

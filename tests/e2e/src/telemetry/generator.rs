@@ -1,5 +1,7 @@
 //! The running generator: follows every Canary's routing object in the cluster, turns the
-//! current split into simulated requests, and serves `/metrics` plus the scenario controls.
+//! current split into simulated requests, and serves `/metrics` plus the scenario controls. With
+//! the `nginx` provider the split comes from the canary Ingress's `canary-weight` annotation and
+//! the requests are also counted as the ingress controller's.
 //!
 //! Endpoints (127.0.0.1 only):
 //! - `GET /metrics`: the counters, for Prometheus;
@@ -20,7 +22,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::{Client, ResourceExt};
 use serde_json::Value;
 
-use super::model::{Behaviour, Telemetry, WorkloadKey};
+use super::model::{Behaviour, IngressKey, Telemetry, WorkloadKey};
 use super::split::{self, Split};
 
 /// How often routing objects are read back.
@@ -36,6 +38,10 @@ pub struct CanaryTraffic {
     /// Which object the split was read from.
     pub source: &'static str,
     pub split: Split,
+    /// With the `nginx` provider: the controller's labels of the primary's and the canary's
+    /// flows, which the generator also exports as `nginx_ingress_controller_*` series.
+    #[serde(skip)]
+    pub nginx: Option<(IngressKey, IngressKey)>,
 }
 
 #[derive(Default)]
@@ -108,9 +114,34 @@ impl Generator {
                     )
                 })
                 .collect();
+            let ingress_flows: Vec<(IngressKey, WorkloadKey, f64)> = s
+                .traffic
+                .values()
+                .filter_map(|(ns, t)| t.nginx.clone().map(|n| (ns, t, n)))
+                .flat_map(|(ns, t, (primary, canary))| {
+                    [
+                        (primary, &t.primary, t.split.primary),
+                        (canary, &t.canary, t.split.canary),
+                    ]
+                    .map(|(ingress, w, share)| {
+                        (
+                            ingress,
+                            WorkloadKey {
+                                namespace: ns.clone(),
+                                workload: w.clone(),
+                            },
+                            share * self.rps * elapsed,
+                        )
+                    })
+                })
+                .collect();
             for (key, requests) in flows {
                 let behaviour = s.behaviours.get(&key).copied().unwrap_or_default();
                 s.telemetry.observe(&key, requests, behaviour);
+            }
+            for (ingress, workload, requests) in ingress_flows {
+                let behaviour = s.behaviours.get(&workload).copied().unwrap_or_default();
+                s.telemetry.observe_ingress(&ingress, requests, behaviour);
             }
         }
     }
@@ -161,6 +192,12 @@ impl Generator {
                 })
                 .collect();
             s.telemetry.retain(|k| live.contains(k));
+            let live_ingress: Vec<IngressKey> = traffic
+                .values()
+                .filter_map(|(_, t)| t.nginx.clone())
+                .flat_map(|(p, c)| [p, c])
+                .collect();
+            s.telemetry.retain_ingress(|k| live_ingress.contains(k));
             s.traffic = traffic;
         }
     }
@@ -194,10 +231,39 @@ async fn traffic_of(client: &Client, canary: &DynamicObject) -> Result<CanaryTra
         &ns,
         &resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
     );
+    let ingress_ref = spec["ingressRef"]["name"].as_str().unwrap_or_default();
+    let mut nginx = None;
     let (source, split) = if provider == "kubernetes" {
         (
             "canary status",
             split::for_kubernetes_provider(&canary.data["status"]),
+        )
+    } else if provider == "nginx" {
+        let ingresses: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            &ns,
+            &resource("networking.k8s.io", "v1", "Ingress", "ingresses"),
+        );
+        let clone = ingresses.get_opt(&format!("{ingress_ref}-canary")).await?;
+        let canary_service = format!("{service}-canary");
+        let port = spec["service"]["port"].as_i64().unwrap_or(80);
+        let key = |service: &str, canary: String| IngressKey {
+            namespace: ns.clone(),
+            ingress: ingress_ref.to_string(),
+            service: service.to_string(),
+            canary,
+        };
+        nginx = Some((
+            key(&service, String::new()),
+            key(&canary_service, format!("{ns}-{canary_service}-{port}")),
+        ));
+        (
+            "canary Ingress",
+            split::from_canary_ingress(
+                clone
+                    .map(|o| serde_json::to_value(&o).unwrap_or(Value::Null))
+                    .as_ref(),
+            ),
         )
     } else if let Some(o) = vs.get_opt(&service).await? {
         (
@@ -218,6 +284,7 @@ async fn traffic_of(client: &Client, canary: &DynamicObject) -> Result<CanaryTra
         canary: target,
         source,
         split,
+        nginx,
     })
 }
 

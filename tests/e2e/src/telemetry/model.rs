@@ -1,6 +1,7 @@
-//! The counters a mesh (Istio's `destination` reporter) and an instrumented application
-//! (podinfo's `http_request_duration_seconds`) would export for simulated requests, and their
-//! Prometheus text exposition.
+//! The counters a mesh (Istio's `destination` reporter), an instrumented application (podinfo's
+//! `http_request_duration_seconds`) and the NGINX ingress controller
+//! (`nginx_ingress_controller_requests`, `nginx_ingress_controller_response_duration_seconds`)
+//! would export for simulated requests, and their Prometheus text exposition.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -85,6 +86,28 @@ impl WorkloadKey {
     }
 }
 
+/// The NGINX ingress controller's labels for one flow of requests: the Ingress the built-in
+/// queries select (the Canary's `ingressRef`) and `canary`, empty for the traffic the main
+/// Ingress sends to the primary, the canary upstream (`<namespace>-<service>-<port>`) for the
+/// traffic the canary Ingress takes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IngressKey {
+    pub namespace: String,
+    pub ingress: String,
+    /// The backend Service of the flow.
+    pub service: String,
+    pub canary: String,
+}
+
+/// Cumulative counts the controller exports for one flow and one status.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct IngressSeries {
+    requests: f64,
+    latency_sum_s: f64,
+    /// Non-cumulative count per [`APP_BUCKETS_S`] index (the controller's default buckets).
+    buckets: Vec<f64>,
+}
+
 /// Cumulative counts for one workload and one response code.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Series {
@@ -107,6 +130,7 @@ fn bucket_index(bounds: &[f64], value: f64) -> usize {
 #[derive(Debug, Default)]
 pub struct Telemetry {
     series: BTreeMap<(WorkloadKey, u16), Series>,
+    ingress: BTreeMap<(IngressKey, u16), IngressSeries>,
 }
 
 impl Telemetry {
@@ -135,9 +159,37 @@ impl Telemetry {
         }
     }
 
+    /// Records `requests` requests the ingress controller proxied for `key`, answered as
+    /// `behaviour` says; like [`Telemetry::observe`] the series exist from the first call.
+    pub fn observe_ingress(&mut self, key: &IngressKey, requests: f64, behaviour: Behaviour) {
+        let requests = requests.max(0.0);
+        let errors = requests * behaviour.error_rate;
+        let seconds = behaviour.latency_ms / 1000.0;
+        for (code, n) in [(200u16, requests - errors), (500u16, errors)] {
+            let s = self
+                .ingress
+                .entry((key.clone(), code))
+                .or_insert_with(|| IngressSeries {
+                    buckets: vec![0.0; APP_BUCKETS_S.len() + 1],
+                    ..IngressSeries::default()
+                });
+            if n <= 0.0 {
+                continue;
+            }
+            s.requests += n;
+            s.latency_sum_s += n * seconds;
+            s.buckets[bucket_index(APP_BUCKETS_S, seconds)] += n;
+        }
+    }
+
     /// Drops the series of workloads no longer under test (their Canary is gone).
     pub fn retain(&mut self, keep: impl Fn(&WorkloadKey) -> bool) {
         self.series.retain(|(k, _), _| keep(k));
+    }
+
+    /// Drops the ingress controller's series of flows no longer routed.
+    pub fn retain_ingress(&mut self, keep: impl Fn(&IngressKey) -> bool) {
+        self.ingress.retain(|(k, _), _| keep(k));
     }
 
     /// The Prometheus text exposition format (version 0.0.4).
@@ -191,6 +243,36 @@ impl Telemetry {
                 APP_BUCKETS_S,
                 &s.app_buckets,
                 s.latency_sum_ms / 1000.0,
+            );
+        }
+        let nginx = |k: &IngressKey, code: u16| {
+            format!(
+                "controller_class=\"k8s.io/ingress-nginx\",namespace=\"{}\",ingress=\"{}\",service=\"{}\",canary=\"{}\",method=\"GET\",path=\"/\",status=\"{code}\"",
+                k.namespace, k.ingress, k.service, k.canary
+            )
+        };
+        out.push_str(
+            "# HELP nginx_ingress_controller_requests The total number of client requests\n",
+        );
+        out.push_str("# TYPE nginx_ingress_controller_requests counter\n");
+        for ((k, code), s) in &self.ingress {
+            let _ = writeln!(
+                out,
+                "nginx_ingress_controller_requests{{{}}} {}",
+                nginx(k, *code),
+                num(s.requests)
+            );
+        }
+        out.push_str("# HELP nginx_ingress_controller_response_duration_seconds The time spent on receiving the response from the upstream server\n");
+        out.push_str("# TYPE nginx_ingress_controller_response_duration_seconds histogram\n");
+        for ((k, code), s) in &self.ingress {
+            histogram(
+                &mut out,
+                "nginx_ingress_controller_response_duration_seconds",
+                &nginx(k, *code),
+                APP_BUCKETS_S,
+                &s.buckets,
+                s.latency_sum_s,
             );
         }
         out
@@ -307,6 +389,68 @@ mod tests {
             .is_err()
         );
         assert!(Behaviour::default().validate().is_ok());
+    }
+
+    #[test]
+    fn ingress_series_carry_the_canary_label_status_and_seconds() {
+        let mut t = Telemetry::default();
+        let canary = IngressKey {
+            namespace: "test".into(),
+            ingress: "podinfo".into(),
+            service: "podinfo-canary".into(),
+            canary: "test-podinfo-canary-9898".into(),
+        };
+        let primary = IngressKey {
+            service: "podinfo".into(),
+            canary: String::new(),
+            ..canary.clone()
+        };
+        t.observe_ingress(
+            &canary,
+            10.0,
+            Behaviour {
+                error_rate: 0.5,
+                latency_ms: 800.0,
+            },
+        );
+        t.observe_ingress(&primary, 4.0, Behaviour::default());
+        let text = t.render();
+        let labels = |service: &str, canary: &str, status: &str| {
+            format!(
+                "controller_class=\"k8s.io/ingress-nginx\",namespace=\"test\",ingress=\"podinfo\",service=\"{service}\",canary=\"{canary}\",method=\"GET\",path=\"/\",status=\"{status}\""
+            )
+        };
+        let c500 = labels("podinfo-canary", "test-podinfo-canary-9898", "500");
+        assert!(
+            text.contains(&format!("nginx_ingress_controller_requests{{{c500}}} 5\n")),
+            "{text}"
+        );
+        // 5 requests of 0.8 s each.
+        assert!(
+            text.contains(&format!(
+                "nginx_ingress_controller_response_duration_seconds_sum{{{c500}}} 4\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "nginx_ingress_controller_response_duration_seconds_bucket{{{c500},le=\"0.5\"}} 0\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "nginx_ingress_controller_response_duration_seconds_count{{{c500}}} 5\n"
+            )),
+            "{text}"
+        );
+        let p200 = labels("podinfo", "", "200");
+        assert!(
+            text.contains(&format!("nginx_ingress_controller_requests{{{p200}}} 4\n")),
+            "{text}"
+        );
+        t.retain_ingress(|k| k.canary.is_empty());
+        assert!(!t.render().contains("test-podinfo-canary-9898"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! How simulated traffic divides between a canary's primary and canary workloads, read from the
-//! routing object the operator wrote (Istio VirtualService, Gateway API HTTPRoute) or, for the
-//! `kubernetes` provider, which has no routing object, from the Canary's status.
+//! routing object the operator wrote (Istio VirtualService, Gateway API HTTPRoute, the `nginx`
+//! provider's canary Ingress) or, for the `kubernetes` provider, which has no routing object,
+//! from the Canary's status.
 
 use serde_json::Value;
 
@@ -155,6 +156,43 @@ pub fn from_http_route(route: &Value, service: &str) -> Split {
     combine(routes, service)
 }
 
+/// The NGINX controller's canary annotations on the `<ingress>-canary` clone.
+const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
+
+/// The split of the `nginx` provider's canary Ingress: its `canary-weight` annotation is the
+/// canary's percentage; with a `canary-by-header`/`canary-by-cookie` annotation (A/B testing) the
+/// matched users ([`MATCHED_SHARE`]) go to the canary and the weight applies to the rest. No
+/// clone (`None`), or one without the `canary: "true"` annotation, sends everything to the
+/// primary.
+pub fn from_canary_ingress(ingress: Option<&Value>) -> Split {
+    let Some(annotations) = ingress.and_then(|i| i["metadata"]["annotations"].as_object()) else {
+        return Split::ALL_PRIMARY;
+    };
+    let get = |k: &str| {
+        annotations
+            .get(&format!("{NGINX_PREFIX}{k}"))
+            .and_then(Value::as_str)
+    };
+    if get("canary") != Some("true") {
+        return Split::ALL_PRIMARY;
+    }
+    let weight = get("canary-weight")
+        .and_then(|w| w.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        .clamp(0.0, 100.0)
+        / 100.0;
+    let matched = if get("canary-by-header").is_some() || get("canary-by-cookie").is_some() {
+        MATCHED_SHARE
+    } else {
+        0.0
+    };
+    let canary = matched + (1.0 - matched) * weight;
+    Split {
+        primary: 1.0 - canary,
+        canary,
+    }
+}
+
 /// The `kubernetes` provider routes nothing: production traffic stays on the primary Service and
 /// a load tester calls the canary Service once the analysis iterations began.
 pub fn for_kubernetes_provider(canary_status: &Value) -> Split {
@@ -227,6 +265,32 @@ mod tests {
             from_virtual_service(&json!({}), "podinfo"),
             Split::default()
         );
+    }
+
+    #[test]
+    fn canary_ingress_weight_divides_the_traffic() {
+        let i = json!({"metadata": {"annotations": {
+            "nginx.ingress.kubernetes.io/canary": "true",
+            "nginx.ingress.kubernetes.io/canary-weight": "40"
+        }}});
+        let s = from_canary_ingress(Some(&i));
+        assert!(
+            (s.primary - 0.6).abs() < 1e-9 && (s.canary - 0.4).abs() < 1e-9,
+            "{s:?}"
+        );
+        assert_eq!(from_canary_ingress(None), Split::ALL_PRIMARY);
+        let zero = json!({"metadata": {"annotations": {
+            "nginx.ingress.kubernetes.io/canary": "true",
+            "nginx.ingress.kubernetes.io/canary-weight": "0"
+        }}});
+        assert_eq!(from_canary_ingress(Some(&zero)), Split::ALL_PRIMARY);
+        let ab = json!({"metadata": {"annotations": {
+            "nginx.ingress.kubernetes.io/canary": "true",
+            "nginx.ingress.kubernetes.io/canary-weight": "0",
+            "nginx.ingress.kubernetes.io/canary-by-header": "x-canary"
+        }}});
+        let s = from_canary_ingress(Some(&ab));
+        assert!((s.canary - MATCHED_SHARE).abs() < 1e-9, "{s:?}");
     }
 
     #[test]

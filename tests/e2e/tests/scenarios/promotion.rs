@@ -1,5 +1,7 @@
 //! A healthy new revision is promoted: traffic moves 20, 40, 60 % to the canary, the primary
 //! takes the new template, all traffic returns to the primary and the canary scales to zero.
+//! Istio (VirtualService), Gateway API (HTTPRoute) and NGINX (the canary Ingress's
+//! `canary-weight` annotation, with the controller's `nginx_ingress_controller_*` series).
 
 use flagger_core::api::Phase;
 use flagger_e2e::Result;
@@ -29,6 +31,9 @@ async fn weighted_promotion(
         canary["spec"]["service"]["gatewayRefs"] =
             json!([{"name": "public-gateway", "namespace": "gateway-system"}]);
         canary["spec"]["service"]["hosts"] = json!(["podinfo.example.com"]);
+    }
+    if provider == "nginx" {
+        s.apply(&fixtures::ingress(&ns, "podinfo")).await?;
     }
     s.apply(&canary).await?;
     initialized(&s, "podinfo").await?;
@@ -148,4 +153,10 @@ async fn gatewayapi_promotion() -> Result<()> {
         watch::http_route_weights,
     )
     .await
+}
+
+#[tokio::test]
+#[ignore = "needs the processes of tests/e2e/run.sh"]
+async fn nginx_promotion() -> Result<()> {
+    weighted_promotion("nginx_promotion", "nginx", watch::canary_ingress_weights).await
 }
