@@ -218,6 +218,29 @@ impl Scenario {
         Ok(())
     }
 
+    /// The value of the instant query `promql` on the suite's Prometheus (the one the operator
+    /// reads); `None` when the result is empty.
+    pub async fn prometheus_value(&self, promql: &str) -> Result<Option<f64>> {
+        let url = format!("{}/api/v1/query", self.env.prometheus);
+        let r: serde_json::Value = self
+            .http
+            .get(&url)
+            .query(&[("query", promql)])
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let Some(first) = r["data"]["result"].as_array().and_then(|a| a.first()) else {
+            return Ok(None);
+        };
+        let v = first["value"][1]
+            .as_str()
+            .ok_or_else(|| format!("{promql}: unexpected answer {r}"))?;
+        Ok(Some(v.parse()?))
+    }
+
     pub async fn canary(&self, name: &str) -> Result<Canary> {
         Ok(Api::<Canary>::namespaced(self.client.clone(), &self.ns)
             .get(name)

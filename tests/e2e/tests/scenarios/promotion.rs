@@ -112,6 +112,20 @@ async fn weighted_promotion(
             .all(|e| e.reason == "Synced" && e.reporting_controller == "flagger")
     );
 
+    if provider == "nginx" {
+        // The checks read the controller's series of the canary Ingress from the real
+        // Prometheus: the canary's share was scraped under `canary!=""`, none of it a 5xx.
+        let canary_requests = format!(
+            r#"sum(nginx_ingress_controller_requests{{namespace="{ns}",ingress="podinfo",canary="{ns}-podinfo-canary-9898"}})"#
+        );
+        let seen = s.prometheus_value(&canary_requests).await?;
+        assert!(seen.is_some_and(|n| n > 0.0), "{canary_requests}: {seen:?}");
+        let errors = format!(
+            r#"sum(nginx_ingress_controller_requests{{namespace="{ns}",ingress="podinfo",canary!="",status=~"5.."}})"#
+        );
+        assert_eq!(s.prometheus_value(&errors).await?, Some(0.0), "{errors}");
+    }
+
     let metrics = op.metrics().await?;
     let canary_labels = [("name", "podinfo"), ("namespace", ns.as_str())];
     assert_eq!(
