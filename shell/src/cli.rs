@@ -63,6 +63,11 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
 
+    /// Address `-port` listens on: every interface, as Flagger, so Prometheus can scrape the
+    /// pod; `127.0.0.1` keeps a local run off the network.
+    #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
+    pub listen_address: std::net::IpAddr,
+
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
           default_value = "false", default_missing_value = "true", value_name = "BOOL")]
     pub enable_leader_election: bool,

@@ -176,7 +176,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
 
     let metrics = state.metrics.clone();
     let app = server::router(Arc::new(move || metrics.encode()), state.readiness.clone());
-    let addr = SocketAddr::from(([0, 0, 0, 0], args.port));
+    let addr = SocketAddr::new(args.listen_address, args.port);
     let (bound, server_task) = server::serve(addr, app, on_shutdown(&stop))
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;

@@ -55,6 +55,7 @@ fn defaults_match_flagger() {
     assert_eq!(a.namespace, "");
     assert_eq!(a.log_level, LogLevel::Info);
     assert_eq!(a.port, 8080);
+    assert_eq!(a.listen_address.to_string(), "0.0.0.0");
     assert!(!a.enable_leader_election);
     assert_eq!(a.leader_election_namespace, "kube-system");
     assert_eq!(
@@ -87,6 +88,7 @@ fn go_style_and_gnu_style_parse_the_same() {
         "kubernetes",
         "-log-level=debug",
         "-port=9999",
+        "-listen-address=127.0.0.1",
         "-namespace",
         "apps",
         "-enable-leader-election",
@@ -107,6 +109,7 @@ fn go_style_and_gnu_style_parse_the_same() {
         "kubernetes",
         "--log-level=debug",
         "--port=9999",
+        "--listen-address=127.0.0.1",
         "--namespace",
         "apps",
         "--enable-leader-election",
@@ -126,6 +129,7 @@ fn go_style_and_gnu_style_parse_the_same() {
     assert_eq!(go.mesh_provider, "kubernetes");
     assert_eq!(go.log_level, LogLevel::Debug);
     assert_eq!(go.port, 9999);
+    assert_eq!(go.listen_address.to_string(), "127.0.0.1");
     assert_eq!(go.namespace, "apps");
     assert!(go.enable_leader_election);
     assert!(!go.enable_config_tracking);
@@ -240,6 +244,7 @@ fn bad_values_are_rejected_with_a_one_line_cause() {
         (&["-log-level=trace"], "trace"),
         (&["-port=http"], "invalid digit"),
         (&["-port=70000"], "70000"),
+        (&["-listen-address=localhost"], "invalid IP address"),
         (&["-metrics-server=not a url"], "not a valid URL"),
         (&["-metrics-server=ftp://prom"], "unsupported URL scheme"),
         (&["-slack-url=::"], "not a valid URL"),

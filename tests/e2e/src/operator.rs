@@ -74,6 +74,8 @@ impl Operator {
             ),
             format!("-mesh-provider={}", opts.mesh_provider),
             format!("-port={port}"),
+            // The suite talks to nothing but loopback, and listens on nothing else either.
+            "-listen-address=127.0.0.1".into(),
             "-min-analysis-interval=1s".into(),
             "-control-loop-interval=2s".into(),
             format!("-record-traces={}", traces.display()),

@@ -39,8 +39,12 @@ async fn istio_ab_testing() -> Result<()> {
         .await?;
     let mut op = s.operator(&OperatorOpts::new("flagger-0", "istio")).await?;
     let status = watch::canary_status(s.client.clone(), &ns, "podinfo")?;
-    s.apply(&fixtures::ab_canary(&ns, "podinfo", "istio", 3))
-        .await?;
+    let mut canary = fixtures::ab_canary(&ns, "podinfo", "istio", 3);
+    // The canary's first series appear only once the matched route sends it traffic, one
+    // interval before the first check; `rate()` needs two 1 s scrapes of them by then, which
+    // 3 s left too tight on a loaded machine (an occasional "no values found").
+    canary["spec"]["analysis"]["interval"] = "5s".into();
+    s.apply(&canary).await?;
     initialized(&s, "podinfo").await?;
 
     s.set_image("podinfo", IMAGE_V2).await?;
