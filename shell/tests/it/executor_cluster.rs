@@ -51,27 +51,73 @@ async fn twice(exec: &Executor, canary: &Canary, ctx: &ExecContext, command: Com
         .unwrap_or_else(|e| panic!("{command} (again): {e}"));
 }
 
+/// The support target Deployment, created in `ns`.
+async fn create_target(client: &Client, ns: &str) {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let mut target = crate::executor_support::target();
+    target.metadata.namespace = Some(ns.to_string());
+    deployments
+        .create(&PostParams::default(), &target)
+        .await
+        .unwrap();
+}
+
+/// The support Canary, changed by `edit`, created in `ns` as the API server stores it.
+async fn create_canary(client: &Client, ns: &str, edit: impl FnOnce(&mut Canary)) -> Canary {
+    let mut canary = crate::executor_support::canary();
+    canary.metadata.namespace = Some(ns.to_string());
+    canary.metadata.uid = None;
+    canary.metadata.resource_version = None;
+    edit(&mut canary);
+    let canaries: Api<Canary> = Api::namespaced(client.clone(), ns);
+    canaries
+        .create(&PostParams::default(), &canary)
+        .await
+        .unwrap()
+}
+
+/// SetRoutes for `routes` through `provider`, twice; returns the routing object as stored.
+async fn set_routes_twice(
+    exec: &Executor,
+    client: &Client,
+    ns: &str,
+    canary: &Canary,
+    provider: &str,
+    routes: Routes,
+) -> (Router, DynamicObject) {
+    let ctx = context(client, ns, provider).await;
+    let command = Command::SetRoutes {
+        primary_weight: routes.primary_weight,
+        canary_weight: routes.canary_weight,
+        mirrored: routes.mirrored,
+    };
+    twice(exec, canary, &ctx, command).await;
+    let router = Router::for_provider(provider).unwrap();
+    let (resource, object_name) = router.routes_object(canary).unwrap();
+    let object: DynamicObject = Api::namespaced_with(client.clone(), ns, &resource)
+        .get(&object_name)
+        .await
+        .unwrap();
+    (router, object)
+}
+
+async fn delete_namespace(client: &Client, ns: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .delete(ns, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 #[ignore = "needs a cluster: tests/cluster/cluster.sh up, then KUBECONFIG"]
 async fn commands_are_accepted_and_idempotent_on_a_real_api_server() {
     let (client, ns) = setup().await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let mut target = crate::executor_support::target();
-    target.metadata.namespace = Some(ns.clone());
-    deployments
-        .create(&PostParams::default(), &target)
-        .await
-        .unwrap();
+    create_target(&client, &ns).await;
 
     let canaries: Api<Canary> = Api::namespaced(client.clone(), &ns);
-    let mut canary = crate::executor_support::canary();
-    canary.metadata.namespace = Some(ns.clone());
-    canary.metadata.uid = None;
-    canary.metadata.resource_version = None;
-    let canary = canaries
-        .create(&PostParams::default(), &canary)
-        .await
-        .unwrap();
+    let canary = create_canary(&client, &ns, |_| {}).await;
     let exec = Executor::new(client.clone());
 
     let ctx = context(&client, &ns, "istio").await;
@@ -221,11 +267,7 @@ async fn commands_are_accepted_and_idempotent_on_a_real_api_server() {
             .is_empty()
     );
 
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .delete(&ns, &DeleteParams::default())
-        .await
-        .unwrap();
+    delete_namespace(&client, &ns).await;
 }
 
 /// Canaries using every routing setting the routers translate: the real CRDs' schemas and CEL
@@ -297,35 +339,18 @@ async fn routing_objects_pass_the_real_crds_validation() {
             },
         ),
     ] {
-        let mut canary = crate::executor_support::canary();
-        canary.metadata.name = Some(name.into());
-        canary.metadata.namespace = Some(ns.clone());
-        canary.metadata.uid = None;
-        canary.metadata.resource_version = None;
-        canary.spec.service = CanaryService {
-            name: Some(name.into()),
-            ..service.clone()
-        };
-        canary.spec.analysis = Some(analysis);
-        let canaries: Api<Canary> = Api::namespaced(client.clone(), &ns);
-        let canary = canaries
-            .create(&PostParams::default(), &canary)
-            .await
-            .unwrap();
-        for provider in ["istio", "gatewayapi:v1"] {
-            let ctx = context(&client, &ns, provider).await;
-            let command = Command::SetRoutes {
-                primary_weight: routes.primary_weight,
-                canary_weight: routes.canary_weight,
-                mirrored: routes.mirrored,
+        let canary = create_canary(&client, &ns, |canary| {
+            canary.metadata.name = Some(name.into());
+            canary.spec.service = CanaryService {
+                name: Some(name.into()),
+                ..service.clone()
             };
-            twice(&exec, &canary, &ctx, command).await;
-            let router = Router::for_provider(provider).unwrap();
-            let (resource, object_name) = router.routes_object(&canary).unwrap();
-            let object: DynamicObject = Api::namespaced_with(client.clone(), &ns, &resource)
-                .get(&object_name)
-                .await
-                .unwrap();
+            canary.spec.analysis = Some(analysis);
+        })
+        .await;
+        for provider in ["istio", "gatewayapi:v1"] {
+            let (router, object) =
+                set_routes_twice(&exec, &client, &ns, &canary, provider, routes).await;
             assert_eq!(
                 router.read_routes(&canary, &object),
                 Some(routes),
@@ -334,11 +359,7 @@ async fn routing_objects_pass_the_real_crds_validation() {
         }
     }
 
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .delete(&ns, &DeleteParams::default())
-        .await
-        .unwrap();
+    delete_namespace(&client, &ns).await;
 }
 
 /// The user's own apex Service is borrowed, not adopted: after the Canary is gone (and the
@@ -367,12 +388,7 @@ async fn a_users_apex_service_survives_its_canary_and_hpa_is_mirrored() {
         .await
         .unwrap();
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let mut target = crate::executor_support::target();
-    target.metadata.namespace = Some(ns.clone());
-    deployments
-        .create(&PostParams::default(), &target)
-        .await
-        .unwrap();
+    create_target(&client, &ns).await;
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
     let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
         "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
@@ -388,20 +404,15 @@ async fn a_users_apex_service_survives_its_canary_and_hpa_is_mirrored() {
     let hpa = hpas.create(&PostParams::default(), &hpa).await.unwrap();
 
     let canaries: Api<Canary> = Api::namespaced(client.clone(), &ns);
-    let mut canary = crate::executor_support::canary();
-    canary.metadata.namespace = Some(ns.clone());
-    canary.metadata.uid = None;
-    canary.metadata.resource_version = None;
-    canary.spec.autoscaler_ref = Some(flagger_core::api::AutoscalerReference {
-        api_version: Some("autoscaling/v2".into()),
-        kind: Some("HorizontalPodAutoscaler".into()),
-        name: "podinfo".into(),
-        ..Default::default()
-    });
-    let canary = canaries
-        .create(&PostParams::default(), &canary)
-        .await
-        .unwrap();
+    let canary = create_canary(&client, &ns, |canary| {
+        canary.spec.autoscaler_ref = Some(flagger_core::api::AutoscalerReference {
+            api_version: Some("autoscaling/v2".into()),
+            kind: Some("HorizontalPodAutoscaler".into()),
+            name: "podinfo".into(),
+            ..Default::default()
+        });
+    })
+    .await;
     let mut ctx = context(&client, &ns, "kubernetes").await;
     ctx.target_hpa = Some(hpa);
 
@@ -490,11 +501,7 @@ async fn a_users_apex_service_survives_its_canary_and_hpa_is_mirrored() {
         [("app".to_string(), "podinfo".to_string())].into()
     );
 
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .delete(&ns, &DeleteParams::default())
-        .await
-        .unwrap();
+    delete_namespace(&client, &ns).await;
 }
 
 /// `service.unmanagedMetadata`: keys another tool writes on the generated Services and mesh
@@ -509,37 +516,25 @@ async fn unmanaged_metadata_written_by_another_tool_survives_reapplying() {
 
     let (client, ns) = setup().await;
     let exec = Executor::new(client.clone());
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let mut target = crate::executor_support::target();
-    target.metadata.namespace = Some(ns.clone());
-    deployments
-        .create(&PostParams::default(), &target)
-        .await
-        .unwrap();
-    let canaries: Api<Canary> = Api::namespaced(client.clone(), &ns);
-    let mut canary = crate::executor_support::canary();
-    canary.metadata.namespace = Some(ns.clone());
-    canary.metadata.uid = None;
-    canary.metadata.resource_version = None;
-    let ours = |k: &str| [(k.to_string(), "ours".to_string())].into();
-    canary.spec.service.apex = Some(CustomMetadata {
-        labels: Some(ours("team")),
-        annotations: Some(
-            [
-                ("owner".to_string(), "ours".to_string()),
-                ("note".to_string(), "ours".to_string()),
-            ]
-            .into(),
-        ),
-    });
-    canary.spec.service.unmanaged_metadata = Some(UnmanagedMetadata {
-        labels: Some(vec!["team".into()]),
-        annotations: Some(vec!["owner".into()]),
-    });
-    let canary = canaries
-        .create(&PostParams::default(), &canary)
-        .await
-        .unwrap();
+    create_target(&client, &ns).await;
+    let canary = create_canary(&client, &ns, |canary| {
+        let ours = |k: &str| [(k.to_string(), "ours".to_string())].into();
+        canary.spec.service.apex = Some(CustomMetadata {
+            labels: Some(ours("team")),
+            annotations: Some(
+                [
+                    ("owner".to_string(), "ours".to_string()),
+                    ("note".to_string(), "ours".to_string()),
+                ]
+                .into(),
+            ),
+        });
+        canary.spec.service.unmanaged_metadata = Some(UnmanagedMetadata {
+            labels: Some(vec!["team".into()]),
+            annotations: Some(vec!["owner".into()]),
+        });
+    })
+    .await;
     let ctx = context(&client, &ns, "istio").await;
     let routes = Command::SetRoutes {
         primary_weight: 100,
@@ -592,11 +587,7 @@ async fn unmanaged_metadata_written_by_another_tool_survives_reapplying() {
         assert_eq!(annotations["note"], "ours", "{what}: {annotations:?}");
     }
 
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .delete(&ns, &DeleteParams::default())
-        .await
-        .unwrap();
+    delete_namespace(&client, &ns).await;
 }
 
 /// Session affinity's cookie routes (sticky canary and primary routes, then the expiry of the
@@ -609,39 +600,33 @@ async fn sticky_routes_pass_the_real_crds_validation() {
 
     let (client, ns) = setup().await;
     let exec = Executor::new(client.clone());
-    let mut canary = crate::executor_support::canary();
-    canary.metadata.namespace = Some(ns.clone());
-    canary.metadata.uid = None;
-    canary.metadata.resource_version = None;
-    canary.spec.service = CanaryService {
-        port: 9898,
-        hosts: Some(vec!["app.example.com".into()]),
-        gateways: Some(vec!["istio-system/public".into()]),
-        gateway_refs: Some(vec![
-            json!({ "name": "public", "namespace": "istio-system" }),
-        ]),
-        match_: Some(vec![json!({ "uri": { "prefix": "/api" } })]),
-        headers: Some(json!({
-            "request": { "set": { "x-env": "prod" } },
-            "response": { "add": { "x-served-by": "flagger" }, "remove": ["x-debug"] }
-        })),
-        timeout: Some("30s".into()),
-        ..CanaryService::default()
-    };
-    if let Some(analysis) = canary.spec.analysis.as_mut() {
-        analysis.session_affinity = Some(json!({
-            "cookieName": "flagger-cookie",
-            "primaryCookieName": "flagger-primary",
-            "maxAge": 3600,
-            "path": "/",
-            "sameSite": "Lax",
-        }));
-    }
-    let canaries: Api<Canary> = Api::namespaced(client.clone(), &ns);
-    let mut canary = canaries
-        .create(&PostParams::default(), &canary)
-        .await
-        .unwrap();
+    let mut canary = create_canary(&client, &ns, |canary| {
+        canary.spec.service = CanaryService {
+            port: 9898,
+            hosts: Some(vec!["app.example.com".into()]),
+            gateways: Some(vec!["istio-system/public".into()]),
+            gateway_refs: Some(vec![
+                json!({ "name": "public", "namespace": "istio-system" }),
+            ]),
+            match_: Some(vec![json!({ "uri": { "prefix": "/api" } })]),
+            headers: Some(json!({
+                "request": { "set": { "x-env": "prod" } },
+                "response": { "add": { "x-served-by": "flagger" }, "remove": ["x-debug"] }
+            })),
+            timeout: Some("30s".into()),
+            ..CanaryService::default()
+        };
+        if let Some(analysis) = canary.spec.analysis.as_mut() {
+            analysis.session_affinity = Some(json!({
+                "cookieName": "flagger-cookie",
+                "primaryCookieName": "flagger-primary",
+                "maxAge": 3600,
+                "path": "/",
+                "sameSite": "Lax",
+            }));
+        }
+    })
+    .await;
     assert!(
         canary
             .spec
@@ -682,19 +667,8 @@ async fn sticky_routes_pass_the_real_crds_validation() {
     for (routes, status, route_count) in runs {
         canary.status = Some(status);
         for provider in ["istio", "gatewayapi:v1"] {
-            let ctx = context(&client, &ns, provider).await;
-            let command = Command::SetRoutes {
-                primary_weight: routes.primary_weight,
-                canary_weight: routes.canary_weight,
-                mirrored: routes.mirrored,
-            };
-            twice(&exec, &canary, &ctx, command).await;
-            let router = Router::for_provider(provider).unwrap();
-            let (resource, object_name) = router.routes_object(&canary).unwrap();
-            let object: DynamicObject = Api::namespaced_with(client.clone(), &ns, &resource)
-                .get(&object_name)
-                .await
-                .unwrap();
+            let (router, object) =
+                set_routes_twice(&exec, &client, &ns, &canary, provider, routes).await;
             let list = if provider == "istio" { "http" } else { "rules" };
             let written = object.data["spec"][list].as_array().map_or(0, Vec::len);
             assert_eq!(written, route_count, "{provider} at {routes:?}");
@@ -706,11 +680,7 @@ async fn sticky_routes_pass_the_real_crds_validation() {
         }
     }
 
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .delete(&ns, &DeleteParams::default())
-        .await
-        .unwrap();
+    delete_namespace(&client, &ns).await;
 }
 
 /// nginx: the canary Ingress cloned from the user's is accepted, re-applying it changes nothing,
@@ -740,22 +710,16 @@ async fn the_nginx_canary_ingress_is_accepted_and_idempotent() {
         .unwrap()
         .resource_version();
 
-    let mut canary = crate::executor_support::canary();
-    canary.metadata.namespace = Some(ns.clone());
-    canary.metadata.uid = None;
-    canary.metadata.resource_version = None;
-    canary.spec.provider = Some("nginx".into());
-    canary.spec.ingress_ref = Some(flagger_core::api::ObjectReference {
-        api_version: Some("networking.k8s.io/v1".into()),
-        kind: Some("Ingress".into()),
-        name: "podinfo".into(),
-        namespace: None,
-    });
-    let canaries: Api<Canary> = Api::namespaced(client.clone(), &ns);
-    let canary = canaries
-        .create(&PostParams::default(), &canary)
-        .await
-        .unwrap();
+    let canary = create_canary(&client, &ns, |canary| {
+        canary.spec.provider = Some("nginx".into());
+        canary.spec.ingress_ref = Some(flagger_core::api::ObjectReference {
+            api_version: Some("networking.k8s.io/v1".into()),
+            kind: Some("Ingress".into()),
+            name: "podinfo".into(),
+            namespace: None,
+        });
+    })
+    .await;
 
     let exec = Executor::new(client.clone());
     let mut ctx = context(&client, &ns, "nginx").await;
@@ -852,9 +816,5 @@ async fn the_nginx_canary_ingress_is_accepted_and_idempotent() {
         "the user's Ingress is only read"
     );
 
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .delete(&ns, &DeleteParams::default())
-        .await
-        .unwrap();
+    delete_namespace(&client, &ns).await;
 }
