@@ -190,8 +190,9 @@ impl AlertRoute {
     }
 }
 
-pub const SESSION_AFFINITY_UNSUPPORTED: &str =
-    "Session affinity is not supported when using the kubernetes provider";
+pub fn session_affinity_unsupported(provider: &str) -> String {
+    format!("Session affinity is not supported when using the {provider} provider")
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -375,20 +376,15 @@ impl Policy {
                     .or_else(|e| err(format!("{field}.sessionAffinity"), e))?,
             ),
         };
-        // Without a router there are no cookies to set; Flagger ignores it there silently.
-        let session_affinity = match session_affinity {
-            Some(_) if provider == Provider::Kubernetes => {
-                provider_warnings.push(SESSION_AFFINITY_UNSUPPORTED.into());
+        // Only the istio and gatewayapi routers set cookies. Flagger ignores the setting silently
+        // elsewhere (nginx's own sticky sessions are the user's Ingress annotations, which the
+        // canary Ingress copies); here it is said.
+        let session_affinity = match (session_affinity, provider) {
+            (Some(_), Provider::Kubernetes | Provider::Nginx) => {
+                provider_warnings.push(session_affinity_unsupported(&provider_name));
                 None
             }
-            // Flagger's ingress router ignores it silently; nginx's own sticky sessions are the
-            // user's Ingress annotations, which the canary Ingress copies.
-            Some(_) if provider == Provider::Nginx => {
-                provider_warnings
-                    .push("Session affinity is not supported when using the nginx provider".into());
-                None
-            }
-            other => other,
+            (other, _) => other,
         };
 
         let percent = |value: Option<i32>, f: &str| match value {

@@ -942,7 +942,7 @@ fn session_affinity_with_the_kubernetes_provider_is_said_not_applied() {
         [
             "Progressive traffic is not supported when using the kubernetes provider".to_string(),
             "Setting canaryAnalysis.iterations: 10".to_string(),
-            flagger_core::policy::SESSION_AFFINITY_UNSUPPORTED.to_string(),
+            flagger_core::policy::session_affinity_unsupported("kubernetes"),
             "Starting canary analysis for podinfo.test".to_string(),
         ]
     );
