@@ -9,7 +9,7 @@ use flagger_core::api::Canary;
 use kube::core::{ApiResource, DynamicObject};
 use serde_json::{Map, Value, json};
 
-use super::session_affinity::{Affinity, StickyCookie, session_affinity};
+use super::session_affinity::{RouteVocabulary, StickyCookie, with_session_affinity};
 use super::{Names, api_resource, owned_object, weight_of};
 
 const GROUP: &str = "gateway.networking.k8s.io";
@@ -70,7 +70,12 @@ pub fn desired_objects(canary: &Canary, version: &str, routes: Routes) -> Vec<Dy
                     backend(&names.canary_service, canary),
                 ]
             };
-            with_session_affinity(canary, routes, &service_matches, weighted, split)
+            let rules = Rules {
+                canary,
+                service_matches: &service_matches,
+                split,
+            };
+            with_session_affinity(&rules, canary, routes, weighted)
         }
     };
     let mut spec = Map::new();
@@ -123,39 +128,28 @@ fn rule(
     Value::Object(rule)
 }
 
-/// The weighted rule, preceded by the cookie rules session affinity asks for (the same routes
-/// as the Istio router's). `split(p, c)` gives the backends for a primary and canary weight.
-fn with_session_affinity(
-    canary: &Canary,
-    routes: Routes,
-    service_matches: &[Value],
-    mut weighted: Value,
-    split: impl Fn(i32, i32) -> Vec<Value>,
-) -> Vec<Value> {
-    let sticky = |cookie: &StickyCookie, primary: i32, canary_weight: i32| {
-        let matches = with_cookie_match(service_matches, &cookie.regex);
-        rule(canary, matches, split(primary, canary_weight), None)
-    };
-    match session_affinity(canary, routes) {
-        None => vec![weighted],
-        Some(Affinity::Pin {
-            canary: pin,
-            primary,
-        }) => {
-            set_backend_cookie(&mut weighted, 1, &pin.set_cookie);
-            let mut rules = vec![sticky(&pin, 0, 100)];
-            if let Some(primary) = primary {
-                set_backend_cookie(&mut weighted, 0, &primary.set_cookie);
-                rules.push(sticky(&primary, 100, 0));
-            }
-            rules.push(weighted);
-            rules
-        }
-        Some(Affinity::Expire(previous)) => {
-            let mut expiring = sticky(&previous, routes.primary_weight, 0);
-            add_set_cookie(&mut expiring, &previous.set_cookie);
-            vec![expiring, weighted]
-        }
+/// Session affinity's routes as Gateway API rules; `split(p, c)` gives the backends for a
+/// primary and canary weight.
+struct Rules<'a, F> {
+    canary: &'a Canary,
+    service_matches: &'a [Value],
+    split: F,
+}
+
+impl<F: Fn(i32, i32) -> Vec<Value>> RouteVocabulary for Rules<'_, F> {
+    type Route = Value;
+
+    fn sticky(&self, cookie: &StickyCookie, primary: i32, canary: i32) -> Value {
+        let matches = with_cookie_match(self.service_matches, &cookie.regex);
+        rule(self.canary, matches, (self.split)(primary, canary), None)
+    }
+
+    fn destination_cookie(&self, route: &mut Value, index: usize, set_cookie: &str) {
+        set_backend_cookie(route, index, set_cookie);
+    }
+
+    fn route_cookie(&self, route: &mut Value, set_cookie: &str) {
+        add_set_cookie(route, set_cookie);
     }
 }
 

@@ -8,7 +8,7 @@ use flagger_core::Routes;
 use flagger_core::api::Canary;
 use kube::core::{ApiResource, DynamicObject};
 
-use super::session_affinity::{Affinity, StickyCookie, session_affinity};
+use super::session_affinity::{RouteVocabulary, StickyCookie, with_session_affinity};
 use serde_json::{Map, Value, json};
 
 use super::{Names, api_resource, owned_object, put, weight_of};
@@ -103,7 +103,7 @@ fn virtual_service(canary: &Canary, names: &Names, routes: Routes) -> DynamicObj
                     destination(&names.canary_service, canary),
                 ]
             };
-            with_session_affinity(canary, routes, route, split)
+            with_session_affinity(&HttpRoutes { canary, split }, canary, routes, route)
         }
     };
     let mut spec = Map::new();
@@ -175,39 +175,33 @@ fn http_route(
     route
 }
 
-/// The weighted route, preceded by the cookie routes session affinity asks for. `split(p, c)`
-/// gives the destinations for a primary and canary weight: primary first, then canary.
-fn with_session_affinity(
-    canary: &Canary,
-    routes: Routes,
-    mut weighted: Map<String, Value>,
-    split: impl Fn(i32, i32) -> Vec<Value>,
-) -> Vec<Map<String, Value>> {
-    let service_match = canary.spec.service.match_.as_deref();
-    let sticky = |cookie: &StickyCookie, primary: i32, canary_weight: i32| {
+/// Session affinity's routes as Istio HTTP routes; `split(p, c)` gives the destinations for a
+/// primary and canary weight: primary first, then canary.
+struct HttpRoutes<'a, F> {
+    canary: &'a Canary,
+    split: F,
+}
+
+impl<F: Fn(i32, i32) -> Vec<Value>> RouteVocabulary for HttpRoutes<'_, F> {
+    type Route = Map<String, Value>;
+
+    fn sticky(&self, cookie: &StickyCookie, primary: i32, canary: i32) -> Self::Route {
+        let service_match = self.canary.spec.service.match_.as_deref();
         let matches = with_cookie_match(service_match, &cookie.regex);
-        http_route(canary, None, Some(&matches), split(primary, canary_weight))
-    };
-    match session_affinity(canary, routes) {
-        None => vec![weighted],
-        Some(Affinity::Pin {
-            canary: pin,
-            primary,
-        }) => {
-            set_destination_cookie(&mut weighted, 1, &pin.set_cookie);
-            let mut http = vec![sticky(&pin, 0, 100)];
-            if let Some(primary) = primary {
-                set_destination_cookie(&mut weighted, 0, &primary.set_cookie);
-                http.push(sticky(&primary, 100, 0));
-            }
-            http.push(weighted);
-            http
-        }
-        Some(Affinity::Expire(previous)) => {
-            let mut expiring = sticky(&previous, routes.primary_weight, 0);
-            add_set_cookie(&mut expiring, &previous.set_cookie);
-            vec![expiring, weighted]
-        }
+        http_route(
+            self.canary,
+            None,
+            Some(&matches),
+            (self.split)(primary, canary),
+        )
+    }
+
+    fn destination_cookie(&self, route: &mut Self::Route, index: usize, set_cookie: &str) {
+        set_destination_cookie(route, index, set_cookie);
+    }
+
+    fn route_cookie(&self, route: &mut Self::Route, set_cookie: &str) {
+        add_set_cookie(route, set_cookie);
     }
 }
 

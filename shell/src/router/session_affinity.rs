@@ -63,3 +63,46 @@ pub fn session_affinity(canary: &Canary, routes: Routes) -> Option<Affinity> {
         primary,
     })
 }
+
+/// How a router writes one route (an Istio HTTP route, a Gateway API rule) in its vocabulary.
+pub trait RouteVocabulary {
+    type Route;
+    /// A route for requests carrying `cookie`, split `primary`/`canary` by weight.
+    fn sticky(&self, cookie: &StickyCookie, primary: i32, canary: i32) -> Self::Route;
+    /// Has destination `index` (0 primary, 1 canary) of `route` hand out `set_cookie`.
+    fn destination_cookie(&self, route: &mut Self::Route, index: usize, set_cookie: &str);
+    /// Has the whole `route` send `set_cookie`.
+    fn route_cookie(&self, route: &mut Self::Route, set_cookie: &str);
+}
+
+/// Flagger's route order: the sticky canary route, then the sticky primary one, ahead of the
+/// weighted route that hands both cookies out; with no canary traffic, the last run's cookie is
+/// expired by a route ahead of the weighted one.
+pub fn with_session_affinity<V: RouteVocabulary>(
+    vocabulary: &V,
+    canary: &Canary,
+    routes: Routes,
+    mut weighted: V::Route,
+) -> Vec<V::Route> {
+    match session_affinity(canary, routes) {
+        None => vec![weighted],
+        Some(Affinity::Pin {
+            canary: pin,
+            primary,
+        }) => {
+            vocabulary.destination_cookie(&mut weighted, 1, &pin.set_cookie);
+            let mut all = vec![vocabulary.sticky(&pin, 0, 100)];
+            if let Some(primary) = primary {
+                vocabulary.destination_cookie(&mut weighted, 0, &primary.set_cookie);
+                all.push(vocabulary.sticky(&primary, 100, 0));
+            }
+            all.push(weighted);
+            all
+        }
+        Some(Affinity::Expire(previous)) => {
+            let mut expiring = vocabulary.sticky(&previous, routes.primary_weight, 0);
+            vocabulary.route_cookie(&mut expiring, &previous.set_cookie);
+            vec![expiring, weighted]
+        }
+    }
+}
