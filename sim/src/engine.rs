@@ -62,6 +62,9 @@ pub enum Reason {
     Duplicate,
     Early,
     Delete,
+    /// A recording's reconcile that none of the above explains: a watch event (the Canary or
+    /// another watched object changed) or a periodic resync.
+    Watch,
 }
 
 impl Reason {
@@ -76,6 +79,7 @@ impl Reason {
             Reason::Duplicate => "duplicate",
             Reason::Early => "early",
             Reason::Delete => "delete",
+            Reason::Watch => "watch event",
         }
     }
 }
@@ -118,7 +122,7 @@ pub struct Digest {
 }
 
 impl Digest {
-    fn of(s: &CanaryStatus) -> Digest {
+    pub(crate) fn of(s: &CanaryStatus) -> Digest {
         Digest {
             phase: s.phase,
             canary_weight: s.canary_weight,
@@ -395,7 +399,7 @@ impl Engine<'_> {
         snap.services_present = self.world.services;
         snap.answers.hooks.clear();
         snap.answers.metrics.clear();
-        let mut inputs = self.describe_readiness(&snap);
+        let mut inputs = describe_readiness(self.policy.as_ref(), &snap);
         inputs.stale = stale;
 
         let mut passes = 0;
@@ -430,7 +434,7 @@ impl Engine<'_> {
                                 if let Some(f) = fault {
                                     faults.push(format!("{f}: {key}"));
                                 }
-                                let (min, max) = self.thresholds(&key);
+                                let (min, max) = thresholds(self.policy.as_ref(), &key);
                                 inputs.metrics.push(MetricInput {
                                     name: key.clone(),
                                     answer: answer.clone(),
@@ -581,43 +585,50 @@ impl Engine<'_> {
         self.snap = Some(snap);
         Ok(())
     }
+}
 
-    fn thresholds(&self, metric: &str) -> (Option<f64>, Option<f64>) {
-        self.policy
-            .as_ref()
-            .ok()
-            .and_then(|p| p.metrics.iter().find(|m| m.name == metric))
-            .map_or((None, None), |m| (m.min, m.max))
-    }
+/// The bounds of `metric` under `policy`, for `--explain`.
+pub(crate) fn thresholds(
+    policy: Result<&Policy, &flagger_core::SpecError>,
+    metric: &str,
+) -> (Option<f64>, Option<f64>) {
+    policy
+        .ok()
+        .and_then(|p| p.metrics.iter().find(|m| m.name == metric))
+        .map_or((None, None), |m| (m.min, m.max))
+}
 
-    fn describe_readiness(&self, snap: &Snapshot) -> Inputs {
-        let Ok(p) = &self.policy else {
-            return Inputs::default();
-        };
-        let text = |name: &str, w: &flagger_core::Workload, threshold: i32| {
-            if w.replicas == 0 {
-                return Cow::Borrowed("scaled to zero");
-            }
-            match readiness(name, w, threshold, p.progress_deadline, snap.now) {
-                Readiness::Ready => Cow::Borrowed("ready"),
-                Readiness::Waiting(m) | Readiness::DeadlineExceeded(m) => Cow::Owned(m),
-            }
-        };
-        Inputs {
-            primary: snap
-                .primary
-                .as_ref()
-                .map(|w| text(p.primary_name(), w, p.primary_ready_threshold)),
-            canary: snap
-                .target
-                .as_ref()
-                .map(|w| text(&p.target, w, p.canary_ready_threshold)),
-            ..Inputs::default()
+/// The readiness of primary and canary in words, as the core judges it, for `--explain`.
+pub(crate) fn describe_readiness(
+    policy: Result<&Policy, &flagger_core::SpecError>,
+    snap: &Snapshot,
+) -> Inputs {
+    let Ok(p) = policy else {
+        return Inputs::default();
+    };
+    let text = |name: &str, w: &flagger_core::Workload, threshold: i32| {
+        if w.replicas == 0 {
+            return Cow::Borrowed("scaled to zero");
         }
+        match readiness(name, w, threshold, p.progress_deadline, snap.now) {
+            Readiness::Ready => Cow::Borrowed("ready"),
+            Readiness::Waiting(m) | Readiness::DeadlineExceeded(m) => Cow::Owned(m),
+        }
+    };
+    Inputs {
+        primary: snap
+            .primary
+            .as_ref()
+            .map(|w| text(p.primary_name(), w, p.primary_ready_threshold)),
+        canary: snap
+            .target
+            .as_ref()
+            .map(|w| text(&p.target, w, p.canary_ready_threshold)),
+        ..Inputs::default()
     }
 }
 
-fn is_api_write(c: &Command) -> bool {
+pub(crate) fn is_api_write(c: &Command) -> bool {
     !matches!(
         c,
         Command::EmitEvent { .. }

@@ -11,6 +11,7 @@ pub mod generate;
 pub mod inputs;
 pub mod invariants;
 pub mod prng;
+pub mod recorded;
 pub mod recording;
 pub mod timeline;
 pub mod trace;

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use flagger_core::snapshot::Workload;
-use flagger_core::{Decision, Outcome, Snapshot, decide};
+use flagger_core::{Decision, Snapshot};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -179,33 +179,4 @@ pub fn to_trace(name: &str, recording: &[Reconcile]) -> Result<Trace, InputError
             .find(|r| r.snapshot.canary.deleting)
             .map(|r| r.snapshot.now),
     })
-}
-
-/// Reconciles whose recorded snapshot no longer gives the recorded decision: the core's behaviour
-/// on these real inputs has changed since the recording.
-pub fn verify(recording: &[Reconcile]) -> Vec<(usize, String)> {
-    recording
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| match decide(&r.snapshot) {
-            Outcome::Decided(d) if d == r.decision => None,
-            Outcome::Decided(d) => Some((
-                i,
-                format!(
-                    "at {}: recorded {} commands, now {}",
-                    r.snapshot.now,
-                    r.decision.commands.len(),
-                    d.commands.len()
-                ),
-            )),
-            Outcome::Need(n) => Some((
-                i,
-                format!(
-                    "at {}: the recorded answers no longer suffice, the core asks for {:?}",
-                    r.snapshot.now,
-                    n.iter().map(flagger_core::Request::key).collect::<Vec<_>>()
-                ),
-            )),
-        })
-        .collect()
 }

@@ -25,7 +25,7 @@ pub struct InputError {
 }
 
 impl InputError {
-    fn new(file: &str, what: impl Into<String>) -> Self {
+    pub fn new(file: &str, what: impl Into<String>) -> Self {
         InputError {
             file: file.to_string(),
             what: what.into(),

@@ -1,10 +1,11 @@
-//! Recordings (`-record-traces` JSON lines) replay: a run recorded in the simulator converts to a
-//! trace that replays to the same events, and every recorded decision is still what the core decides.
+//! Recordings (`-record-traces` JSON lines) replay: exactly, decision for decision, and as a trace
+//! the simulator re-runs (the `--canary` path) to the same events.
 
 use std::path::Path;
 
-use flagger_sim::recording;
+use flagger_core::snapshot::MetricAnswer;
 use flagger_sim::{Options, Trace, replay};
+use flagger_sim::{recorded, recording};
 
 fn recorded(fixture: &str) -> (flagger_sim::Run, String) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -56,19 +57,95 @@ fn a_recorded_run_replays_to_the_same_events() {
     }
 }
 
+fn commands_and_events(steps: &[flagger_sim::Step]) -> Vec<String> {
+    steps
+        .iter()
+        .map(|s| {
+            let events: Vec<&str> = s.events.iter().map(|e| e.message.as_str()).collect();
+            format!(
+                "{} {:?} applied {} events {events:?} after {:?}",
+                s.at, s.commands, s.applied, s.after
+            )
+        })
+        .collect()
+}
+
 #[test]
-fn recorded_decisions_verify_and_a_tampered_one_is_reported() {
+fn a_recording_replays_exactly_to_the_recorded_steps() {
+    for fixture in [
+        "promote.json",
+        "rollback-errors.json",
+        "confirm-promotion-gate.json",
+        "ab-testing.json",
+        "flaky-operator.json",
+    ] {
+        let (original, text) = recorded(fixture);
+        let rec = recording::parse("rec.jsonl", &text).unwrap();
+        let again = recorded::replay("rec.jsonl", &rec);
+        assert_eq!(again.error, None, "{fixture}");
+        assert_eq!(again.final_phase(), original.final_phase(), "{fixture}");
+        // Post-rollout webhook answers are not recorded, so their events are left out.
+        let mut live = original.steps.clone();
+        for s in &mut live {
+            s.events.retain(|e| !e.message.contains("post-rollout"));
+        }
+        assert_eq!(
+            commands_and_events(&again.steps),
+            commands_and_events(&live),
+            "{fixture}"
+        );
+    }
+}
+
+#[test]
+fn a_changed_answer_stops_the_replay_at_that_decision() {
     let (_, text) = recorded("promote.json");
     let mut rec = recording::parse("promote.jsonl", &text).unwrap();
-    assert!(recording::verify(&rec).is_empty());
     let i = rec
         .iter()
-        .position(|r| !r.decision.commands.is_empty())
+        .position(|r| !r.snapshot.answers.metrics.is_empty())
         .unwrap();
-    rec[i].decision.commands.pop();
-    let found = recording::verify(&rec);
-    assert_eq!(found.len(), 1);
-    assert_eq!(found[0].0, i);
+    for a in rec[i].snapshot.answers.metrics.values_mut() {
+        *a = MetricAnswer::Value(0.0);
+    }
+    let run = recorded::replay("promote.jsonl", &rec);
+    let error = run.error.unwrap();
+    assert!(
+        error.starts_with(&format!("recorded reconcile {} (at ", i + 1)),
+        "{error}"
+    );
+    assert!(error.contains("cannot be reproduced: command"), "{error}");
+    assert_eq!(
+        run.steps.len(),
+        i,
+        "the timeline stops before the diverging decision"
+    );
+}
+
+#[test]
+fn a_missing_answer_is_named() {
+    let (_, text) = recorded("promote.json");
+    let mut rec = recording::parse("promote.jsonl", &text).unwrap();
+    let i = rec
+        .iter()
+        .position(|r| !r.snapshot.answers.metrics.is_empty())
+        .unwrap();
+    let key = rec[i]
+        .snapshot
+        .answers
+        .metrics
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    rec[i].snapshot.answers.metrics.remove(&key);
+    let error = recorded::replay("promote.jsonl", &rec).error.unwrap();
+    assert!(
+        error.contains(&format!(
+            "the core asks for metric {key}, which the live decision was not given"
+        )),
+        "{error}"
+    );
 }
 
 #[test]

@@ -3,12 +3,11 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use flagger_core::api::{Canary, Phase};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, PodTemplateSpec};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event;
 use kube::Client;
 use kube::api::{
@@ -31,8 +30,6 @@ pub struct Scenario {
     /// `<logs>/<name>`: operator logs, traces, replay outputs.
     pub dir: PathBuf,
     http: reqwest::Client,
-    /// Every pod template of the Deployments the scenario wrote, as the API server stored it.
-    templates: Mutex<Vec<Value>>,
 }
 
 /// An event about a Canary, as read back from `events.k8s.io/v1`.
@@ -98,7 +95,6 @@ impl Scenario {
             client,
             dir,
             http: reqwest::Client::builder().no_proxy().build()?,
-            templates: Mutex::default(),
         })
     }
 
@@ -128,41 +124,13 @@ impl Scenario {
             .map_err(|e| kube::Error::Service(e.to_string().into()))?;
         let mut obj = obj.clone();
         obj["metadata"]["namespace"] = json!(self.ns);
-        let stored = api
-            .patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&obj),
-            )
-            .await?;
-        if obj["kind"] == "Deployment" {
-            self.remember_template(&stored.data["spec"]["template"]);
-        }
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&obj),
+        )
+        .await?;
         Ok(())
-    }
-
-    /// Stores the template as the operator sees it: through the typed `PodTemplateSpec`, whose
-    /// serialization its revision hash is computed from.
-    fn remember_template(&self, template: &Value) {
-        let template = match serde_json::from_value::<PodTemplateSpec>(template.clone())
-            .and_then(serde_json::to_value)
-        {
-            Ok(t) => t,
-            Err(_) => template.clone(),
-        };
-        let template = &template;
-        let mut all = self.templates.lock().unwrap_or_else(|e| e.into_inner());
-        if !all.contains(template) {
-            all.push(template.clone());
-        }
-    }
-
-    /// The pod templates of every Deployment revision this scenario wrote (for the replay).
-    pub fn templates(&self) -> Vec<Value> {
-        self.templates
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
     }
 
     /// Creates an object, returning the API server's refusal as is.
@@ -182,12 +150,8 @@ impl Scenario {
     /// A JSON merge patch of a Deployment (a new image, a pod label, …).
     pub async fn patch_deployment(&self, name: &str, patch: Value) -> Result<()> {
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.ns);
-        let stored = api
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
-        if let Some(spec) = stored.spec {
-            self.remember_template(&serde_json::to_value(spec.template)?);
-        }
         Ok(())
     }
 

@@ -66,22 +66,16 @@ pub async fn canary_weight_reached(s: &Scenario, name: &str, weight: i32) -> Res
     .await
 }
 
-/// Stops the operators, then compares each one's recorded traces with their replay by the
-/// simulator; the reports are written next to the traces.
+/// Stops the operators, then replays each one's recordings as a user would (`flagger replay
+/// FILE`) and compares them with what ran live; the reports are written next to the recordings.
 pub async fn stop_and_check_fidelity(s: &Scenario, ops: Vec<&mut Operator>) -> Result<()> {
     let mut dirs = Vec::new();
     for op in ops {
         op.terminate(Duration::from_secs(10)).await?;
         dirs.push(op.traces.clone());
     }
-    let templates = s.templates();
-    // Kept for `flagger-e2e-fidelity`, to re-run the comparison later.
-    std::fs::write(
-        s.dir.join("templates.json"),
-        serde_json::to_string_pretty(&templates)?,
-    )?;
     for d in dirs {
-        fidelity::check_dir(&d, &s.env.flagger_bin, &templates).await?;
+        fidelity::check_dir(&d, &s.env.flagger_bin).await?;
     }
     Ok(())
 }
