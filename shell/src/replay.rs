@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use flagger_sim::inputs::Assume;
 use flagger_sim::trace::{InputError, load_canary};
 use flagger_sim::{Options, Run, Trace, replay, timeline};
 use flagger_sim::{recorded, recording};
@@ -31,6 +32,27 @@ pub struct ReplayArgs {
     /// Seed for fault injection (overrides the trace's `faults.seed`).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// With `--canary`: how inputs the recording or trace lacks answer (a metric or webhook it
+    /// never recorded, a step at a time nothing was measured). Without it, such a replay refuses.
+    #[arg(long, value_enum, value_name = "ANSWER")]
+    pub missing_inputs: Option<MissingInputs>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MissingInputs {
+    Pass,
+    Fail,
+    NoData,
+}
+
+impl From<MissingInputs> for Assume {
+    fn from(m: MissingInputs) -> Assume {
+        match m {
+            MissingInputs::Pass => Assume::Pass,
+            MissingInputs::Fail => Assume::Fail,
+            MissingInputs::NoData => Assume::NoData,
+        }
+    }
 }
 
 /// A replay's result: the run and its rendering.
@@ -79,19 +101,39 @@ fn replay_recording(args: &ReplayArgs) -> Result<Run, InputError> {
     Ok(recorded::replay(&name, &recording))
 }
 
+/// Replays in virtual time. A re-run under `--canary` must not quietly invent inputs: unless the
+/// user said how missing inputs answer, any the new spec needs is an error naming each of them.
 fn simulate(args: &ReplayArgs) -> Result<Run, InputError> {
     let mut trace = Trace::load(&args.trace)?;
     if let Some(path) = &args.canary {
         let canary = load_canary(path)?;
         trace = trace.with_canary(canary, &path.display().to_string())?;
     }
-    Ok(replay(
+    let assume = args
+        .missing_inputs
+        .map_or(Assume::TraceDefaults, Assume::from);
+    let run = replay(
         &trace,
         &Options {
             seed: args.seed,
+            assume,
             ..Options::default()
         },
-    ))
+    );
+    if let Some(path) = &args.canary
+        && args.missing_inputs.is_none()
+        && !run.missing.is_empty()
+    {
+        return Err(InputError::new(
+            &args.trace.display().to_string(),
+            format!(
+                "the Canary in {} needs inputs this file does not have: {}; choose how they answer with --missing-inputs pass|fail|no-data",
+                path.display(),
+                timeline::missing(&run).join("; ")
+            ),
+        ));
+    }
+    Ok(run)
 }
 
 pub fn run(args: ReplayArgs) -> ExitCode {
@@ -129,6 +171,7 @@ mod tests {
             output: Output::Text,
             explain: false,
             seed: None,
+            missing_inputs: None,
         }
     }
 
@@ -233,6 +276,96 @@ spec:
         a.canary = Some(temp("lenient.yaml", &lenient));
         let promoted = execute(&a).unwrap().run;
         assert_eq!(promoted.final_phase(), Some(Phase::Succeeded));
+    }
+
+    const WITH_NEW_METRIC: &str = r#"
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+  namespace: test
+spec:
+  targetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: podinfo
+  service:
+    port: 9898
+  analysis:
+    interval: 1m
+    threshold: 5
+    maxWeight: 50
+    stepWeight: 10
+    metrics:
+      - name: request-success-rate
+        thresholdRange:
+          min: 1
+        interval: 1m
+      - name: error-budget
+        thresholdRange:
+          max: 5
+        templateRef:
+          name: error-budget
+        interval: 1m
+    webhooks:
+      - name: smoke
+        type: pre-rollout
+        url: http://127.0.0.1:1/
+"#;
+
+    #[test]
+    fn what_if_with_inputs_the_trace_lacks_refuses_and_names_them() {
+        let mut a = args(fixture("rollback-errors.json"));
+        a.canary = Some(temp("new-metric.yaml", WITH_NEW_METRIC));
+        let err = execute(&a).unwrap_err().to_string();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("rollback-errors.json"), "{err}");
+        assert!(
+            err.contains("metric error-budget: not in the trace"),
+            "{err}"
+        );
+        assert!(
+            err.contains("webhook pre-rollout/smoke: not in the trace"),
+            "{err}"
+        );
+        assert!(!err.contains("request-success-rate"), "{err}");
+        assert!(err.contains("--missing-inputs pass|fail|no-data"), "{err}");
+        let code = run(a);
+        assert_eq!(format!("{code:?}"), format!("{:?}", ExitCode::from(2)));
+    }
+
+    #[test]
+    fn missing_inputs_answer_as_the_user_chose_and_are_listed_first() {
+        let mut a = args(fixture("rollback-errors.json"));
+        a.canary = Some(temp("new-metric-choice.yaml", WITH_NEW_METRIC));
+        a.missing_inputs = Some(MissingInputs::Pass);
+        let passed = execute(&a).unwrap();
+        assert_eq!(passed.run.final_phase(), Some(Phase::Succeeded));
+        // Before the timeline's header line, in the order first asked.
+        let head: Vec<&str> = passed.text.lines().skip(1).take(2).collect();
+        assert_eq!(
+            head,
+            [
+                "assumed: webhook pre-rollout/smoke: not in the trace, answered passed (at +3m0s)",
+                "assumed: metric error-budget: not in the trace, answered value 5 (5 times, +4m0s to +8m0s)"
+            ],
+            "{}",
+            passed.text
+        );
+        a.missing_inputs = Some(MissingInputs::Fail);
+        let failed = execute(&a).unwrap();
+        assert_eq!(failed.run.final_phase(), Some(Phase::Failed));
+        a.missing_inputs = Some(MissingInputs::NoData);
+        let no_data = execute(&a).unwrap();
+        assert_eq!(no_data.run.final_phase(), Some(Phase::Failed));
+        // An unreachable pre-rollout webhook halts every run before a metric is asked.
+        assert!(
+            no_data
+                .text
+                .contains("Halt podinfo.test advancement pre-rollout check smoke failed no answer"),
+            "{}",
+            no_data.text
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use crate::faults::Injector;
-use crate::inputs;
+use crate::inputs::{self, Assume};
 use crate::invariants::{Checker, Violation};
 use crate::trace::{FaultKind, FaultRates, Trace};
 use crate::world::{EventRecord, World};
@@ -40,6 +40,55 @@ pub struct Options {
     pub max_reconciles: Option<usize>,
     /// Keep every reconcile's snapshot and decision, as `-record-traces` writes them.
     pub record: bool,
+    /// How inputs the trace does not have answer (each is listed in [`Run::missing`]).
+    pub assume: Assume,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum InputKind {
+    Metric,
+    Hook,
+}
+
+/// An input the core asked for that the trace does not have: answered as [`Options::assume`] says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Missing {
+    pub at: Timestamp,
+    pub kind: InputKind,
+    pub key: String,
+    /// The answer given instead, in words.
+    pub answered: String,
+}
+
+impl Missing {
+    fn metric(at: Timestamp, key: &str, answer: &MetricAnswer) -> Missing {
+        let answered = match answer {
+            MetricAnswer::Value(v) => format!("value {}", flagger_core::events::go_float(*v)),
+            MetricAnswer::NoValues(_) => "no values".into(),
+            MetricAnswer::Error(_) => "query error".into(),
+        };
+        Missing {
+            at,
+            kind: InputKind::Metric,
+            key: key.to_string(),
+            answered,
+        }
+    }
+
+    fn hook(at: Timestamp, key: &str, answer: &HookAnswer) -> Missing {
+        let answered = match answer {
+            HookAnswer::Passed => "passed",
+            HookAnswer::Failed(_) => "failed",
+        };
+        Missing {
+            at,
+            kind: InputKind::Hook,
+            key: key.to_string(),
+            answered: answered.into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +225,8 @@ pub struct Run {
     pub world: World,
     /// Filled when [`Options::record`] is set.
     pub recording: Vec<crate::recording::Reconcile>,
+    /// Every input the trace did not have, in the order asked.
+    pub missing: Vec<Missing>,
 }
 
 impl Run {
@@ -200,6 +251,8 @@ struct Engine<'a> {
     snap: Option<Snapshot>,
     record: bool,
     recording: Vec<crate::recording::Reconcile>,
+    assume: Assume,
+    missing: Vec<Missing>,
 }
 
 pub fn replay(trace: &Trace, opts: &Options) -> Run {
@@ -229,6 +282,8 @@ pub fn replay(trace: &Trace, opts: &Options) -> Run {
         snap: None,
         record: opts.record,
         recording: Vec::new(),
+        assume: opts.assume,
+        missing: Vec::new(),
     };
     e.world.init(&trace.initial, trace.start);
     e.extra.insert(trace.start, vec![Reason::Start]);
@@ -248,6 +303,7 @@ pub fn replay(trace: &Trace, opts: &Options) -> Run {
         error,
         world: e.world,
         recording: e.recording,
+        missing: e.missing,
     }
 }
 
@@ -429,12 +485,16 @@ impl Engine<'_> {
                         let key = r.key();
                         match r {
                             Request::Metric(_) => {
-                                let (answer, fault) =
-                                    self.faults.metric(inputs::metric(trace, &key, now));
+                                let (min, max) = thresholds(self.policy.as_ref(), &key);
+                                let found = inputs::metric(trace, &key, now).unwrap_or_else(|| {
+                                    let a = self.assume.metric(min, max);
+                                    self.missing.push(Missing::metric(now, &key, &a));
+                                    a
+                                });
+                                let (answer, fault) = self.faults.metric(found);
                                 if let Some(f) = fault {
                                     faults.push(format!("{f}: {key}"));
                                 }
-                                let (min, max) = thresholds(self.policy.as_ref(), &key);
                                 inputs.metrics.push(MetricInput {
                                     name: key.clone(),
                                     answer: answer.clone(),
@@ -444,7 +504,11 @@ impl Engine<'_> {
                                 snap.answers.metrics.insert(key, answer);
                             }
                             Request::Hook(_) => {
-                                let answer = inputs::hook(trace, &key, now);
+                                let answer = inputs::hook(trace, &key, now).unwrap_or_else(|| {
+                                    let a = self.assume.hook();
+                                    self.missing.push(Missing::hook(now, &key, &a));
+                                    a
+                                });
                                 inputs.hooks.push(HookInput {
                                     key: key.clone(),
                                     answer: answer.clone(),
@@ -500,7 +564,14 @@ impl Engine<'_> {
                 retry = true;
                 break;
             }
-            let mut post = |key: &str| inputs::hook(trace, key, now);
+            let (assume, missing) = (self.assume, &mut self.missing);
+            let mut post = |key: &str| {
+                inputs::hook(trace, key, now).unwrap_or_else(|| {
+                    let a = assume.hook();
+                    missing.push(Missing::hook(now, key, &a));
+                    a
+                })
+            };
             if self.world.apply(command, now, base, &mut post).is_err() {
                 faults.push("status write conflict (stale resource version)".into());
                 retry = true;

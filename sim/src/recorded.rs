@@ -37,6 +37,7 @@ pub fn replay(name: &str, recording: &[Reconcile]) -> Run {
         error: None,
         world: World::new(Readiness::default()),
         recording: Vec::new(),
+        missing: Vec::new(),
     };
     for (index, r) in recording.iter().enumerate() {
         let previous = index.checked_sub(1).map(|i| &recording[i]);

@@ -158,6 +158,7 @@ pub fn to_trace(name: &str, recording: &[Reconcile]) -> Result<Trace, InputError
         finalizer: first.canary.has_finalizer,
     };
     Ok(Trace {
+        sample_window: crate::trace::sample_window(&canary, &first.config),
         name: name.to_string(),
         start,
         end,

@@ -31,6 +31,9 @@ pub fn text(run: &Run, explain: bool) -> String {
         "replay {}: canary {}, {} to {}",
         run.trace, run.canary, run.start, run.end
     );
+    for m in missing(run) {
+        let _ = writeln!(out, "assumed: {m}");
+    }
     let _ = writeln!(
         out,
         "{:>10}  {:<16} {:>6} {:>6}  EVENTS",
@@ -44,6 +47,40 @@ pub fn text(run: &Run, explain: bool) -> String {
     }
     summary(&mut out, run);
     out
+}
+
+/// The inputs the trace lacked, one line per metric or webhook: how often and when it was asked.
+pub fn missing(run: &Run) -> Vec<String> {
+    let mut seen: Vec<(&crate::engine::Missing, usize, Timestamp)> = Vec::new();
+    for m in &run.missing {
+        match seen
+            .iter_mut()
+            .find(|(s, _, _)| s.kind == m.kind && s.key == m.key)
+        {
+            Some((_, n, last)) => {
+                *n += 1;
+                *last = m.at;
+            }
+            None => seen.push((m, 1, m.at)),
+        }
+    }
+    seen.iter()
+        .map(|(m, n, last)| {
+            let kind = match m.kind {
+                crate::engine::InputKind::Metric => "metric",
+                crate::engine::InputKind::Hook => "webhook",
+            };
+            let when = if *n == 1 {
+                format!("at {}", offset(run, m.at))
+            } else {
+                format!("{n} times, {} to {}", offset(run, m.at), offset(run, *last))
+            };
+            format!(
+                "{kind} {}: not in the trace, answered {} ({when})",
+                m.key, m.answered
+            )
+        })
+        .collect()
 }
 
 fn line(out: &mut String, run: &Run, s: &Step) {
@@ -195,6 +232,8 @@ struct JsonRun<'a> {
     canary: &'a str,
     start: Timestamp,
     end: Timestamp,
+    /// Inputs the trace did not have, and when they were asked.
+    missing: &'a [crate::engine::Missing],
     steps: Vec<JsonStep<'a>>,
     result: JsonResult<'a>,
 }
@@ -226,6 +265,7 @@ pub fn json(run: &Run) -> String {
         canary: &run.canary,
         start: run.start,
         end: run.end,
+        missing: &run.missing,
         steps: run
             .steps
             .iter()

@@ -383,6 +383,21 @@ pub struct Trace {
     pub recorded_hooks: BTreeMap<String, Vec<(Timestamp, HookAnswer)>>,
     pub initial: Initial,
     pub delete_at: Option<Timestamp>,
+    /// How far from a reconcile a recorded answer may lie and still be used (see
+    /// [`crate::inputs`]): half the analysis interval of the Canary that was recorded.
+    pub sample_window: SignedDuration,
+}
+
+/// Half the effective analysis interval of `canary` (1m when its spec is invalid).
+pub fn sample_window(canary: &CanaryObject, config: &OperatorConfig) -> SignedDuration {
+    let interval = Policy::from_spec(
+        &canary.metadata.name,
+        &canary.metadata.namespace,
+        &canary.spec,
+        config,
+    )
+    .map_or(SignedDuration::from_mins(1), |p| p.interval);
+    interval / 2
 }
 
 #[derive(Debug, Clone)]
@@ -696,6 +711,7 @@ impl Trace {
         }
 
         Ok(Trace {
+            sample_window: sample_window(&raw.canary, &config),
             name: name.to_string(),
             start,
             end,

@@ -24,10 +24,12 @@ fn events(v: &Value) -> Vec<String> {
 #[test]
 fn recorded_answers_win_over_schedules() {
     let mut t = promote();
-    // The schedule says healthy; the recording says the success rate was 42% from 4m on.
-    t["answers"] = json!([
-        {"at": "4m", "key": "request-success-rate", "metric": {"result": "value", "value": 42.0}}
-    ]);
+    // The schedule says healthy; a live run measured 42% at each step, a few milliseconds after
+    // the step was due (as the operator wakes): each replayed step uses its step's sample.
+    let samples: Vec<_> = (0..20)
+        .map(|m| json!({"at": format!("{m}m5ms"), "key": "request-success-rate", "metric": {"result": "value", "value": 42.0}}))
+        .collect();
+    t["answers"] = json!(samples);
     let ev = events(&t);
     assert!(
         ev.iter().any(|e| e.contains("success rate 42.00% < 99%")),
@@ -35,6 +37,25 @@ fn recorded_answers_win_over_schedules() {
     );
     let run = replay(&parse(&t).unwrap(), &Options::default());
     assert_eq!(run.final_phase(), Some(Phase::Failed));
+}
+
+#[test]
+fn a_recorded_sample_far_from_a_step_is_not_used() {
+    let mut t = promote();
+    // One sample, more than half an interval (1m) away from every later step: only the step
+    // nearest to it sees 42%; the schedule answers the others, and the canary is promoted.
+    t["answers"] = json!([
+        {"at": "4m5ms", "key": "request-success-rate", "metric": {"result": "value", "value": 42.0}}
+    ]);
+    let run = replay(&parse(&t).unwrap(), &Options::default());
+    let failed = run
+        .steps
+        .iter()
+        .flat_map(|s| &s.inputs.metrics)
+        .filter(|m| m.answer == flagger_core::snapshot::MetricAnswer::Value(42.0))
+        .count();
+    assert_eq!(failed, 1);
+    assert_eq!(run.final_phase(), Some(Phase::Succeeded));
 }
 
 #[test]
