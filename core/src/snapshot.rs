@@ -21,8 +21,11 @@ pub struct Snapshot {
     pub primary: Option<Workload>,
     /// Weights read back from the mesh object; `None` when the object does not exist yet.
     pub routes: Option<Routes>,
-    /// Whether the apex, primary and canary Services exist.
+    /// Whether the primary and canary Services exist.
     pub services_present: bool,
+    /// Whether the apex Service exists and selects exactly the primary's pods.
+    #[serde(default)]
+    pub apex_selects_primary: bool,
     /// Answers to the [`crate::Request`]s of earlier passes of this same reconcile.
     #[serde(default)]
     pub answers: Answers,

@@ -163,6 +163,7 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
                         mirrored: m,
                     }),
                     services_present: flags.2,
+                    apex_selects_primary: flags.1,
                     answers: Default::default(),
                 }
             },

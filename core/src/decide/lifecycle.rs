@@ -46,16 +46,18 @@ pub fn reconcile(t: &mut Tick) -> Step {
     }
 }
 
-/// Create the primary as a copy of the target, wait until it serves, then route all traffic to
-/// it and scale the target down.
+/// Create the primary as a copy of the target, wait until it serves, then move the apex Service
+/// to it, route all traffic to it and scale the target down.
 fn initialize(t: &mut Tick) -> Step {
     t.set_phase(Phase::Initializing);
     if t.snap.primary.is_none() {
+        // Flagger's order: the primary and canary Services, then the primary. The apex keeps
+        // serving the target's pods until the primary is ready.
+        apply_services(t);
         t.push(Command::CreatePrimary);
         if t.p.has_autoscaler {
             t.push(Command::ApplyPrimaryAutoscaler { promote: false });
         }
-        t.push(Command::ApplyServices);
         // Remember what the primary is copied from: a revision that lands before it is ready
         // must still be analysed, not taken for the promoted one.
         let target = t.target().cloned().unwrap_or_default();
@@ -63,12 +65,11 @@ fn initialize(t: &mut Tick) -> Step {
         t.status.tracked_configs = tracked(&target.configs);
         return Ok(());
     }
-    if !t.snap.services_present {
-        t.push(Command::ApplyServices);
-    }
+    apply_services(t);
     if !t.p.skip_analysis && !wait_for_primary(t)? {
         return Ok(());
     }
+    point_apex_at_primary(t);
     let target = t.target().cloned().unwrap_or_default();
     if target.replicas != 0 {
         t.push(Command::ScaleTarget { replicas: 0 });
@@ -123,9 +124,8 @@ fn rest(t: &mut Tick) -> Step {
         t.push(Command::CreatePrimary);
         return Ok(());
     }
-    if !t.snap.services_present {
-        t.push(Command::ApplyServices);
-    }
+    apply_services(t);
+    point_apex_at_primary(t);
     if t.snap.routes.is_none() {
         t.set_routes(100, 0, false);
     }
@@ -187,6 +187,35 @@ pub fn restart_run(t: &mut Tick) {
     t.status.iterations = 0;
     t.status.last_applied_spec = Some(target.template_hash);
     t.status.tracked_configs = tracked(&target.configs);
+}
+
+/// The primary and canary Services, when one is missing.
+pub fn apply_services(t: &mut Tick) {
+    if !t.snap.services_present {
+        t.push(Command::ApplyServices);
+    }
+}
+
+/// The apex Service moves to the primary's pods only once they serve; until then it keeps
+/// selecting what it selects now (the target's pods, for a Service that existed before the
+/// Canary). Flagger skips this check, like every readiness check, when analysis is skipped.
+pub fn point_apex_at_primary(t: &mut Tick) {
+    if !t.snap.apex_selects_primary && (t.p.skip_analysis || primary_serves(t)) {
+        t.push(Command::ApplyApexService);
+    }
+}
+
+fn primary_serves(t: &Tick) -> bool {
+    t.snap.primary.as_ref().is_some_and(|primary| {
+        let ready = readiness(
+            t.p.primary_name(),
+            primary,
+            t.p.primary_ready_threshold,
+            t.p.progress_deadline,
+            t.now,
+        );
+        ready == Readiness::Ready
+    })
 }
 
 /// Whether the primary serves. While it rolls out, say so once per interval; a blown deadline

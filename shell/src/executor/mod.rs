@@ -261,6 +261,7 @@ impl Executor {
                 autoscaler::apply_primary(self, canary, ctx, *promote).await
             }
             Command::ApplyServices => services::apply(self, canary, ctx).await,
+            Command::ApplyApexService => services::apply_apex(self, canary, ctx).await,
             Command::RevertApexService => services::revert_apex(self, canary, ctx).await,
             Command::SetRoutes {
                 primary_weight,
