@@ -44,6 +44,9 @@ pub fn workload(
         .map(|t| t.0);
     Workload {
         template_hash: template.map(template_hash).unwrap_or_default(),
+        copy_identity: template
+            .map(crate::identity::copy_identity)
+            .unwrap_or_default(),
         configs,
         // The API server defaults a missing `spec.replicas` to 1.
         replicas: spec.and_then(|s| s.replicas).unwrap_or(1),

@@ -44,6 +44,8 @@ impl Deployment {
                 .is_some_and(|d| self.rollout_started.checked_add(d).is_ok_and(|at| at < now));
         Workload {
             template_hash: self.template_hash.clone(),
+            // The simulated primary is an exact copy: its identity is the template's own hash.
+            copy_identity: self.template_hash.clone(),
             configs: self.configs.clone(),
             replicas: self.replicas,
             generation: self.generation,

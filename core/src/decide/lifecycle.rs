@@ -118,6 +118,37 @@ pub fn revision_changed(t: &Tick) -> bool {
     spec_changed || configs_changed
 }
 
+/// A Canary another operator (Flagger) left at rest records its revisions as hashes of its own,
+/// which never equal ours: taken at face value, the target would look new and run a whole
+/// analysis. When the primary already runs the target's template and the recorded configs are
+/// the target's, nothing is new: record our hash of it as applied and promoted, and stay.
+fn adopt(t: &mut Tick) -> bool {
+    if !matches!(
+        t.phase(),
+        Some(Phase::Initialized | Phase::Succeeded | Phase::Failed)
+    ) {
+        return false;
+    }
+    let (Some(target), Some(primary)) = (t.target(), t.snap.primary.as_ref()) else {
+        return false;
+    };
+    let status = &t.snap.status;
+    let ours = Some(target.template_hash.as_str());
+    let recorded_elsewhere = status.last_applied_spec.is_some()
+        && status.last_applied_spec.as_deref() != ours
+        && status.last_promoted_spec.as_deref() != ours;
+    let primary_runs_target =
+        !target.copy_identity.is_empty() && primary.copy_identity == target.copy_identity;
+    let configs_promoted = status.tracked_configs.clone().unwrap_or_default() == target.configs;
+    if !(recorded_elsewhere && primary_runs_target && configs_promoted) {
+        return false;
+    }
+    let hash = target.template_hash.clone();
+    t.status.last_applied_spec = Some(hash.clone());
+    t.status.last_promoted_spec = Some(hash);
+    true
+}
+
 /// Resting phases wait for a new revision; `Waiting` retries its confirm-rollout gate each interval.
 fn rest(t: &mut Tick) -> Step {
     if t.snap.primary.is_none() {
@@ -128,6 +159,9 @@ fn rest(t: &mut Tick) -> Step {
     point_apex_at_primary(t);
     if t.snap.routes.is_none() {
         t.set_routes(100, 0, false);
+    }
+    if adopt(t) {
+        return Ok(());
     }
     let waiting = t.phase() == Some(Phase::Waiting);
     if waiting && !t.due() {

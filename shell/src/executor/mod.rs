@@ -46,7 +46,7 @@ pub const FLUX_ANNOTATIONS: &[(&str, &str)] = &[
 ];
 
 /// Keys containing this belong to Flux's ownership tracking and are never copied.
-const TOOLKIT_MARKER: &str = "toolkit.fluxcd.io";
+pub const TOOLKIT_MARKER: &str = "toolkit.fluxcd.io";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
