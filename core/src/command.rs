@@ -24,8 +24,13 @@ pub enum Command {
     ApplyPrimaryAutoscaler {
         promote: bool,
     },
-    /// Create or reconcile the apex, primary and canary ClusterIP Services.
+    /// Create or reconcile the primary and canary ClusterIP Services. The apex is left alone:
+    /// until the primary serves, it must keep selecting the pods it selects now.
     ApplyServices,
+    /// Point the apex Service at the primary's pods (creating it, or taking over the user's).
+    /// Issued only once the primary is ready, as Flagger moves the selector only then: an
+    /// existing Service pointed early at `-primary` pods that do not run yet is an outage.
+    ApplyApexService,
     /// Copy the target's pod template (and tracked configs) into the primary.
     PromoteTemplate,
     /// Set the target's replicas (0 scales the canary down).
@@ -217,6 +222,7 @@ impl fmt::Display for Command {
                 write!(f, "apply primary autoscaler (promote: {promote})")
             }
             Command::ApplyServices => write!(f, "apply services"),
+            Command::ApplyApexService => write!(f, "apply apex service"),
             Command::PromoteTemplate => write!(f, "promote template"),
             Command::ScaleTarget { replicas } => write!(f, "scale target to {replicas}"),
             Command::SetRoutes {

@@ -21,8 +21,11 @@ pub struct Snapshot {
     pub primary: Option<Workload>,
     /// Weights read back from the mesh object; `None` when the object does not exist yet.
     pub routes: Option<Routes>,
-    /// Whether the apex, primary and canary Services exist.
+    /// Whether the primary and canary Services exist.
     pub services_present: bool,
+    /// Whether the apex Service exists and selects exactly the primary's pods.
+    #[serde(default)]
+    pub apex_selects_primary: bool,
     /// Answers to the [`crate::Request`]s of earlier passes of this same reconcile.
     #[serde(default)]
     pub answers: Answers,
@@ -72,6 +75,12 @@ impl Default for OperatorConfig {
 pub struct Workload {
     /// [`crate::hash::template_hash`] of the pod template.
     pub template_hash: String,
+    /// The template's identity with the primary's rewrites undone (`-primary` suffixes on the
+    /// selector label, renamed config references and pod selectors; rollout-forcing annotations
+    /// left out): a target and a primary copied from it, by this operator or by Flagger, have
+    /// the same one. Empty when unknown.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub copy_identity: String,
     /// Checksums of the ConfigMaps and Secrets the template uses (`configmap/x`, `secret/y`).
     #[serde(default)]
     pub configs: BTreeMap<String, String>,

@@ -93,6 +93,7 @@ fn workload() -> impl Strategy<Value = Option<Workload>> {
             .prop_map(
                 |(hash, replicas, updated, available, total, gen_lag, deadline, since)| Workload {
                     template_hash: hash.into(),
+                    copy_identity: hash.into(),
                     replicas,
                     generation: 5,
                     observed_generation: 5 - gen_lag,
@@ -163,6 +164,7 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
                         mirrored: m,
                     }),
                     services_present: flags.2,
+                    apex_selects_primary: flags.1,
                     answers: Default::default(),
                 }
             },

@@ -82,7 +82,8 @@ fn a_new_canary_creates_the_primary_and_services_first() {
     let c = Cluster::new(canary_spec());
     let d = c.decide();
     let (cmds, phase) = shape(without_gauges(d.commands));
-    assert_eq!(cmds, vec![Command::CreatePrimary, Command::ApplyServices]);
+    // Not the apex: it keeps serving the target's pods until the primary's are ready.
+    assert_eq!(cmds, vec![Command::ApplyServices, Command::CreatePrimary]);
     assert_eq!(phase, Some(Phase::Initializing));
     assert_eq!(d.wake_at, Some(t0() + SignedDuration::from_secs(60)));
 }
@@ -95,6 +96,7 @@ fn a_ready_primary_completes_initialization() {
     assert_eq!(
         cmds,
         vec![
+            Command::ApplyApexService,
             Command::ScaleTarget { replicas: 0 },
             routes(100, 0),
             ev("Initialization done! podinfo.test")
@@ -135,6 +137,55 @@ fn an_unready_primary_is_reported_once_per_interval() {
     );
     assert_eq!(phase, Some(Phase::Initializing));
     assert_eq!(c.tick_after(30), vec![]);
+}
+
+#[test]
+fn the_apex_moves_to_the_primary_only_once_it_is_ready() {
+    let mut c = Cluster::new(canary_spec());
+    c.manual_readiness = true;
+    c.tick();
+    // Waiting for the primary: the apex (maybe the user's Service) stays where it is.
+    let waiting = c.tick_after(60);
+    assert!(!waiting.contains(&Command::ApplyApexService), "{waiting:?}");
+    assert!(!c.apex_on_primary);
+    c.make_primary_ready();
+    let (cmds, phase) = shape(c.tick());
+    assert_eq!(cmds[0], Command::ApplyApexService);
+    assert_eq!(phase, Some(Phase::Initialized));
+}
+
+#[test]
+fn with_analysis_skipped_the_apex_moves_without_a_readiness_check() {
+    let mut spec = canary_spec();
+    spec.skip_analysis = Some(true);
+    let mut c = Cluster::new(spec);
+    c.manual_readiness = true;
+    c.tick();
+    let (cmds, phase) = shape(c.tick());
+    assert_eq!(
+        cmds,
+        vec![
+            Command::ApplyApexService,
+            Command::ScaleTarget { replicas: 0 },
+            routes(100, 0),
+            ev("Initialization done! podinfo.test")
+        ]
+    );
+    assert_eq!(phase, Some(Phase::Initialized));
+}
+
+#[test]
+fn a_resting_canary_moves_a_stray_apex_back_only_to_a_serving_primary() {
+    let mut c = Cluster::new(canary_spec());
+    c.tick();
+    c.tick();
+    assert_eq!(c.phase(), Some(Phase::Initialized));
+    // Someone pointed the apex elsewhere while the primary is rolling.
+    c.apex_on_primary = false;
+    c.primary.as_mut().unwrap().available_replicas = 0;
+    assert_eq!(c.tick(), vec![]);
+    c.make_primary_ready();
+    assert_eq!(c.tick(), vec![Command::ApplyApexService]);
 }
 
 #[test]

@@ -5,6 +5,7 @@ pub mod controller;
 pub mod crd;
 pub mod events;
 pub mod executor;
+pub mod identity;
 pub mod kube_metrics;
 pub mod leader;
 pub mod metrics;

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use flagger_core::{Routes, Workload};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, PodTemplateSpec, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, PodTemplateSpec, Secret, Service};
 use kube::core::DynamicObject;
 use sha2::{Digest, Sha256};
 
@@ -44,6 +44,9 @@ pub fn workload(
         .map(|t| t.0);
     Workload {
         template_hash: template.map(template_hash).unwrap_or_default(),
+        copy_identity: template
+            .map(crate::identity::copy_identity)
+            .unwrap_or_default(),
         configs,
         // The API server defaults a missing `spec.replicas` to 1.
         replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
@@ -56,6 +59,21 @@ pub fn workload(
         unavailable_since,
         autoscaler_min_replicas: hpa
             .map(|h| h.spec.as_ref().and_then(|s| s.min_replicas).unwrap_or(1)),
+    }
+}
+
+/// Whether `service` selects exactly the pods `deployment` selects. Both Flagger and this
+/// operator replace the apex's whole selector with the primary's label, so equality is the test;
+/// a selector left with other keys (or an empty one) selects something else.
+pub fn selects_pods_of(service: &Service, deployment: &Deployment) -> bool {
+    let selector = service.spec.as_ref().and_then(|s| s.selector.as_ref());
+    let match_labels = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.match_labels.as_ref());
+    match (selector, match_labels) {
+        (Some(selector), Some(labels)) => !labels.is_empty() && selector == labels,
+        _ => false,
     }
 }
 

@@ -209,6 +209,7 @@ mod tests {
                 mirrored: false,
             }),
             services_present: true,
+            apex_selects_primary: true,
             answers: Default::default(),
         }
     }

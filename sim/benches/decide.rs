@@ -70,6 +70,7 @@ fn snapshot() -> Snapshot {
             mirrored: false,
         }),
         services_present: true,
+        apex_selects_primary: true,
         answers,
     }
 }

@@ -435,6 +435,7 @@ impl Engine<'_> {
             primary: None,
             routes: None,
             services_present: false,
+            apex_selects_primary: false,
             answers: Default::default(),
         });
         snap.now = now;
@@ -453,6 +454,7 @@ impl Engine<'_> {
             .map(|d| d.observe(now, kube_deadline));
         snap.routes = self.world.routes;
         snap.services_present = self.world.services;
+        snap.apex_selects_primary = self.world.apex_on_primary;
         snap.answers.hooks.clear();
         snap.answers.metrics.clear();
         let mut inputs = describe_readiness(self.policy.as_ref(), &snap);

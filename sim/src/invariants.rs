@@ -145,6 +145,19 @@ impl Checker {
             }
             self.last_increase = Some(step.at);
         }
+        // Checked after partial decisions too: a crash must never leave the apex on pods that
+        // do not serve yet. Flagger skips every readiness check, this one included, when
+        // analysis is skipped, and so does the core.
+        let skips_readiness = self.policy.as_ref().is_some_and(|p| p.skip_analysis);
+        if world.apex_on_primary
+            && !skips_readiness
+            && world.primary_serving_from.is_none_or(|at| at > step.at)
+        {
+            fail(
+                "apex-before-primary-ready",
+                "the apex Service selects the primary's pods before they are ready".into(),
+            );
+        }
         // A deleted Canary leaves the target serving all traffic; nothing below applies to it.
         if !complete || world.removed {
             return out;
@@ -378,6 +391,12 @@ mod tests {
 
         let jumped = world(Phase::Initialized, 0, 0);
         assert_eq!(breaches(&jumped, 0), ["phase-transition"]);
+
+        let mut early_apex = world(Phase::Progressing, 20, 2);
+        early_apex.apex_on_primary = true;
+        assert_eq!(breaches(&early_apex, 20), ["apex-before-primary-ready"]);
+        early_apex.primary_serving_from = Some(Timestamp::UNIX_EPOCH);
+        assert!(breaches(&early_apex, 20).is_empty());
 
         let at_threshold = CanaryStatus {
             failed_checks: 2,

@@ -155,6 +155,7 @@ pub fn to_trace(name: &str, recording: &[Reconcile]) -> Result<Trace, InputError
         }),
         routes: first.routes,
         services_present: first.services_present,
+        apex_selects_primary: first.apex_selects_primary,
         finalizer: first.canary.has_finalizer,
     };
     Ok(Trace {

@@ -142,6 +142,8 @@ pub struct Initial {
     #[serde(default)]
     pub services_present: bool,
     #[serde(default)]
+    pub apex_selects_primary: bool,
+    #[serde(default)]
     pub finalizer: bool,
 }
 

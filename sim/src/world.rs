@@ -44,6 +44,8 @@ impl Deployment {
                 .is_some_and(|d| self.rollout_started.checked_add(d).is_ok_and(|at| at < now));
         Workload {
             template_hash: self.template_hash.clone(),
+            // The simulated primary is an exact copy: its identity is the template's own hash.
+            copy_identity: self.template_hash.clone(),
             configs: self.configs.clone(),
             replicas: self.replicas,
             generation: self.generation,
@@ -83,7 +85,13 @@ pub struct World {
     pub target: Option<Deployment>,
     pub primary: Option<Deployment>,
     pub routes: Option<Routes>,
+    /// The primary and canary Services exist.
     pub services: bool,
+    /// The apex Service selects the primary's pods (before that, the target's).
+    pub apex_on_primary: bool,
+    /// When the primary's first rollout finished: from then on its pods serve, through any
+    /// later rolling update. `None` while there is no primary or it never became ready.
+    pub primary_serving_from: Option<Timestamp>,
     pub primary_autoscaler: bool,
     pub apex_reverted: bool,
     pub finalizer: bool,
@@ -111,6 +119,8 @@ impl World {
             primary: None,
             routes: None,
             services: false,
+            apex_on_primary: false,
+            primary_serving_from: None,
             primary_autoscaler: false,
             apex_reverted: false,
             finalizer: false,
@@ -137,6 +147,7 @@ impl World {
         self.status = initial.status.clone();
         self.routes = initial.routes;
         self.services = initial.services_present;
+        self.apex_on_primary = initial.apex_selects_primary;
         self.finalizer = initial.finalizer;
         self.primary = initial.primary.as_ref().map(|p| Deployment {
             template: serde_json::Value::Null,
@@ -148,6 +159,7 @@ impl World {
             rollout_started: now,
             ready_at: Some(now),
         });
+        self.primary_serving_from = self.primary.as_ref().map(|_| now);
     }
 
     /// `kubectl delete canary`: without a finalizer the object is gone at once.
@@ -210,11 +222,13 @@ impl World {
                     p.replicas = t.replicas.max(1);
                     p.generation = 1;
                     p.start_rollout(now, &self.readiness, WorkloadKind::Primary);
+                    self.primary_serving_from = p.ready_at;
                     self.primary = Some(p);
                 }
             }
             Command::ApplyPrimaryAutoscaler { .. } => self.primary_autoscaler = true,
             Command::ApplyServices => self.services = true,
+            Command::ApplyApexService => self.apex_on_primary = true,
             Command::PromoteTemplate => {
                 if let (Some(t), Some(p)) = (&self.target, &mut self.primary) {
                     let changed = p.template_hash != t.template_hash || p.configs != t.configs;
@@ -256,7 +270,10 @@ impl World {
                     mirrored: *mirrored,
                 });
             }
-            Command::RevertApexService => self.apex_reverted = true,
+            Command::RevertApexService => {
+                self.apex_reverted = true;
+                self.apex_on_primary = false;
+            }
             Command::EmitEvent { severity, message } => self.events.push(EventRecord {
                 at: now,
                 warning: *severity == EventSeverity::Warning,

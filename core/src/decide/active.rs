@@ -2,7 +2,8 @@
 //! move — a weight step, an iteration, promotion, or the traffic shift back to the primary.
 
 use super::lifecycle::{
-    Rollback, post_rollout, restart_run, revision_changed, rollback, wait_for_primary,
+    Rollback, apply_services, point_apex_at_primary, post_rollout, restart_run, revision_changed,
+    rollback, wait_for_primary,
 };
 use super::tick::{Step, Tick};
 use crate::api::Phase;
@@ -19,9 +20,8 @@ pub fn step(t: &mut Tick) -> Step {
         t.push(Command::CreatePrimary);
         return Ok(());
     }
-    if !t.snap.services_present {
-        t.push(Command::ApplyServices);
-    }
+    apply_services(t);
+    point_apex_at_primary(t);
     if matches!(phase, Phase::Progressing | Phase::WaitingPromotion) && revision_changed(t) {
         restart_run(t);
         return Ok(());

@@ -46,16 +46,18 @@ pub fn reconcile(t: &mut Tick) -> Step {
     }
 }
 
-/// Create the primary as a copy of the target, wait until it serves, then route all traffic to
-/// it and scale the target down.
+/// Create the primary as a copy of the target, wait until it serves, then move the apex Service
+/// to it, route all traffic to it and scale the target down.
 fn initialize(t: &mut Tick) -> Step {
     t.set_phase(Phase::Initializing);
     if t.snap.primary.is_none() {
+        // Flagger's order: the primary and canary Services, then the primary. The apex keeps
+        // serving the target's pods until the primary is ready.
+        apply_services(t);
         t.push(Command::CreatePrimary);
         if t.p.has_autoscaler {
             t.push(Command::ApplyPrimaryAutoscaler { promote: false });
         }
-        t.push(Command::ApplyServices);
         // Remember what the primary is copied from: a revision that lands before it is ready
         // must still be analysed, not taken for the promoted one.
         let target = t.target().cloned().unwrap_or_default();
@@ -63,12 +65,11 @@ fn initialize(t: &mut Tick) -> Step {
         t.status.tracked_configs = tracked(&target.configs);
         return Ok(());
     }
-    if !t.snap.services_present {
-        t.push(Command::ApplyServices);
-    }
+    apply_services(t);
     if !t.p.skip_analysis && !wait_for_primary(t)? {
         return Ok(());
     }
+    point_apex_at_primary(t);
     let target = t.target().cloned().unwrap_or_default();
     if target.replicas != 0 {
         t.push(Command::ScaleTarget { replicas: 0 });
@@ -117,17 +118,50 @@ pub fn revision_changed(t: &Tick) -> bool {
     spec_changed || configs_changed
 }
 
+/// A Canary another operator (Flagger) left at rest records its revisions as hashes of its own,
+/// which never equal ours: taken at face value, the target would look new and run a whole
+/// analysis. When the primary already runs the target's template and the recorded configs are
+/// the target's, nothing is new: record our hash of it as applied and promoted, and stay.
+fn adopt(t: &mut Tick) -> bool {
+    if !matches!(
+        t.phase(),
+        Some(Phase::Initialized | Phase::Succeeded | Phase::Failed)
+    ) {
+        return false;
+    }
+    let (Some(target), Some(primary)) = (t.target(), t.snap.primary.as_ref()) else {
+        return false;
+    };
+    let status = &t.snap.status;
+    let ours = Some(target.template_hash.as_str());
+    let recorded_elsewhere = status.last_applied_spec.is_some()
+        && status.last_applied_spec.as_deref() != ours
+        && status.last_promoted_spec.as_deref() != ours;
+    let primary_runs_target =
+        !target.copy_identity.is_empty() && primary.copy_identity == target.copy_identity;
+    let configs_promoted = status.tracked_configs.clone().unwrap_or_default() == target.configs;
+    if !(recorded_elsewhere && primary_runs_target && configs_promoted) {
+        return false;
+    }
+    let hash = target.template_hash.clone();
+    t.status.last_applied_spec = Some(hash.clone());
+    t.status.last_promoted_spec = Some(hash);
+    true
+}
+
 /// Resting phases wait for a new revision; `Waiting` retries its confirm-rollout gate each interval.
 fn rest(t: &mut Tick) -> Step {
     if t.snap.primary.is_none() {
         t.push(Command::CreatePrimary);
         return Ok(());
     }
-    if !t.snap.services_present {
-        t.push(Command::ApplyServices);
-    }
+    apply_services(t);
+    point_apex_at_primary(t);
     if t.snap.routes.is_none() {
         t.set_routes(100, 0, false);
+    }
+    if adopt(t) {
+        return Ok(());
     }
     let waiting = t.phase() == Some(Phase::Waiting);
     if waiting && !t.due() {
@@ -187,6 +221,35 @@ pub fn restart_run(t: &mut Tick) {
     t.status.iterations = 0;
     t.status.last_applied_spec = Some(target.template_hash);
     t.status.tracked_configs = tracked(&target.configs);
+}
+
+/// The primary and canary Services, when one is missing.
+pub fn apply_services(t: &mut Tick) {
+    if !t.snap.services_present {
+        t.push(Command::ApplyServices);
+    }
+}
+
+/// The apex Service moves to the primary's pods only once they serve; until then it keeps
+/// selecting what it selects now (the target's pods, for a Service that existed before the
+/// Canary). Flagger skips this check, like every readiness check, when analysis is skipped.
+pub fn point_apex_at_primary(t: &mut Tick) {
+    if !t.snap.apex_selects_primary && (t.p.skip_analysis || primary_serves(t)) {
+        t.push(Command::ApplyApexService);
+    }
+}
+
+fn primary_serves(t: &Tick) -> bool {
+    t.snap.primary.as_ref().is_some_and(|primary| {
+        let ready = readiness(
+            t.p.primary_name(),
+            primary,
+            t.p.primary_ready_threshold,
+            t.p.progress_deadline,
+            t.now,
+        );
+        ready == Readiness::Ready
+    })
 }
 
 /// Whether the primary serves. While it rolls out, say so once per interval; a blown deadline

@@ -56,6 +56,8 @@ pub struct Cluster {
     pub primary: Option<Workload>,
     pub routes: Option<Routes>,
     pub services: bool,
+    /// The apex Service selects the primary's pods.
+    pub apex_on_primary: bool,
     pub has_finalizer: bool,
     pub deleting: bool,
     pub config: OperatorConfig,
@@ -78,6 +80,7 @@ impl Cluster {
             primary: None,
             routes: None,
             services: false,
+            apex_on_primary: false,
             has_finalizer: false,
             deleting: false,
             config: OperatorConfig::default(),
@@ -104,6 +107,7 @@ impl Cluster {
             primary: self.primary.clone(),
             routes: self.routes,
             services_present: self.services,
+            apex_selects_primary: self.apex_on_primary,
             answers: Default::default(),
         }
     }
@@ -167,6 +171,7 @@ impl Cluster {
                 self.primary = Some(p);
             }
             Command::ApplyServices => self.services = true,
+            Command::ApplyApexService => self.apex_on_primary = true,
             Command::PromoteTemplate => {
                 let hash = self.target.as_ref().unwrap().template_hash.clone();
                 let p = self.primary.as_mut().unwrap();

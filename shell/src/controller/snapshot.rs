@@ -35,28 +35,27 @@ pub fn build(
         let configs = configs_of(view, &namespace, &d);
         observe::workload(&d, hpa.as_deref(), configs)
     });
-    let primary = view
-        .deployment(&namespace, &format!("{target_name}-primary"))
-        .map(|d| {
-            let hpa = autoscaler
-                .as_deref()
-                .and_then(|n| view.autoscaler(&namespace, &format!("{n}-primary")));
-            // Revisions are detected on the target; the primary's own config copies are not compared.
-            observe::workload(&d, hpa.as_deref(), Default::default())
-        });
+    let primary_deployment = view.deployment(&namespace, &format!("{target_name}-primary"));
+    let primary = primary_deployment.as_deref().map(|d| {
+        let hpa = autoscaler
+            .as_deref()
+            .and_then(|n| view.autoscaler(&namespace, &format!("{n}-primary")));
+        // Revisions are detected on the target; the primary's own config copies are not compared.
+        observe::workload(d, hpa.as_deref(), Default::default())
+    });
     let apex = spec
         .service
         .name
         .clone()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| target_name.clone());
-    let services_present = [
-        apex.clone(),
-        format!("{apex}-primary"),
-        format!("{apex}-canary"),
-    ]
-    .iter()
-    .all(|name| view.service(&namespace, name).is_some());
+    let services_present = [format!("{apex}-primary"), format!("{apex}-canary")]
+        .iter()
+        .all(|name| view.service(&namespace, name).is_some());
+    let apex_selects_primary = match (view.service(&namespace, &apex), &primary_deployment) {
+        (Some(service), Some(primary)) => observe::selects_pods_of(&service, primary),
+        _ => false,
+    };
     let provider = spec
         .provider
         .clone()
@@ -77,6 +76,7 @@ pub fn build(
         primary,
         routes: routes(view, canary, &provider, &namespace, &apex),
         services_present,
+        apex_selects_primary,
         answers,
     }
 }

@@ -46,7 +46,7 @@ pub const FLUX_ANNOTATIONS: &[(&str, &str)] = &[
 ];
 
 /// Keys containing this belong to Flux's ownership tracking and are never copied.
-const TOOLKIT_MARKER: &str = "toolkit.fluxcd.io";
+pub const TOOLKIT_MARKER: &str = "toolkit.fluxcd.io";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -261,6 +261,7 @@ impl Executor {
                 autoscaler::apply_primary(self, canary, ctx, *promote).await
             }
             Command::ApplyServices => services::apply(self, canary, ctx).await,
+            Command::ApplyApexService => services::apply_apex(self, canary, ctx).await,
             Command::RevertApexService => services::revert_apex(self, canary, ctx).await,
             Command::SetRoutes {
                 primary_weight,

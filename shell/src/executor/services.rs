@@ -1,5 +1,6 @@
 //! The three ClusterIP Services every provider routes through: `<svc>-canary` selects the
-//! target's pods, `<svc>-primary` and the apex `<svc>` the primary's.
+//! target's pods, `<svc>-primary` and the apex `<svc>` the primary's. The apex is written by a
+//! command of its own, so that it moves to the primary only once the primary is ready.
 //!
 //! An apex Service that existed before the Canary is the user's: it is taken over (selector
 //! and ports rewritten) but gets no owner reference and none of our metadata, so deleting the
@@ -21,7 +22,24 @@ use crate::router::{Names, owner_references};
 /// Sidecars whose ports are the mesh's, not the application's.
 const SIDECARS: &[&str] = &["istio-proxy", "envoy"];
 
+/// `ApplyServices`: the canary and primary Services, which select only pods of their own.
 pub(super) async fn apply(
+    exec: &Executor,
+    canary: &Canary,
+    ctx: &ExecContext,
+) -> Result<(), ExecError> {
+    let api: Api<Service> = Api::namespaced(exec.client.clone(), &namespace(canary)?);
+    let [canary_svc, primary_svc, _] = desired_services(canary, ctx)?;
+    for service in [canary_svc, primary_svc] {
+        let name = service.metadata.name.clone().unwrap_or_default();
+        exec.apply(&api, &name, &service).await?;
+    }
+    Ok(())
+}
+
+/// `ApplyApexService`: the apex selects the primary's pods from now on. A Service the user
+/// created before the Canary is taken over in place (see [`take_over_patch`]).
+pub(super) async fn apply_apex(
     exec: &Executor,
     canary: &Canary,
     ctx: &ExecContext,
@@ -29,13 +47,8 @@ pub(super) async fn apply(
     let names = Names::of(canary);
     let selector = ctx.selector(canary)?;
     let api: Api<Service> = Api::namespaced(exec.client.clone(), &namespace(canary)?);
-    let existing_apex = api.get_opt(&names.apex_service).await?;
-    let [canary_svc, primary_svc, apex] = desired_services(canary, ctx)?;
-    for service in [canary_svc, primary_svc] {
-        let name = service.metadata.name.clone().unwrap_or_default();
-        exec.apply(&api, &name, &service).await?;
-    }
-    match existing_apex {
+    let [_, _, apex] = desired_services(canary, ctx)?;
+    match api.get_opt(&names.apex_service).await? {
         Some(user_service) if !owned_by(&user_service, canary) => {
             let patch = take_over_patch(
                 canary,
@@ -85,8 +98,8 @@ pub(super) async fn revert_apex(
     }
 }
 
-/// Canary, primary, then apex (as created by us): the apex moves to the primary's pods only
-/// once the Services the mesh routes to exist.
+/// Canary, primary, then apex (as created by us). The core sends the apex on its own, once the
+/// primary's pods serve.
 pub fn desired_services(canary: &Canary, ctx: &ExecContext) -> Result<[Service; 3], ExecError> {
     let selector = ctx.selector(canary)?;
     let names = Names::of(canary);

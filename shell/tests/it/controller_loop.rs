@@ -99,6 +99,7 @@ fn gated() -> (Canary, Snapshot) {
             mirrored: false,
         }),
         services_present: true,
+        apex_selects_primary: true,
         answers: Answers::default(),
     };
     (c, snap)

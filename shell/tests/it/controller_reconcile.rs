@@ -39,30 +39,20 @@ async fn a_new_canary_creates_the_primary_and_services_then_writes_its_status() 
     drop(ctx);
     let seen = server.await.unwrap();
 
-    // How the executor writes the Services is its own business (it may read a user-made apex
-    // Service first); what the controller owes is the order of the commands and no reads of
-    // what the caches already hold.
+    // The primary and canary Services, then the primary; the apex is not touched while the
+    // primary's pods do not exist.
     let writes: Vec<String> = seen
         .iter()
         .filter(|s| s.method != "GET")
         .map(Seen::line)
         .collect();
     assert_eq!(
-        writes.first(),
-        Some(&format!("PATCH {DEPLOYMENTS}/podinfo-primary"))
-    );
-    assert_eq!(writes.last(), Some(&format!("PATCH {STATUS}")));
-    let mut services: Vec<&str> = writes[1..writes.len() - 1]
-        .iter()
-        .map(String::as_str)
-        .collect();
-    services.sort();
-    assert_eq!(
-        services,
+        writes,
         vec![
-            format!("PATCH {SERVICES}/podinfo"),
             format!("PATCH {SERVICES}/podinfo-canary"),
             format!("PATCH {SERVICES}/podinfo-primary"),
+            format!("PATCH {DEPLOYMENTS}/podinfo-primary"),
+            format!("PATCH {STATUS}"),
         ]
     );
     assert!(
@@ -129,6 +119,44 @@ async fn a_ready_primary_finishes_initialization_with_an_event_and_scales_the_ta
 }
 
 #[tokio::test]
+async fn a_users_apex_service_moves_to_the_primary_when_initialization_completes() {
+    let mut canary = canary();
+    canary.status = Some(flagger_core::CanaryStatus {
+        phase: Some(Phase::Initializing),
+        last_transition_time: Some(jiff::Timestamp::now()),
+        ..Default::default()
+    });
+    let mut caches = Caches::new();
+    caches.canary(&canary);
+    caches.deployment(&deployment("podinfo", 2, "podinfo:6.0.0"));
+    caches.deployment(&deployment("podinfo-primary", 2, "podinfo:6.0.0"));
+    caches.service("podinfo-primary");
+    caches.service("podinfo-canary");
+    // The user's Service, still serving the target's pods.
+    caches.service_selecting("podinfo", "podinfo");
+    let (client, server) = mock_client(echo(canary.clone()));
+    let ctx = context(client, caches.stores.clone(), settings());
+
+    reconcile::reconcile(Arc::new(canary), ctx.clone())
+        .await
+        .unwrap();
+    drop(ctx);
+    let seen = server.await.unwrap();
+
+    // The primary is ready: the apex moves first, then the target scales down.
+    assert_eq!(
+        lines(&seen)[..3],
+        [
+            format!("GET {SERVICES}/podinfo"),
+            format!("PATCH {SERVICES}/podinfo"),
+            format!("PATCH {DEPLOYMENTS}/podinfo"),
+        ]
+    );
+    assert_eq!(seen[1].body["spec"]["selector"]["app"], "podinfo-primary");
+    assert_eq!(seen[2].body["spec"]["replicas"], json!(0));
+}
+
+#[tokio::test]
 async fn a_failed_write_stops_the_decision_and_backs_off() {
     let canary = canary();
     let mut caches = Caches::new();
@@ -150,7 +178,8 @@ async fn a_failed_write_stops_the_decision_and_backs_off() {
     let err = reconcile::reconcile(Arc::new(canary.clone()), ctx.clone())
         .await
         .unwrap_err();
-    assert!(matches!(&err, Error::Command(f) if f.index == 0), "{err}");
+    // Command 0 wrote the primary and canary Services; command 1, the primary, failed.
+    assert!(matches!(&err, Error::Command(f) if f.index == 1), "{err}");
     assert_eq!(
         reconcile::error_policy(Arc::new(canary.clone()), &err, ctx.clone()),
         Action::requeue(Duration::from_secs(5))
@@ -165,6 +194,7 @@ async fn a_failed_write_stops_the_decision_and_backs_off() {
     // kube's client retries server errors a few times; nothing after the failed command is sent.
     assert!(
         seen.iter()
+            .skip(2)
             .all(|s| s.path == format!("{DEPLOYMENTS}/podinfo-primary")),
         "{:?}",
         lines(&seen)

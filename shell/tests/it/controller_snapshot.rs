@@ -179,6 +179,45 @@ fn the_snapshot_reflects_the_cached_objects() {
     );
 }
 
+fn service_selecting(app: &str) -> Arc<Service> {
+    Arc::new(serde_json::from_value(json!({ "spec": { "selector": { "app": app } } })).unwrap())
+}
+
+#[test]
+fn the_apex_counts_as_moved_only_when_it_selects_exactly_the_primarys_pods() {
+    let mut cluster = full_cluster();
+    let apex_moved = |cluster: &Cluster| {
+        let config = OperatorConfig::default();
+        snapshot::build(cluster, &istio_canary(), &config, now(), Answers::default())
+            .apex_selects_primary
+    };
+    // A user's Service, still on the target's pods.
+    cluster
+        .services
+        .insert("podinfo".into(), service_selecting("podinfo"));
+    assert!(!apex_moved(&cluster));
+    cluster
+        .services
+        .insert("podinfo".into(), service_selecting("podinfo-primary"));
+    assert!(apex_moved(&cluster));
+    // An extra key narrows the selection to other pods.
+    let mut narrowed = (*service_selecting("podinfo-primary")).clone();
+    let selector = narrowed.spec.as_mut().unwrap().selector.as_mut().unwrap();
+    selector.insert("version".into(), "v1".into());
+    cluster
+        .services
+        .insert("podinfo".into(), Arc::new(narrowed));
+    assert!(!apex_moved(&cluster));
+    cluster.services.remove("podinfo");
+    assert!(!apex_moved(&cluster));
+    // Without a primary there is nothing to select yet.
+    cluster
+        .services
+        .insert("podinfo".into(), service_selecting("podinfo-primary"));
+    cluster.deployments.remove("podinfo-primary");
+    assert!(!apex_moved(&cluster));
+}
+
 #[test]
 fn missing_objects_are_absent_from_the_snapshot() {
     let mut cluster = full_cluster();
@@ -193,7 +232,10 @@ fn missing_objects_are_absent_from_the_snapshot() {
         Answers::default(),
     );
     assert!(snap.primary.is_none());
-    assert!(!snap.services_present, "all three Services must exist");
+    assert!(
+        !snap.services_present,
+        "the primary and canary Services must exist"
+    );
     assert_eq!(snap.routes, None, "a missing VirtualService has no weights");
 
     cluster.deployments.clear();

@@ -230,6 +230,7 @@ async fn controller_side_commands_make_no_requests() {
         assert!(requests.is_empty());
     }
     assert!(is_kube_command(&Command::ApplyServices));
+    assert!(is_kube_command(&Command::ApplyApexService));
     assert!(is_kube_command(&Command::WriteStatus(
         CanaryStatus::default()
     )));

@@ -137,6 +137,7 @@ async fn commands_are_accepted_and_idempotent_on_a_real_api_server() {
 
     twice(&exec, &canary, &ctx, Command::CreatePrimary).await;
     twice(&exec, &canary, &ctx, Command::ApplyServices).await;
+    twice(&exec, &canary, &ctx, Command::ApplyApexService).await;
     let routes = Routes {
         primary_weight: 90,
         canary_weight: 10,
@@ -445,6 +446,7 @@ async fn a_users_apex_service_survives_its_canary_and_hpa_is_mirrored() {
     );
 
     twice(&exec, &canary, &ctx, Command::ApplyServices).await;
+    twice(&exec, &canary, &ctx, Command::ApplyApexService).await;
     let apex = services.get("podinfo").await.unwrap();
     assert_eq!(
         apex.spec.as_ref().unwrap().selector.as_ref().unwrap()["app"],
@@ -543,6 +545,7 @@ async fn unmanaged_metadata_written_by_another_tool_survives_reapplying() {
     };
     twice(&exec, &canary, &ctx, Command::CreatePrimary).await;
     twice(&exec, &canary, &ctx, Command::ApplyServices).await;
+    twice(&exec, &canary, &ctx, Command::ApplyApexService).await;
     twice(&exec, &canary, &ctx, routes.clone()).await;
 
     // Another tool claims the unmanaged keys and, forcibly, one the operator manages.
@@ -572,6 +575,9 @@ async fn unmanaged_metadata_written_by_another_tool_survives_reapplying() {
         .unwrap();
 
     exec.execute(&canary, &ctx, &Command::ApplyServices)
+        .await
+        .unwrap();
+    exec.execute(&canary, &ctx, &Command::ApplyApexService)
         .await
         .unwrap();
     exec.execute(&canary, &ctx, &routes).await.unwrap();

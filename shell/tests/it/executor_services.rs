@@ -1,4 +1,4 @@
-//! ApplyServices and RevertApexService as API requests.
+//! ApplyServices, ApplyApexService and RevertApexService as API requests.
 
 use std::collections::BTreeMap;
 
@@ -7,10 +7,12 @@ use flagger_core::Command;
 use flagger_core::api::{CustomMetadata, UnmanagedMetadata};
 use serde_json::{Value, json};
 
-async fn apply_services(
+/// The requests of `commands`, run in order as the controller runs a decision's commands.
+async fn execute_all(
     canary: flagger_core::Canary,
     ctx: flagger::executor::ExecContext,
     existing_apex: Option<Value>,
+    commands: &[Command],
 ) -> Vec<Captured> {
     let respond = {
         let canary = canary.clone();
@@ -27,27 +29,74 @@ async fn apply_services(
             _ => echo(req),
         }
     };
+    let commands = commands.to_vec();
     let (result, requests) = run(respond, |exec| async move {
-        exec.execute(&canary, &ctx, &Command::ApplyServices).await
+        for command in &commands {
+            exec.execute(&canary, &ctx, command).await?;
+        }
+        Ok::<(), flagger::executor::ExecError>(())
     })
     .await;
     result.unwrap();
     requests
 }
 
+/// Services then apex, as initialization sends them once the primary is ready: requests are
+/// canary, primary, the apex's GET, the apex.
+async fn apply_services(
+    canary: flagger_core::Canary,
+    ctx: flagger::executor::ExecContext,
+    existing_apex: Option<Value>,
+) -> Vec<Captured> {
+    let commands = [Command::ApplyServices, Command::ApplyApexService];
+    execute_all(canary, ctx, existing_apex, &commands).await
+}
+
+#[tokio::test]
+async fn apply_services_leaves_the_apex_alone() {
+    let requests = execute_all(
+        canary(),
+        context("istio"),
+        Some(user_service()),
+        &[Command::ApplyServices],
+    )
+    .await;
+    assert_eq!(requests.len(), 2);
+    requests[0].assert_apply(&format!("{SERVICES}/podinfo-canary"));
+    requests[1].assert_apply(&format!("{SERVICES}/podinfo-primary"));
+}
+
+#[tokio::test]
+async fn apply_apex_service_moves_only_the_apex() {
+    let requests = execute_all(
+        canary(),
+        context("istio"),
+        None,
+        &[Command::ApplyApexService],
+    )
+    .await;
+    assert_eq!(requests.len(), 2);
+    requests[0].assert_get(&format!("{SERVICES}/podinfo"));
+    requests[1].assert_apply(&format!("{SERVICES}/podinfo"));
+    assert_eq!(
+        requests[1].body["spec"]["selector"],
+        json!({ "app": "podinfo-primary" })
+    );
+}
+
 #[tokio::test]
 async fn creates_canary_primary_and_apex_services_owned_by_the_canary() {
     let requests = apply_services(canary(), context("istio"), None).await;
     assert_eq!(requests.len(), 4);
-    requests[0].assert_get(&format!("{SERVICES}/podinfo"));
-    requests[1].assert_apply(&format!("{SERVICES}/podinfo-canary"));
-    requests[2].assert_apply(&format!("{SERVICES}/podinfo-primary"));
+    requests[0].assert_apply(&format!("{SERVICES}/podinfo-canary"));
+    requests[1].assert_apply(&format!("{SERVICES}/podinfo-primary"));
+    requests[2].assert_get(&format!("{SERVICES}/podinfo"));
     requests[3].assert_apply(&format!("{SERVICES}/podinfo"));
     let selector = |r: &Captured| r.body["spec"]["selector"].clone();
-    assert_eq!(selector(&requests[1]), json!({ "app": "podinfo" }));
-    assert_eq!(selector(&requests[2]), json!({ "app": "podinfo-primary" }));
+    assert_eq!(selector(&requests[0]), json!({ "app": "podinfo" }));
+    assert_eq!(selector(&requests[1]), json!({ "app": "podinfo-primary" }));
     assert_eq!(selector(&requests[3]), json!({ "app": "podinfo-primary" }));
-    for r in &requests[1..] {
+    for r in [&requests[0], &requests[1], &requests[3]] {
         assert_eq!(r.body["apiVersion"], "v1");
         assert_eq!(r.body["kind"], "Service");
         assert_eq!(r.body["spec"]["type"], "ClusterIP");
@@ -76,9 +125,9 @@ async fn port_settings_and_per_service_metadata_are_applied() {
         annotations: Some(BTreeMap::from([("note".to_string(), "canary".to_string())])),
     });
     let requests = apply_services(canary, context("istio"), None).await;
-    requests[0].assert_get(&format!("{SERVICES}/web"));
-    requests[1].assert_apply(&format!("{SERVICES}/web-canary"));
-    requests[2].assert_apply(&format!("{SERVICES}/web-primary"));
+    requests[0].assert_apply(&format!("{SERVICES}/web-canary"));
+    requests[1].assert_apply(&format!("{SERVICES}/web-primary"));
+    requests[2].assert_get(&format!("{SERVICES}/web"));
     requests[3].assert_apply(&format!("{SERVICES}/web"));
     assert_eq!(
         requests[3].body["spec"]["ports"],
@@ -86,11 +135,11 @@ async fn port_settings_and_per_service_metadata_are_applied() {
     );
     assert_eq!(requests[3].body["metadata"]["labels"]["expose"], "true");
     assert_eq!(
-        requests[1].body["metadata"]["annotations"]["note"],
+        requests[0].body["metadata"]["annotations"]["note"],
         "canary"
     );
     assert!(
-        requests[2].body["metadata"]["labels"]
+        requests[1].body["metadata"]["labels"]
             .get("expose")
             .is_none()
     );
@@ -121,7 +170,7 @@ async fn port_discovery_adds_the_other_container_ports_but_not_sidecars() {
     .unwrap();
     ctx.target = Some(target);
     let requests = apply_services(canary, ctx, None).await;
-    let ports: Vec<(String, i64)> = requests[1].body["spec"]["ports"]
+    let ports: Vec<(String, i64)> = requests[0].body["spec"]["ports"]
         .as_array()
         .unwrap()
         .iter()
@@ -158,8 +207,8 @@ fn user_service() -> Value {
 async fn an_existing_apex_service_is_taken_over_without_ownership() {
     let requests = apply_services(canary(), context("istio"), Some(user_service())).await;
     assert_eq!(requests.len(), 4);
-    requests[1].assert_apply(&format!("{SERVICES}/podinfo-canary"));
-    requests[2].assert_apply(&format!("{SERVICES}/podinfo-primary"));
+    requests[0].assert_apply(&format!("{SERVICES}/podinfo-canary"));
+    requests[1].assert_apply(&format!("{SERVICES}/podinfo-primary"));
     let apex = &requests[3];
     apex.assert_merge(&format!("{SERVICES}/podinfo"));
     // Exactly our selector and ports (the node port kept), nothing of the metadata or type.
@@ -266,7 +315,7 @@ async fn unmanaged_label_and_annotation_keys_are_never_sent() {
     });
     let requests = apply_services(canary, context("istio"), None).await;
     assert_eq!(requests.len(), 4);
-    for r in &requests[1..] {
+    for r in [&requests[0], &requests[1], &requests[3]] {
         let meta = &r.body["metadata"];
         assert!(meta["labels"].get("team").is_none(), "{meta}");
         assert!(meta["annotations"].get("owner").is_none(), "{meta}");

@@ -156,11 +156,22 @@ impl Caches {
             .apply_watcher_event(&watcher::Event::Apply(d.clone()));
     }
 
+    /// A Service as the operator leaves it: `<x>-canary` selects the target's pods (`app: <x>`),
+    /// `<x>-primary` and the apex `<x>` the primary's.
     pub fn service(&mut self, name: &str) {
+        let app = match name.strip_suffix("-canary") {
+            Some(target) => target.to_string(),
+            None if name.ends_with("-primary") => name.to_string(),
+            None => format!("{name}-primary"),
+        };
+        self.service_selecting(name, &app);
+    }
+
+    pub fn service_selecting(&mut self, name: &str, app: &str) {
         let s: Service = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": name, "namespace": "test"},
-            "spec": {"selector": {"app": name}, "ports": [{"port": 9898}]}
+            "spec": {"selector": {"app": app}, "ports": [{"port": 9898}]}
         }))
         .unwrap();
         self.services.apply_watcher_event(&watcher::Event::Apply(s));
