@@ -199,6 +199,30 @@ pub struct Step {
     pub routes: Option<Routes>,
     pub events: Vec<EventRecord>,
     pub wake_at: Option<Timestamp>,
+    /// The rule of the algorithm that decided this step, in words (see [`crate::explain`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The spec's `analysis.threshold`, the bound of `after.failed_checks` (0 for an invalid spec).
+    pub threshold: i32,
+}
+
+impl Step {
+    /// Names the rule that decided the step under `policy`.
+    pub(crate) fn explain(&mut self, policy: Result<&Policy, &flagger_core::SpecError>) {
+        let Ok(p) = policy else {
+            return;
+        };
+        self.threshold = p.threshold;
+        self.rule = crate::explain::rule(
+            p,
+            &crate::explain::Seen {
+                before: &self.before,
+                after: &self.after,
+                inputs: &self.inputs,
+                events: &self.events,
+            },
+        );
+    }
 }
 
 impl Step {
@@ -649,7 +673,11 @@ impl Engine<'_> {
             routes: self.world.routes,
             events: self.world.events[events_before..].to_vec(),
             wake_at: decision.wake_at,
+            rule: None,
+            threshold: 0,
         };
+        let mut step = step;
+        step.explain(self.policy.as_ref());
         let found = self
             .checker
             .check(&step, &snap.status, snap.routes, complete, &self.world);

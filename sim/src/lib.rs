@@ -6,6 +6,7 @@
 //! [`timeline::json`]. The format is documented in `docs/trace-format.md`.
 
 pub mod engine;
+pub mod explain;
 pub mod faults;
 pub mod generate;
 pub mod inputs;

@@ -43,7 +43,16 @@ pub fn replay(name: &str, recording: &[Reconcile]) -> Run {
         let previous = index.checked_sub(1).map(|i| &recording[i]);
         match redecide(index, r) {
             Ok(step) => {
-                let step = carry_out(&mut run.world, step, r, previous);
+                let mut step = carry_out(&mut run.world, step, r, previous);
+                step.explain(
+                    Policy::from_spec(
+                        &r.snapshot.canary.name,
+                        &r.snapshot.canary.namespace,
+                        &r.snapshot.spec,
+                        &r.snapshot.config,
+                    )
+                    .as_ref(),
+                );
                 run.steps.push(step);
             }
             Err(why) => {
@@ -110,6 +119,8 @@ fn redecide(index: usize, r: &Reconcile) -> Result<Step, String> {
         routes: r.snapshot.routes,
         events: Vec::new(),
         wake_at: decision.wake_at,
+        rule: None,
+        threshold: 0,
     })
 }
 

@@ -107,7 +107,11 @@ fn line(out: &mut String, run: &Run, s: &Step) {
                 other => other.to_string(),
             })
             .collect();
-        lines.push(format!("[{}]", actions.join(", ")));
+        // A step that only wrote the status says why it did.
+        match &s.rule {
+            Some(rule) => lines.push(format!("[{}] {rule}", actions.join(", "))),
+            None => lines.push(format!("[{}]", actions.join(", "))),
+        }
     }
     let _ = writeln!(
         out,
@@ -115,7 +119,7 @@ fn line(out: &mut String, run: &Run, s: &Step) {
         offset(run, s.at),
         phase(s.after.phase),
         s.after.canary_weight,
-        s.after.failed_checks,
+        format!("{}/{}", s.after.failed_checks, s.threshold),
         lines[0]
     );
     for l in &lines[1..] {
@@ -125,6 +129,9 @@ fn line(out: &mut String, run: &Run, s: &Step) {
 
 fn explain_step(out: &mut String, s: &Step) {
     let reasons: Vec<&str> = s.reasons.iter().map(|r| r.as_str()).collect();
+    if let Some(rule) = &s.rule {
+        let _ = writeln!(out, "{INDENT}  rule: {rule}");
+    }
     let _ = writeln!(out, "{INDENT}  why: reconcile on {}", reasons.join(", "));
     if let Some(p) = &s.inputs.primary {
         let _ = writeln!(out, "{INDENT}  primary: {p}");
