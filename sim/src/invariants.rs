@@ -324,6 +324,8 @@ mod tests {
             routes: None,
             events: Vec::new(),
             wake_at: None,
+            rule: None,
+            threshold: 0,
         }
     }
 
