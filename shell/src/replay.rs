@@ -36,6 +36,10 @@ pub struct ReplayArgs {
     /// never recorded, a step at a time nothing was measured). Without it, such a replay refuses.
     #[arg(long, value_enum, value_name = "ANSWER")]
     pub missing_inputs: Option<MissingInputs>,
+    /// With `--canary`: print the file's own run and the re-run side by side, with a summary
+    /// (outcome, time to decide, failed checks, traffic sent to the canary).
+    #[arg(long)]
+    pub compare: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -55,11 +59,13 @@ impl From<MissingInputs> for Assume {
     }
 }
 
-/// A replay's result: the run and its rendering.
+/// A replay's result: the run and its rendering (with `--compare`, also the run it is compared
+/// with).
 #[derive(Debug)]
 pub struct Replayed {
     pub run: Run,
     pub text: String,
+    pub baseline: Option<Run>,
 }
 
 fn is_recording(path: &Path) -> bool {
@@ -71,7 +77,16 @@ fn is_recording(path: &Path) -> bool {
 /// A recording on its own replays exactly (every recorded decision on its recorded inputs); with
 /// `--canary` it becomes a trace that the simulator re-runs in virtual time under the new spec.
 pub fn execute(args: &ReplayArgs) -> Result<Replayed, InputError> {
+    if args.compare {
+        return compare(args);
+    }
     let run = if is_recording(&args.trace) && args.canary.is_none() {
+        if args.seed.is_some() {
+            return Err(InputError::new(
+                &args.trace.display().to_string(),
+                "--seed: a recording replays exactly as it ran, without faults (faults apply to traces and to --canary re-runs)",
+            ));
+        }
         replay_recording(args)?
     } else {
         simulate(args)?
@@ -80,17 +95,57 @@ pub fn execute(args: &ReplayArgs) -> Result<Replayed, InputError> {
         Output::Text => timeline::text(&run, args.explain),
         Output::Json => timeline::json(&run),
     };
-    Ok(Replayed { run, text })
+    Ok(Replayed {
+        run,
+        text,
+        baseline: None,
+    })
+}
+
+/// `--compare`: the file as it ran (a recording exactly, a trace under its own Canary) beside the
+/// re-run under `--canary`.
+fn compare(args: &ReplayArgs) -> Result<Replayed, InputError> {
+    let file = args.trace.display().to_string();
+    let Some(canary) = &args.canary else {
+        return Err(InputError::new(
+            &file,
+            "--compare: give the Canary to compare with --canary FILE",
+        ));
+    };
+    let (baseline, name) = if is_recording(&args.trace) {
+        (replay_recording(args)?, "recorded")
+    } else {
+        let original = ReplayArgs {
+            canary: None,
+            ..args.clone()
+        };
+        (simulate(&original)?, "original")
+    };
+    let run = simulate(args)?;
+    let right = format!("with {}", canary.display());
+    let text = match args.output {
+        Output::Text => flagger_sim::compare::text(&baseline, name, &run, &right),
+        Output::Json => {
+            let parse = |t: String| serde_json::from_str(&t).unwrap_or(serde_json::Value::Null);
+            let doc = serde_json::json!({
+                "compare": flagger_sim::compare::json(&baseline, name, &run, &right),
+                "runs": [parse(timeline::json(&baseline)), parse(timeline::json(&run))],
+            });
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&doc).unwrap_or_default()
+            )
+        }
+    };
+    Ok(Replayed {
+        run,
+        text,
+        baseline: Some(baseline),
+    })
 }
 
 fn replay_recording(args: &ReplayArgs) -> Result<Run, InputError> {
     let file = args.trace.display().to_string();
-    if args.seed.is_some() {
-        return Err(InputError::new(
-            &file,
-            "--seed: a recording replays exactly as it ran, without faults (faults apply to traces and to --canary re-runs)",
-        ));
-    }
     let text = std::fs::read_to_string(&args.trace)
         .map_err(|e| InputError::new(&file, format!("cannot read: {e}")))?;
     let recording = recording::parse(&file, &text)?;
@@ -142,9 +197,14 @@ pub fn run(args: ReplayArgs) -> ExitCode {
             eprintln!("flagger replay: {e}");
             ExitCode::from(2)
         }
-        Ok(Replayed { run, text }) => {
+        Ok(Replayed {
+            run,
+            text,
+            baseline,
+        }) => {
             print!("{text}");
-            if run.violations.is_empty() && run.error.is_none() {
+            let clean = |r: &Run| r.violations.is_empty() && r.error.is_none();
+            if clean(&run) && baseline.as_ref().is_none_or(clean) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -172,6 +232,7 @@ mod tests {
             explain: false,
             seed: None,
             missing_inputs: None,
+            compare: false,
         }
     }
 
@@ -366,6 +427,44 @@ spec:
             "{}",
             no_data.text
         );
+    }
+
+    #[test]
+    fn compare_prints_both_runs_and_a_summary() {
+        let mut a = args(fixture("rollback-errors.json"));
+        a.canary = Some(temp(
+            "strict.yaml",
+            &WITH_NEW_METRIC.replace("min: 1", "min: 99"),
+        ));
+        a.missing_inputs = Some(MissingInputs::Pass);
+        a.compare = true;
+        let out = execute(&a).unwrap();
+        assert!(out.baseline.is_some());
+        assert!(
+            out.text.starts_with("compare rollback-errors.json"),
+            "{}",
+            out.text
+        );
+        assert!(out.text.contains("original"), "{}", out.text);
+        for row in [
+            "outcome",
+            "decided after",
+            "failed checks",
+            "traffic to canary",
+            "to a failing canary",
+        ] {
+            assert!(
+                out.text
+                    .lines()
+                    .any(|l| l.get(2..).is_some_and(|r| r.starts_with(row))),
+                "{row}: {}",
+                out.text
+            );
+        }
+        a.compare = true;
+        a.canary = None;
+        let err = execute(&a).unwrap_err().to_string();
+        assert!(err.contains("--compare: give the Canary"), "{err}");
     }
 
     #[test]
