@@ -31,6 +31,9 @@ step "cargo test (unit, property, golden, mocked API server)"
 # insta refuses to write snapshots under CI, so a changed golden timeline fails here.
 CI="${CI:-true}" cargo test --workspace --locked
 
+step "replay charts in headless Chromium"
+CI="${CI:-true}" cargo test --workspace --locked --test it -- --ignored replay_chart_browser::
+
 if [ -x tests/e2e/run.sh ] && [ "${FLAGGER_SKIP_CLUSTER:-0}" != 1 ]; then
   step "real-cluster suite"
   tests/e2e/run.sh

@@ -14,6 +14,8 @@ use flagger_sim::{recorded, recording};
 pub enum Output {
     Text,
     Json,
+    /// One self-contained HTML page with charts (redirect it to a file).
+    Html,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -23,7 +25,7 @@ pub struct ReplayArgs {
     /// Re-run the trace's inputs under this Canary instead of the recorded one (YAML or JSON).
     #[arg(long, value_name = "FILE")]
     pub canary: Option<PathBuf>,
-    /// `text` for people, `json` for machines.
+    /// `text` for people, `json` for machines, `html` for a page of charts.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
     /// Show, for each decision, the inputs that led to it.
@@ -94,6 +96,7 @@ pub fn execute(args: &ReplayArgs) -> Result<Replayed, InputError> {
     let text = match args.output {
         Output::Text => timeline::text(&run, args.explain),
         Output::Json => timeline::json(&run),
+        Output::Html => flagger_sim::chart::html(&title(&run), &[(&run.trace, &run)]),
     };
     Ok(Replayed {
         run,
@@ -125,6 +128,9 @@ fn compare(args: &ReplayArgs) -> Result<Replayed, InputError> {
     let right = format!("with {}", canary.display());
     let text = match args.output {
         Output::Text => flagger_sim::compare::text(&baseline, name, &run, &right),
+        Output::Html => {
+            flagger_sim::chart::html(&title(&run), &[(name, &baseline), (&right, &run)])
+        }
         Output::Json => {
             let parse = |t: String| serde_json::from_str(&t).unwrap_or(serde_json::Value::Null);
             let doc = serde_json::json!({
@@ -142,6 +148,10 @@ fn compare(args: &ReplayArgs) -> Result<Replayed, InputError> {
         text,
         baseline: Some(baseline),
     })
+}
+
+fn title(run: &Run) -> String {
+    format!("Replay of {}: canary {}", run.trace, run.canary)
 }
 
 fn replay_recording(args: &ReplayArgs) -> Result<Run, InputError> {

@@ -5,6 +5,7 @@
 //! Entry points: [`Trace::load`] / [`Trace::parse`], [`replay`], [`timeline::text`] and
 //! [`timeline::json`]. The format is documented in `docs/trace-format.md`.
 
+pub mod chart;
 pub mod compare;
 pub mod engine;
 pub mod explain;

@@ -29,3 +29,4 @@ mod executor_cluster;
 mod executor_deployment;
 mod executor_routes;
 mod executor_services;
+mod replay_chart_browser;
