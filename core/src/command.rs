@@ -39,7 +39,9 @@ pub enum Command {
     },
     /// Write the mesh routing with these weights (the provider object is derived from the spec).
     SetRoutes {
+        #[serde(rename = "primaryWeight", alias = "primary_weight")]
         primary_weight: i32,
+        #[serde(rename = "canaryWeight", alias = "canary_weight")]
         canary_weight: i32,
         mirrored: bool,
     },
@@ -119,11 +121,13 @@ pub enum MetricRecord {
     /// `flagger_canary_successes_total`.
     Success {
         strategy: String,
+        #[serde(rename = "analysisStatus", alias = "analysis_status")]
         analysis_status: String,
     },
     /// `flagger_canary_failures_total`.
     Failure {
         strategy: String,
+        #[serde(rename = "analysisStatus", alias = "analysis_status")]
         analysis_status: String,
     },
 }

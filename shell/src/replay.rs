@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use flagger_core::Phase;
 use flagger_sim::inputs::Assume;
 use flagger_sim::trace::{InputError, load_canary};
 use flagger_sim::{Options, Run, Trace, replay, timeline};
@@ -42,6 +43,16 @@ pub struct ReplayArgs {
     /// (outcome, time to decide, failed checks, traffic sent to the canary).
     #[arg(long)]
     pub compare: bool,
+    /// Exit 0 only if the run ends in this phase (Succeeded, Failed, ...), 1 otherwise: a CI
+    /// check needs no output parsing.
+    #[arg(long, value_name = "PHASE", value_parser = parse_phase)]
+    pub expect: Option<Phase>,
+}
+
+fn parse_phase(text: &str) -> Result<Phase, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|_| {
+        "expected one of Initializing, Initialized, Waiting, Progressing, WaitingPromotion, Promoting, Finalising, Succeeded, Failed, Terminating, Terminated".to_string()
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -214,7 +225,15 @@ pub fn run(args: ReplayArgs) -> ExitCode {
         }) => {
             print!("{text}");
             let clean = |r: &Run| r.violations.is_empty() && r.error.is_none();
-            if clean(&run) && baseline.as_ref().is_none_or(clean) {
+            let expected = args.expect.is_none_or(|p| run.final_phase() == Some(p));
+            if !expected {
+                eprintln!(
+                    "flagger replay: ended in {}, not {}",
+                    run.final_phase().map_or("no phase", Phase::as_str),
+                    args.expect.map_or("", Phase::as_str)
+                );
+            }
+            if expected && clean(&run) && baseline.as_ref().is_none_or(clean) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -226,7 +245,6 @@ pub fn run(args: ReplayArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flagger_core::Phase;
 
     fn fixture(name: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -243,6 +261,7 @@ mod tests {
             seed: None,
             missing_inputs: None,
             compare: false,
+            expect: None,
         }
     }
 
@@ -475,6 +494,19 @@ spec:
         a.canary = None;
         let err = execute(&a).unwrap_err().to_string();
         assert!(err.contains("--compare: give the Canary"), "{err}");
+    }
+
+    #[test]
+    fn expect_makes_the_exit_code_say_whether_the_run_ended_there() {
+        let code = |phase| {
+            let mut a = args(fixture("rollback-errors.json"));
+            a.expect = Some(phase);
+            format!("{:?}", run(a))
+        };
+        assert_eq!(code(Phase::Failed), format!("{:?}", ExitCode::SUCCESS));
+        assert_eq!(code(Phase::Succeeded), format!("{:?}", ExitCode::from(1)));
+        assert_eq!(parse_phase("WaitingPromotion"), Ok(Phase::WaitingPromotion));
+        assert!(parse_phase("Done").unwrap_err().contains("Succeeded"));
     }
 
     #[test]

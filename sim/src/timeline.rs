@@ -248,6 +248,8 @@ struct JsonRun<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct JsonStep<'a> {
+    /// Seconds since the start, and the same as the timeline shows it.
+    offset_seconds: f64,
     offset: String,
     #[serde(flatten)]
     step: &'a Step,
@@ -257,6 +259,8 @@ struct JsonStep<'a> {
 #[serde(rename_all = "camelCase")]
 struct JsonResult<'a> {
     phase: Option<Phase>,
+    /// Seconds from the start to the last reconcile.
+    end_offset_seconds: f64,
     deleted: bool,
     status: Digest,
     reconciles: usize,
@@ -278,12 +282,17 @@ pub fn json(run: &Run) -> String {
             .iter()
             .filter(|s| s.changed())
             .map(|step| JsonStep {
+                offset_seconds: step.at.duration_since(run.start).as_secs_f64(),
                 offset: offset(run, step.at),
                 step,
             })
             .collect(),
         result: JsonResult {
             phase: run.final_phase(),
+            end_offset_seconds: run
+                .steps
+                .last()
+                .map_or(0.0, |s| s.at.duration_since(run.start).as_secs_f64()),
             deleted: run.world.removed,
             status: Digest {
                 phase: run.world.status.phase,
