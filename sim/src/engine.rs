@@ -111,6 +111,8 @@ pub enum Reason {
     Duplicate,
     Early,
     Delete,
+    /// The operator's periodic resync (`-control-loop-interval`).
+    Resync,
     /// A recording's reconcile that none of the above explains: a watch event (the Canary or
     /// another watched object changed) or a periodic resync.
     Watch,
@@ -128,6 +130,7 @@ impl Reason {
             Reason::Duplicate => "duplicate",
             Reason::Early => "early",
             Reason::Delete => "delete",
+            Reason::Resync => "resync",
             Reason::Watch => "watch event",
         }
     }
@@ -404,6 +407,9 @@ impl Engine<'_> {
         if let Some(t) = self.faults.next_restart() {
             sources.push((t.max(last), Reason::Restart));
         }
+        if let Some(t) = self.next_resync(last) {
+            sources.push((t, Reason::Resync));
+        }
         // Extra reconciles (start, retries, restarts, injected ones) carry their own reasons.
         let extra_at = self.extra.first_key_value().map(|(t, _)| *t);
         let now = sources.iter().map(|(t, _)| *t).chain(extra_at).min()?;
@@ -424,6 +430,24 @@ impl Engine<'_> {
         reasons.sort();
         reasons.dedup();
         Some((now, reasons))
+    }
+
+    /// The next tick of the operator's resync after `last`, if it can matter: a reconcile that saw
+    /// the same world as the last one gives the same decision unless time alone changes it, and
+    /// the core asks for a wake-up whenever it does. So after a reconcile that changed nothing
+    /// (gauges aside) the resync is skipped until something happens; after one that did, the
+    /// next tick reconciles again, as the operator would (a revision that landed while the
+    /// primary was initializing is noticed this way).
+    fn next_resync(&self, last: Timestamp) -> Option<Timestamp> {
+        let step = self.trace.control_loop_interval;
+        if !self.steps.last()?.changed() {
+            return None;
+        }
+        let since = last.duration_since(self.trace.start).as_nanos();
+        let ticks = since / step.as_nanos().max(1) + 1;
+        let offset =
+            SignedDuration::from_nanos(i64::try_from(ticks.saturating_mul(step.as_nanos())).ok()?);
+        self.trace.start.checked_add(offset).ok()
     }
 
     fn reconcile(&mut self, now: Timestamp, reasons: Vec<Reason>) -> Result<(), String> {

@@ -185,7 +185,13 @@ pub fn trace(seed: u64, inputs: Inputs, rates: FaultRates) -> (Trace, Shape) {
         interval.min(60)
     };
     let readiness_delay = rng.range(0, delay_cap);
-    let revision_secs = readiness_delay + rng.range(1, 300);
+    // Chaotic runs may change the target while the primary still initializes (the operator's
+    // periodic resync must then roll it out); the others start from a settled primary.
+    let revision_secs = if inputs == Inputs::Chaotic {
+        rng.range(1, readiness_delay + 300)
+    } else {
+        readiness_delay + rng.range(1, 300)
+    };
     let mut revisions = vec![
         json!({"at": "0s", "template": template(0), "replicas": rng.range(1, 4)}),
         json!({"at": format!("{revision_secs}s"), "template": template(1),

@@ -159,6 +159,8 @@ pub fn to_trace(name: &str, recording: &[Reconcile]) -> Result<Trace, InputError
         finalizer: first.canary.has_finalizer,
     };
     Ok(Trace {
+        // Not recorded; Flagger's and the operator's default.
+        control_loop_interval: SignedDuration::from_secs(10),
         sample_window: crate::trace::sample_window(&canary, &first.config),
         name: name.to_string(),
         start,

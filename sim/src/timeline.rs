@@ -200,7 +200,8 @@ fn metric(m: &MetricInput) -> String {
 }
 
 fn summary(out: &mut String, run: &Run) {
-    let last = run.steps.last();
+    // The last change, not the last reconcile: resyncs after the end change nothing.
+    let last = run.steps.iter().rev().find(|s| s.changed());
     let end = last.map_or(run.start, |s| s.at);
     let changed = run.steps.iter().filter(|s| s.changed()).count();
     let result = if run.world.removed {

@@ -167,6 +167,9 @@ pub struct OperatorFile {
     pub cluster_name: String,
     #[serde(default)]
     pub global_notifier: bool,
+    /// `-control-loop-interval`: the operator reconciles every Canary at least this often.
+    #[serde(default = "default_min_interval")]
+    pub control_loop_interval: GoDuration,
 }
 
 fn default_mesh() -> String {
@@ -184,6 +187,7 @@ impl Default for OperatorFile {
             min_interval: default_min_interval(),
             cluster_name: String::new(),
             global_notifier: false,
+            control_loop_interval: default_min_interval(),
         }
     }
 }
@@ -388,6 +392,8 @@ pub struct Trace {
     /// How far from a reconcile a recorded answer may lie and still be used (see
     /// [`crate::inputs`]): half the analysis interval of the Canary that was recorded.
     pub sample_window: SignedDuration,
+    /// The operator's periodic resync (`-control-loop-interval`, 10s by default).
+    pub control_loop_interval: SignedDuration,
 }
 
 /// Half the effective analysis interval of `canary` (1m when its spec is invalid).
@@ -521,6 +527,10 @@ impl Trace {
         };
         if config.min_interval <= SignedDuration::ZERO {
             return fail("operator.minInterval", "must be positive".into());
+        }
+        let control_loop_interval = raw.operator.control_loop_interval.0;
+        if control_loop_interval <= SignedDuration::ZERO {
+            return fail("operator.controlLoopInterval", "must be positive".into());
         }
         if let Err(e) = Policy::from_spec(
             &raw.canary.metadata.name,
@@ -713,6 +723,7 @@ impl Trace {
         }
 
         Ok(Trace {
+            control_loop_interval,
             sample_window: sample_window(&raw.canary, &config),
             name: name.to_string(),
             start,

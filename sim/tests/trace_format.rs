@@ -281,3 +281,23 @@ fn an_override_without_namespace_keeps_the_traces() {
         .remove("namespace");
     assert_eq!(parse(&t).unwrap().canary.metadata.namespace, "default");
 }
+
+#[test]
+fn a_revision_during_initialization_is_rolled_out_after_it() {
+    // The primary takes 90 s to become ready; the new version lands at 60 s, while the operator
+    // still initializes. The operator's periodic resync notices it once initialization is done.
+    let mut t = promote();
+    t["readiness"] = json!({"delay": "90s"});
+    t["revisions"][1]["at"] = json!("60s");
+    let run = replay(&parse(&t).unwrap(), &Options::default());
+    assert_eq!(run.final_phase(), Some(Phase::Succeeded));
+    let ev = events(&t);
+    assert!(
+        ev.iter().any(|e| e.contains("New revision detected! Scaling up")),
+        "{ev:?}"
+    );
+    // Without the resync (an interval longer than the trace) nothing would wake the operator.
+    t["operator"]["controlLoopInterval"] = json!("1h");
+    let stuck = replay(&parse(&t).unwrap(), &Options::default());
+    assert_eq!(stuck.final_phase(), Some(Phase::Initialized));
+}
