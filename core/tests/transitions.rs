@@ -300,6 +300,102 @@ fn latency_no_data_and_query_errors_each_fail_with_their_own_message() {
     assert_eq!(c.status.failed_checks, 1);
 }
 
+/// The analysis step at weight 10 of a Canary whose only metric is `metric`, answered `value`.
+fn step_with_metric(metric: serde_json::Value, value: f64) -> Vec<Command> {
+    let name = metric["name"].as_str().unwrap().to_string();
+    let mut c = Cluster::new(spec(json!({
+        "interval": "1m", "threshold": 2, "maxWeight": 50, "stepWeight": 10, "metrics": [metric]
+    })));
+    c.start_run();
+    c.tick_after(60);
+    assert_eq!(c.status.canary_weight, 10);
+    c.metrics.insert(name, MetricAnswer::Value(value));
+    shape(c.tick_after(60)).0
+}
+
+#[test]
+fn latency_without_a_threshold_fails_on_one_millisecond() {
+    let metric = json!({"name": "request-duration", "interval": "30s"});
+    assert_eq!(
+        step_with_metric(metric.clone(), 1.0),
+        vec![
+            recorded("request-duration", 0.001),
+            warn("Halt podinfo.test advancement request duration 1ms > 0s"),
+        ]
+    );
+    assert_eq!(
+        step_with_metric(metric, 0.0),
+        vec![
+            recorded("request-duration", 0.0),
+            routes(80, 20),
+            ev("Advance podinfo.test canary weight 20"),
+        ],
+        "0 ms is not above 0"
+    );
+}
+
+#[test]
+fn success_rate_without_a_threshold_fails_only_below_zero() {
+    let metric = json!({"name": "request-success-rate", "interval": "1m"});
+    assert_eq!(
+        step_with_metric(metric.clone(), 0.0),
+        vec![
+            recorded("request-success-rate", 0.0),
+            routes(80, 20),
+            ev("Advance podinfo.test canary weight 20"),
+        ]
+    );
+    assert_eq!(
+        step_with_metric(metric, -1.0),
+        vec![
+            recorded("request-success-rate", -1.0),
+            warn("Halt podinfo.test advancement success rate -1.00% < 0%"),
+        ]
+    );
+}
+
+#[test]
+fn a_threshold_range_overrides_threshold() {
+    let metric =
+        json!({"name": "request-duration", "threshold": 100, "thresholdRange": {"max": 500}});
+    assert_eq!(
+        step_with_metric(metric.clone(), 250.0),
+        vec![
+            recorded("request-duration", 0.25),
+            routes(80, 20),
+            ev("Advance podinfo.test canary weight 20"),
+        ],
+        "250 ms is above the ignored threshold, within the range"
+    );
+    assert_eq!(
+        step_with_metric(metric, 501.0),
+        vec![
+            recorded("request-duration", 0.501),
+            warn("Halt podinfo.test advancement request duration 501ms > 500ms"),
+        ]
+    );
+}
+
+#[test]
+fn a_template_metric_threshold_is_a_maximum() {
+    let metric = json!({"name": "errors", "templateRef": {"name": "errors"}, "threshold": 5});
+    assert_eq!(
+        step_with_metric(metric.clone(), 5.0),
+        vec![
+            recorded("errors", 5.0),
+            routes(80, 20),
+            ev("Advance podinfo.test canary weight 20"),
+        ]
+    );
+    assert_eq!(
+        step_with_metric(metric, 5.5),
+        vec![
+            recorded("errors", 5.5),
+            warn("Halt podinfo.test advancement errors 5.50 > 5"),
+        ]
+    );
+}
+
 #[test]
 fn reaching_the_threshold_rolls_back_on_the_next_step() {
     let mut c = progressing_at(10);
