@@ -9,7 +9,7 @@ use crate::api::{
     CanaryAnalysis, CanaryMetric, CanarySpec, CanaryWebhook, SessionAffinity, parse_go_duration,
 };
 use crate::command::{AlertSeverity, MetricSource};
-use crate::snapshot::OperatorConfig;
+use crate::snapshot::{HookAnswer, OperatorConfig};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -144,6 +144,15 @@ impl HookType {
             "event" => HookType::Event,
             _ => return None,
         })
+    }
+
+    /// Whether `answer` settles a step's hooks of this type, so that Flagger calls none after
+    /// it: a rollback hook that passes starts the rollback, any other hook that fails halts.
+    pub fn ends_sequence(self, answer: &HookAnswer) -> bool {
+        match self {
+            HookType::Rollback => *answer == HookAnswer::Passed,
+            _ => matches!(answer, HookAnswer::Failed(_)),
+        }
     }
 
     pub fn as_str(self) -> &'static str {

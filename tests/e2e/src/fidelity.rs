@@ -77,19 +77,24 @@ pub fn redecide(recording: &[Reconcile]) -> Result<()> {
                     if passes > 64 {
                         return Err(format!("reconcile {i}: the core keeps asking").into());
                     }
+                    // Hooks are answered in order up to the one that settles the step: the
+                    // operator called (and recorded) none after it.
+                    let mut settled = false;
                     for req in requests {
                         let key = req.key();
                         match req {
+                            Request::Hook(_) if settled => {}
                             Request::Metric(_) => {
                                 let a = recorded.metrics.get(&key).ok_or_else(|| {
                                     format!("reconcile {i} at {}: the core asks for metric {key}, which the recording lacks", r.snapshot.now)
                                 })?;
                                 snap.answers.metrics.insert(key, a.clone());
                             }
-                            Request::Hook(_) => {
+                            Request::Hook(call) => {
                                 let a = recorded.hooks.get(&key).ok_or_else(|| {
                                     format!("reconcile {i} at {}: the core asks for hook {key}, which the recording lacks", r.snapshot.now)
                                 })?;
+                                settled = call.ends_sequence(a);
                                 snap.answers.hooks.insert(key, a.clone());
                             }
                         }
