@@ -9,6 +9,8 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{CanaryStatus, Phase};
+use crate::policy::HookType;
+use crate::snapshot::HookAnswer;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "command")]
@@ -146,6 +148,17 @@ pub struct HookCall {
     pub payload: HookPayload,
 }
 
+impl HookCall {
+    /// Whether, after `answer`, no later hook of the same [`Outcome::Need`] may be called.
+    pub fn ends_sequence(&self, answer: &HookAnswer) -> bool {
+        // The core only builds calls of known types; any other ends at a failure, as all but
+        // rollback hooks do.
+        HookType::parse(&self.hook_type)
+            .unwrap_or(HookType::Rollout)
+            .ends_sequence(answer)
+    }
+}
+
 /// Flagger's `CanaryWebhookPayload`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HookPayload {
@@ -202,7 +215,11 @@ pub enum MetricSource {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Outcome {
-    /// Gather these inputs, add them to the snapshot's answers and call again.
+    /// Gather these inputs, add them to the snapshot's answers and call again. Metric queries
+    /// are independent (ask them together). Hooks are called one after another in the listed
+    /// order, stopping after the first answer for which [`HookCall::ends_sequence`] holds:
+    /// Flagger calls a step's hooks in order and none after the one that settles the step. The
+    /// hooks left uncalled then are not needed by the decision.
     Need(Vec<Request>),
     Decided(Decision),
 }

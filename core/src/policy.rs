@@ -9,7 +9,7 @@ use crate::api::{
     CanaryAnalysis, CanaryMetric, CanarySpec, CanaryWebhook, SessionAffinity, parse_go_duration,
 };
 use crate::command::{AlertSeverity, MetricSource};
-use crate::snapshot::OperatorConfig;
+use crate::snapshot::{HookAnswer, OperatorConfig};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -144,6 +144,15 @@ impl HookType {
             "event" => HookType::Event,
             _ => return None,
         })
+    }
+
+    /// Whether `answer` settles a step's hooks of this type, so that Flagger calls none after
+    /// it: a rollback hook that passes starts the rollback, any other hook that fails halts.
+    pub fn ends_sequence(self, answer: &HookAnswer) -> bool {
+        match self {
+            HookType::Rollback => *answer == HookAnswer::Passed,
+            _ => matches!(answer, HookAnswer::Failed(_)),
+        }
     }
 
     pub fn as_str(self) -> &'static str {
@@ -596,17 +605,7 @@ fn metric(field: &str, m: &CanaryMetric, namespace: &str) -> Result<MetricCheck,
             ),
         );
     };
-    let (mut min, mut max) = match &m.threshold_range {
-        Some(r) => (r.min, r.max),
-        None => (None, None),
-    };
-    if let Some(t) = m.threshold {
-        // The legacy threshold is a minimum for the success rate and a maximum for everything else.
-        match source {
-            MetricSource::RequestSuccessRate => min = min.or(Some(t)),
-            _ => max = max.or(Some(t)),
-        }
-    }
+    let (min, max) = bounds(m, &source);
     for (bound, value) in [("min", min), ("max", max)] {
         if value.is_some_and(f64::is_nan) {
             return err(
@@ -630,6 +629,24 @@ fn metric(field: &str, m: &CanaryMetric, namespace: &str) -> Result<MetricCheck,
         min,
         max,
     })
+}
+
+/// Flagger's bounds for one metric. A `thresholdRange` is used as written and `threshold` is then
+/// ignored. Without one, `threshold` — 0 when absent, as Go's zero value — is the success rate's
+/// minimum and every other metric's maximum, so a latency or custom metric without any threshold
+/// fails on any value above 0.
+fn bounds(m: &CanaryMetric, source: &MetricSource) -> (Option<f64>, Option<f64>) {
+    let (min, max) = match (&m.threshold_range, source) {
+        (Some(r), _) => (r.min, r.max),
+        (None, MetricSource::RequestSuccessRate) => (Some(m.threshold.unwrap_or(0.0)), None),
+        (None, _) => (None, Some(m.threshold.unwrap_or(0.0))),
+    };
+    match source {
+        // Flagger turns a latency bound into a Go Duration of whole milliseconds (the fraction is
+        // truncated) before comparing it, and prints it so in the halt message.
+        MetricSource::RequestDuration => (min.map(f64::trunc), max.map(f64::trunc)),
+        _ => (min, max),
+    }
 }
 
 fn hook(field: &str, w: &CanaryWebhook) -> Result<Hook, SpecError> {

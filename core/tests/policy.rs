@@ -93,6 +93,83 @@ fn the_seeds_v1alpha1_shape_still_works() {
     );
 }
 
+/// The bounds of each metric of `metrics`, in spec order.
+fn bounds(metrics: serde_json::Value) -> Vec<(Option<f64>, Option<f64>)> {
+    let p = policy(
+        json!({"targetRef": {"name": "podinfo"}, "service": {"port": 80},
+        "analysis": {"interval": "1m", "stepWeight": 10, "metrics": metrics}}),
+    )
+    .unwrap();
+    p.metrics.iter().map(|m| (m.min, m.max)).collect()
+}
+
+#[test]
+fn a_missing_threshold_is_flaggers_zero() {
+    assert_eq!(
+        bounds(json!([
+            {"name": "request-success-rate"},
+            {"name": "request-duration"},
+            {"name": "errors", "query": "up"},
+            {"name": "latency", "templateRef": {"name": "latency"}}
+        ])),
+        vec![
+            (Some(0.0), None),
+            (None, Some(0.0)),
+            (None, Some(0.0)),
+            (None, Some(0.0))
+        ],
+        "a minimum of 0 for the success rate, a maximum of 0 for everything else"
+    );
+}
+
+#[test]
+fn a_threshold_range_makes_threshold_ignored() {
+    assert_eq!(
+        bounds(json!([
+            {"name": "request-success-rate", "threshold": 99, "thresholdRange": {"max": 100}},
+            {"name": "request-duration", "threshold": 500, "thresholdRange": {"min": 10}},
+            {"name": "errors", "query": "up", "threshold": 5, "thresholdRange": {"min": 1, "max": 3}},
+            {"name": "latency", "templateRef": {"name": "latency"}, "threshold": 5, "thresholdRange": {}}
+        ])),
+        vec![
+            (None, Some(100.0)),
+            (Some(10.0), None),
+            (Some(1.0), Some(3.0)),
+            (None, None)
+        ],
+        "only the range counts, even an empty one"
+    );
+}
+
+#[test]
+fn a_threshold_alone_is_a_maximum_except_for_the_success_rate() {
+    assert_eq!(
+        bounds(json!([
+            {"name": "request-success-rate", "threshold": 99},
+            {"name": "request-duration", "threshold": 500},
+            {"name": "latency", "templateRef": {"name": "latency", "namespace": "flagger"}, "threshold": 5}
+        ])),
+        vec![(Some(99.0), None), (None, Some(500.0)), (None, Some(5.0))]
+    );
+}
+
+#[test]
+fn latency_bounds_are_whole_milliseconds_as_in_flagger() {
+    assert_eq!(
+        bounds(json!([
+            {"name": "request-duration", "threshold": 500.9},
+            {"name": "request-duration", "thresholdRange": {"min": 10.5, "max": 99.99}},
+            {"name": "errors", "query": "up", "threshold": 0.5}
+        ])),
+        vec![
+            (None, Some(500.0)),
+            (Some(10.0), Some(99.0)),
+            (None, Some(0.5))
+        ],
+        "only the latency is converted to a Go Duration of milliseconds"
+    );
+}
+
 #[test]
 fn flaggers_defaults_and_clamps() {
     let p = policy(

@@ -351,6 +351,102 @@ fn latency_no_data_and_query_errors_each_fail_with_their_own_message() {
     assert_eq!(c.status.failed_checks, 1);
 }
 
+/// The analysis step at weight 10 of a Canary whose only metric is `metric`, answered `value`.
+fn step_with_metric(metric: serde_json::Value, value: f64) -> Vec<Command> {
+    let name = metric["name"].as_str().unwrap().to_string();
+    let mut c = Cluster::new(spec(json!({
+        "interval": "1m", "threshold": 2, "maxWeight": 50, "stepWeight": 10, "metrics": [metric]
+    })));
+    c.start_run();
+    c.tick_after(60);
+    assert_eq!(c.status.canary_weight, 10);
+    c.metrics.insert(name, MetricAnswer::Value(value));
+    shape(c.tick_after(60)).0
+}
+
+#[test]
+fn latency_without_a_threshold_fails_on_one_millisecond() {
+    let metric = json!({"name": "request-duration", "interval": "30s"});
+    assert_eq!(
+        step_with_metric(metric.clone(), 1.0),
+        vec![
+            recorded("request-duration", 0.001),
+            warn("Halt podinfo.test advancement request duration 1ms > 0s"),
+        ]
+    );
+    assert_eq!(
+        step_with_metric(metric, 0.0),
+        vec![
+            recorded("request-duration", 0.0),
+            routes(80, 20),
+            ev("Advance podinfo.test canary weight 20"),
+        ],
+        "0 ms is not above 0"
+    );
+}
+
+#[test]
+fn success_rate_without_a_threshold_fails_only_below_zero() {
+    let metric = json!({"name": "request-success-rate", "interval": "1m"});
+    assert_eq!(
+        step_with_metric(metric.clone(), 0.0),
+        vec![
+            recorded("request-success-rate", 0.0),
+            routes(80, 20),
+            ev("Advance podinfo.test canary weight 20"),
+        ]
+    );
+    assert_eq!(
+        step_with_metric(metric, -1.0),
+        vec![
+            recorded("request-success-rate", -1.0),
+            warn("Halt podinfo.test advancement success rate -1.00% < 0%"),
+        ]
+    );
+}
+
+#[test]
+fn a_threshold_range_overrides_threshold() {
+    let metric =
+        json!({"name": "request-duration", "threshold": 100, "thresholdRange": {"max": 500}});
+    assert_eq!(
+        step_with_metric(metric.clone(), 250.0),
+        vec![
+            recorded("request-duration", 0.25),
+            routes(80, 20),
+            ev("Advance podinfo.test canary weight 20"),
+        ],
+        "250 ms is above the ignored threshold, within the range"
+    );
+    assert_eq!(
+        step_with_metric(metric, 501.0),
+        vec![
+            recorded("request-duration", 0.501),
+            warn("Halt podinfo.test advancement request duration 501ms > 500ms"),
+        ]
+    );
+}
+
+#[test]
+fn a_template_metric_threshold_is_a_maximum() {
+    let metric = json!({"name": "errors", "templateRef": {"name": "errors"}, "threshold": 5});
+    assert_eq!(
+        step_with_metric(metric.clone(), 5.0),
+        vec![
+            recorded("errors", 5.0),
+            routes(80, 20),
+            ev("Advance podinfo.test canary weight 20"),
+        ]
+    );
+    assert_eq!(
+        step_with_metric(metric, 5.5),
+        vec![
+            recorded("errors", 5.5),
+            warn("Halt podinfo.test advancement errors 5.50 > 5"),
+        ]
+    );
+}
+
 #[test]
 fn reaching_the_threshold_rolls_back_on_the_next_step() {
     let mut c = progressing_at(10);
@@ -586,7 +682,7 @@ fn confirm_promotion_closed_parks_in_waiting_promotion_while_analysis_continues(
 }
 
 #[test]
-fn hooks_are_requested_one_at_a_time_with_flaggers_payload() {
+fn a_steps_hooks_are_requested_together_in_order_with_flaggers_payload() {
     let s = spec(json!({"interval": "1m", "threshold": 2, "stepWeight": 10,
     "webhooks": [
         {"name": "load", "type": "pre-rollout", "url": "http://127.0.0.1:1/a", "timeout": "5s", "metadata": {"cmd": "hey"}},
@@ -598,10 +694,10 @@ fn hooks_are_requested_one_at_a_time_with_flaggers_payload() {
     let Outcome::Need(requests) = decide(&c.snapshot()) else {
         panic!("expected a hook request")
     };
-    let [Request::Hook(call)] = requests.as_slice() else {
-        panic!("one hook at a time: {requests:?}")
+    let [Request::Hook(call), Request::Hook(next)] = requests.as_slice() else {
+        panic!("both pre-rollout hooks at once: {requests:?}")
     };
-    assert_eq!(call.name, "load");
+    assert_eq!((call.name.as_str(), next.name.as_str()), ("load", "smoke"));
     assert_eq!(call.timeout, SignedDuration::from_secs(5));
     assert_eq!(call.payload.name, "podinfo");
     assert_eq!(call.payload.namespace, "test");
@@ -611,6 +707,133 @@ fn hooks_are_requested_one_at_a_time_with_flaggers_payload() {
         Some("hey")
     );
     assert!(!call.payload.checksum.is_empty());
+}
+
+/// A Canary with `n` pre-rollout hooks `h00`, `h01`, …, started and due for its first step.
+fn with_pre_rollout_hooks(n: usize) -> Cluster {
+    let hooks: Vec<_> = (0..n)
+        .map(|i| json!({"name": format!("h{i:02}"), "type": "pre-rollout", "url": "http://127.0.0.1:1/"}))
+        .collect();
+    let mut c = Cluster::new(spec(
+        json!({"interval": "1m", "threshold": 2, "stepWeight": 10, "webhooks": hooks}),
+    ));
+    c.start_run();
+    c.now += SignedDuration::from_secs(60);
+    c
+}
+
+fn keys(requests: &[Request]) -> Vec<String> {
+    requests.iter().map(Request::key).collect()
+}
+
+fn pre_rollout_keys(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("pre-rollout/h{i:02}")).collect()
+}
+
+#[test]
+fn seventy_pre_rollout_hooks_are_asked_in_one_pass() {
+    let c = with_pre_rollout_hooks(70);
+    let Outcome::Need(requests) = decide(&c.snapshot()) else {
+        panic!("expected hook requests")
+    };
+    assert_eq!(keys(&requests), pre_rollout_keys(0..70));
+
+    let (decision, passes, called) = c.decide_counting();
+    assert_eq!((passes, called), (2, pre_rollout_keys(0..70)));
+    let mut expected = vec![ev("Starting canary analysis for podinfo.test")];
+    expected.extend((0..70).map(|i| ev(&format!("Pre-rollout check h{i:02} passed"))));
+    expected.extend([routes(90, 10), ev("Advance podinfo.test canary weight 10")]);
+    assert_eq!(shape(without_gauges(decision.commands)).0, expected);
+}
+
+#[test]
+fn no_hook_after_a_failing_one_is_called() {
+    let mut c = with_pre_rollout_hooks(70);
+    c.hooks
+        .insert("h05".into(), HookAnswer::Failed("500 boom".into()));
+    let (decision, passes, called) = c.decide_counting();
+    assert_eq!(
+        (passes, called),
+        (2, pre_rollout_keys(0..6)),
+        "called in order up to the failure, as Flagger does"
+    );
+    let mut expected = vec![ev("Starting canary analysis for podinfo.test")];
+    expected.extend((0..5).map(|i| ev(&format!("Pre-rollout check h{i:02} passed"))));
+    expected.push(warn(
+        "Halt podinfo.test advancement pre-rollout check h05 failed 500 boom",
+    ));
+    assert_eq!(shape(without_gauges(decision.commands)).0, expected);
+}
+
+#[test]
+fn a_partly_answered_step_asks_from_the_first_missing_hook_on() {
+    let c = with_pre_rollout_hooks(5);
+    let mut snap = c.snapshot();
+    for key in ["pre-rollout/h00", "pre-rollout/h01", "pre-rollout/h03"] {
+        snap.answers.hooks.insert(key.into(), HookAnswer::Passed);
+    }
+    let Outcome::Need(requests) = decide(&snap) else {
+        panic!("expected hook requests")
+    };
+    assert_eq!(keys(&requests), pre_rollout_keys(2..5));
+
+    snap.answers
+        .hooks
+        .insert("pre-rollout/h02".into(), HookAnswer::Failed("no".into()));
+    assert!(
+        matches!(decide(&snap), Outcome::Decided(_)),
+        "the hooks after a failure are not needed"
+    );
+}
+
+#[test]
+fn rollback_hooks_are_called_until_one_signals_a_rollback() {
+    let s = spec(json!({"interval": "1m", "threshold": 5, "stepWeight": 10,
+    "webhooks": [
+        {"name": "a", "type": "rollback", "url": "http://127.0.0.1:1/a"},
+        {"name": "b", "type": "rollback", "url": "http://127.0.0.1:1/b"}
+    ]}));
+    let mut c = Cluster::new(s);
+    c.start_run();
+    for name in ["a", "b"] {
+        c.hooks
+            .insert(name.into(), HookAnswer::Failed("idle".into()));
+    }
+    c.tick_after(60);
+    assert_eq!(c.status.canary_weight, 10, "both idle: the run goes on");
+    c.now += SignedDuration::from_secs(60);
+    let Outcome::Need(requests) = decide(&c.snapshot()) else {
+        panic!("expected hook requests")
+    };
+    assert_eq!(keys(&requests), vec!["rollback/a", "rollback/b"]);
+
+    c.hooks.insert("a".into(), HookAnswer::Passed);
+    let (decision, passes, called) = c.decide_counting();
+    assert_eq!((passes, called), (2, vec!["rollback/a".to_string()]));
+    assert_eq!(
+        Cluster::events(&decision.commands)[..2],
+        [
+            "Rollback check a passed",
+            "Rolling back podinfo.test manual webhook invoked"
+        ]
+    );
+
+    c.hooks
+        .insert("a".into(), HookAnswer::Failed("idle".into()));
+    c.hooks.insert("b".into(), HookAnswer::Passed);
+    let (decision, passes, called) = c.decide_counting();
+    assert_eq!(
+        (passes, called),
+        (2, vec!["rollback/a".to_string(), "rollback/b".to_string()])
+    );
+    assert_eq!(
+        Cluster::events(&decision.commands)[..3],
+        [
+            "Rollback hook a not signaling a rollback",
+            "Rollback check b passed",
+            "Rolling back podinfo.test manual webhook invoked"
+        ]
+    );
 }
 
 #[test]

@@ -21,8 +21,9 @@ use crate::invariants::{Checker, Violation};
 use crate::trace::{FaultKind, FaultRates, Trace};
 use crate::world::{EventRecord, World};
 
-/// Passes of one reconcile (each answering the previous pass's requests); the core asks for at
-/// most a handful of inputs in sequence, so hitting this means it keeps asking for the same thing.
+/// Passes of one reconcile (each answering the previous pass's requests); the core asks for a
+/// step's hooks of one type, or its metrics, together, so one reconcile needs a handful of passes
+/// and hitting this means it keeps asking for the same thing.
 const MAX_PASSES: usize = 64;
 /// Reconciles at one instant before the replay calls it a livelock.
 const MAX_AT_ONE_INSTANT: usize = 64;
@@ -531,9 +532,13 @@ impl Engine<'_> {
                             requests.iter().map(Request::key).collect::<Vec<_>>()
                         ));
                     }
+                    // Hooks are called in order up to the one that settles the step, as the
+                    // operator does; the rest are not called.
+                    let mut settled = false;
                     for r in &requests {
                         let key = r.key();
                         match r {
+                            Request::Hook(_) if settled => {}
                             Request::Metric(_) => {
                                 let (min, max) = thresholds(self.policy.as_ref(), &key);
                                 let found = inputs::metric(trace, &key, now).unwrap_or_else(|| {
@@ -553,12 +558,13 @@ impl Engine<'_> {
                                 });
                                 snap.answers.metrics.insert(key, answer);
                             }
-                            Request::Hook(_) => {
+                            Request::Hook(call) => {
                                 let answer = inputs::hook(trace, &key, now).unwrap_or_else(|| {
                                     let a = self.assume.hook();
                                     self.missing.push(Missing::hook(now, &key, &a));
                                     a
                                 });
+                                settled = call.ends_sequence(&answer);
                                 inputs.hooks.push(HookInput {
                                     key: key.clone(),
                                     answer: answer.clone(),

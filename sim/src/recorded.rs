@@ -93,8 +93,14 @@ fn redecide(index: usize, r: &Reconcile) -> Result<Step, String> {
         if passes > MAX_PASSES || requests.is_empty() {
             return Err("the core keeps asking for inputs".into());
         }
+        // Hooks are answered in order up to the one that settles the step: the operator called
+        // (and recorded) none after it.
+        let mut settled = false;
         for request in &requests {
-            answer(request, recorded, &mut snap.answers, &mut inputs, &policy)?;
+            if settled && matches!(request, Request::Hook(_)) {
+                continue;
+            }
+            settled |= answer(request, recorded, &mut snap.answers, &mut inputs, &policy)?;
         }
     };
     if let Some(unused) = unused_answer(recorded, &snap.answers) {
@@ -124,14 +130,15 @@ fn redecide(index: usize, r: &Reconcile) -> Result<Step, String> {
     })
 }
 
-/// Answers one request from what the live decision was given, noting it for `--explain`.
+/// Answers one request from what the live decision was given, noting it for `--explain`;
+/// `true` when it is a hook answer after which no later hook of the request list is called.
 fn answer(
     request: &Request,
     recorded: &Answers,
     answers: &mut Answers,
     inputs: &mut Inputs,
     policy: &Result<Policy, flagger_core::SpecError>,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let key = request.key();
     match request {
         Request::Metric(_) => {
@@ -146,8 +153,9 @@ fn answer(
                 max,
             });
             answers.metrics.insert(key, a.clone());
+            Ok(false)
         }
-        Request::Hook(_) => {
+        Request::Hook(call) => {
             let a = recorded.hooks.get(&key).ok_or_else(|| {
                 format!("the core asks for webhook {key}, which the live decision was not given")
             })?;
@@ -156,9 +164,9 @@ fn answer(
                 answer: a.clone(),
             });
             answers.hooks.insert(key, a.clone());
+            Ok(call.ends_sequence(a))
         }
     }
-    Ok(())
 }
 
 /// A recorded answer the replayed decision never asked for: the live run asked for something

@@ -293,7 +293,8 @@ fn a_revision_during_initialization_is_rolled_out_after_it() {
     assert_eq!(run.final_phase(), Some(Phase::Succeeded));
     let ev = events(&t);
     assert!(
-        ev.iter().any(|e| e.contains("New revision detected! Scaling up")),
+        ev.iter()
+            .any(|e| e.contains("New revision detected! Scaling up")),
         "{ev:?}"
     );
     // Without the resync (an interval longer than the trace) nothing would wake the operator.

@@ -56,9 +56,9 @@ pub fn step(t: &mut Tick) -> Step {
         return Ok(());
     }
     if matches!(phase, Phase::Progressing | Phase::WaitingPromotion) {
-        let p = t.p;
-        for hook in p.hooks_of(HookType::Rollback) {
-            match t.ask_hook(hook, phase)? {
+        let hooks: Vec<_> = t.p.hooks_of(HookType::Rollback).collect();
+        for (hook, answer) in t.ask_hooks(&hooks, phase)? {
+            match answer {
                 HookAnswer::Passed => {
                     t.warn(events::rollback_hook_passed(&hook.name));
                     return rollback(t, Rollback::Manual);
@@ -235,9 +235,9 @@ fn wait_for_canary(t: &mut Tick) -> Step<bool> {
 }
 
 fn pre_rollout(t: &mut Tick) -> Step<bool> {
-    let p = t.p;
-    for hook in p.hooks_of(HookType::PreRollout) {
-        match t.ask_hook(hook, Phase::Progressing)? {
+    let hooks: Vec<_> = t.p.hooks_of(HookType::PreRollout).collect();
+    for (hook, answer) in t.ask_hooks(&hooks, Phase::Progressing)? {
+        match answer {
             HookAnswer::Passed => t.event(events::hook_passed("Pre-rollout", &hook.name)),
             HookAnswer::Failed(e) => {
                 t.warn(events::pre_rollout_failed(t.p, &hook.name, &e));
@@ -250,9 +250,9 @@ fn pre_rollout(t: &mut Tick) -> Step<bool> {
 
 /// Rollout hooks, then every metric in spec order; the first failure fails the step.
 fn analyse(t: &mut Tick) -> Step<bool> {
-    let p = t.p;
-    for hook in p.hooks_of(HookType::Rollout) {
-        if let HookAnswer::Failed(e) = t.ask_hook(hook, Phase::Progressing)? {
+    let hooks: Vec<_> = t.p.hooks_of(HookType::Rollout).collect();
+    for (hook, answer) in t.ask_hooks(&hooks, Phase::Progressing)? {
+        if let HookAnswer::Failed(e) = answer {
             t.warn(events::rollout_hook_failed(t.p, &hook.name, &e));
             return Ok(false);
         }
@@ -283,12 +283,9 @@ fn analyse(t: &mut Tick) -> Step<bool> {
 }
 
 fn gate_traffic_increase(t: &mut Tick) -> Step<bool> {
-    let hooks: Vec<_> =
-        t.p.hooks_of(HookType::ConfirmTrafficIncrease)
-            .cloned()
-            .collect();
-    for hook in &hooks {
-        match t.ask_hook(hook, Phase::Progressing)? {
+    let hooks: Vec<_> = t.p.hooks_of(HookType::ConfirmTrafficIncrease).collect();
+    for (hook, answer) in t.ask_hooks(&hooks, Phase::Progressing)? {
+        match answer {
             HookAnswer::Passed => {
                 t.event(events::hook_passed("Confirm-traffic-increase", &hook.name))
             }
@@ -307,9 +304,9 @@ fn gate_traffic_increase(t: &mut Tick) -> Step<bool> {
 /// The confirm-promotion gate: a closed gate parks the run in WaitingPromotion (announced once)
 /// while the analysis keeps running every interval.
 fn gate_promotion(t: &mut Tick, phase: Phase) -> Step<bool> {
-    let p = t.p;
-    for hook in p.hooks_of(HookType::ConfirmPromotion) {
-        match t.ask_hook(hook, Phase::Progressing)? {
+    let hooks: Vec<_> = t.p.hooks_of(HookType::ConfirmPromotion).collect();
+    for (hook, answer) in t.ask_hooks(&hooks, Phase::Progressing)? {
+        match answer {
             HookAnswer::Passed => t.event(events::hook_passed("Confirm-promotion", &hook.name)),
             HookAnswer::Failed(_) => {
                 if phase != Phase::WaitingPromotion {

@@ -173,10 +173,10 @@ fn rest(t: &mut Tick) -> Step {
     if !t.p.skip_analysis && !wait_for_primary(t)? {
         return Ok(());
     }
-    let p = t.p;
-    for hook in p.hooks_of(HookType::ConfirmRollout) {
-        let phase = t.phase().unwrap_or(Phase::Initialized);
-        match t.ask_hook(hook, phase)? {
+    let hooks: Vec<_> = t.p.hooks_of(HookType::ConfirmRollout).collect();
+    let phase = t.phase().unwrap_or(Phase::Initialized);
+    for (hook, answer) in t.ask_hooks(&hooks, phase)? {
+        match answer {
             HookAnswer::Passed => t.event(events::hook_passed("Confirm-rollout", &hook.name)),
             HookAnswer::Failed(_) => {
                 if !waiting {

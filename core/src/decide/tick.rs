@@ -278,13 +278,37 @@ impl<'a> Tick<'a> {
         }
     }
 
-    /// The answer of `hook`, or a request for it.
-    pub fn ask_hook(&self, hook: &Hook, phase: Phase) -> Step<HookAnswer> {
-        // Looked up before the call is built: building it hashes the status for the checksum.
-        match self.snap.answers.hooks.get(&hook.key) {
-            Some(a) => Ok(a.clone()),
-            None => Err(Need(vec![Request::Hook(self.hook_call(hook, phase))])),
+    /// The answers of `hooks` (one step's hooks of one type, in spec order) up to and including
+    /// the first that settles the step, as Flagger calls them. Where an answer is missing, that
+    /// hook and every later one are asked for at once, so a step needs one pass however many
+    /// hooks it has; the caller stops calling where Flagger would (see [`Outcome::Need`]).
+    ///
+    /// [`Outcome::Need`]: crate::command::Outcome::Need
+    pub fn ask_hooks<'h>(
+        &self,
+        hooks: &[&'h Hook],
+        phase: Phase,
+    ) -> Step<Vec<(&'h Hook, HookAnswer)>> {
+        let mut known = Vec::new();
+        for (i, hook) in hooks.iter().enumerate() {
+            // Looked up before any call is built: building one hashes the status for the checksum.
+            let Some(answer) = self.snap.answers.hooks.get(&hook.key) else {
+                return Err(Need(self.hook_requests(&hooks[i..], phase)));
+            };
+            let settled = hook.hook_type.ends_sequence(answer);
+            known.push((*hook, answer.clone()));
+            if settled {
+                break;
+            }
         }
+        Ok(known)
+    }
+
+    fn hook_requests(&self, hooks: &[&Hook], phase: Phase) -> Vec<Request> {
+        hooks
+            .iter()
+            .map(|h| Request::Hook(self.hook_call(h, phase)))
+            .collect()
     }
 
     /// The answers of all `checks`, or one request for every missing one (queries have no side

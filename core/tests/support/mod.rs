@@ -114,19 +114,30 @@ impl Cluster {
 
     /// Run the Need loop to a decision, as the operator does.
     pub fn decide(&self) -> Decision {
+        self.decide_counting().0
+    }
+
+    /// [`Cluster::decide`], also returning the number of passes and the hooks called, in order.
+    pub fn decide_counting(&self) -> (Decision, usize, Vec<String>) {
         let mut snap = self.snapshot();
-        for _ in 0..64 {
+        let mut called = Vec::new();
+        for pass in 1..=64 {
             match decide(&snap) {
-                Outcome::Decided(d) => return d,
+                Outcome::Decided(d) => return (d, pass, called),
                 Outcome::Need(requests) => {
+                    // Hooks are called in order up to the one that settles the step.
+                    let mut settled = false;
                     for r in requests {
                         match &r {
+                            flagger_core::Request::Hook(_) if settled => {}
                             flagger_core::Request::Hook(h) => {
                                 let a = self
                                     .hooks
                                     .get(&h.name)
                                     .cloned()
                                     .unwrap_or(HookAnswer::Passed);
+                                settled = h.ends_sequence(&a);
+                                called.push(r.key());
                                 snap.answers.hooks.insert(r.key(), a);
                             }
                             flagger_core::Request::Metric(m) => {

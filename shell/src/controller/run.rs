@@ -11,8 +11,9 @@ use flagger_core::command::{Command, Decision, Outcome, Request};
 use flagger_core::snapshot::{Answers, HookAnswer, MetricAnswer, Snapshot};
 use futures::future::join_all;
 
-/// Passes allowed before a reconcile gives up. The core asks for hooks one at a time, so this is
-/// the bound on the hooks and metric batches one step can need.
+/// Passes allowed before a reconcile gives up. The core asks for all of a step's hooks of one
+/// type, or all its metrics, in one pass, so a step needs a handful of passes however many hooks
+/// it has; reaching this means the answers never satisfy the core.
 pub const MAX_PASSES: usize = 64;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +115,40 @@ pub async fn execute<E: Effects>(
     (decision.commands.len(), None)
 }
 
+/// Answers one pass's requests: the metric queries concurrently, and at the same time the hooks
+/// one after another in the order asked, stopping after the one that settles the step (Flagger
+/// calls no hook after it, and a hook may rely on the ones before it having run).
+async fn gather<'r, E: Effects>(
+    effects: &E,
+    canary: &Canary,
+    requests: &'r [Request],
+) -> Vec<(&'r Request, Answer)> {
+    let hooks = async {
+        let mut answered = Vec::new();
+        for request in requests {
+            let Request::Hook(call) = request else {
+                continue;
+            };
+            let answer = effects.answer(canary, request).await;
+            let settled = matches!(&answer, Answer::Hook(a) if call.ends_sequence(a));
+            answered.push((request, answer));
+            if settled {
+                break;
+            }
+        }
+        answered
+    };
+    let metrics = join_all(
+        requests
+            .iter()
+            .filter(|r| matches!(r, Request::Metric(_)))
+            .map(|r| async move { (r, effects.answer(canary, r).await) }),
+    );
+    let (mut answered, metrics) = futures::join!(hooks, metrics);
+    answered.extend(metrics);
+    answered
+}
+
 /// The decision loop alone: returns the decision, all answers gathered and the number of passes.
 pub async fn decide<E: Effects>(
     effects: &E,
@@ -137,9 +172,7 @@ pub async fn decide<E: Effects>(
                     .map(Request::key)
                     .collect::<Vec<_>>()
                     .join(", ");
-                // Queries and hooks asked in one pass are independent: ask them together.
-                let answers = join_all(requests.iter().map(|r| effects.answer(canary, r))).await;
-                for (request, answer) in requests.iter().zip(answers) {
+                for (request, answer) in gather(effects, canary, &requests).await {
                     let key = request.key();
                     match answer {
                         Answer::Hook(a) => {

@@ -22,6 +22,8 @@ struct Fake {
     /// Answer hooks with a metric value (a broken answerer).
     confused: bool,
     hook: Option<HookAnswer>,
+    /// The key of a hook that fails (others answer `hook`).
+    failing: Option<String>,
 }
 
 impl Effects for Fake {
@@ -30,6 +32,9 @@ impl Effects for Fake {
         asked.push(vec![request.key()]);
         match request {
             Request::Hook(_) if self.confused => Answer::Metric(MetricAnswer::Value(1.0)),
+            Request::Hook(_) if self.failing.as_deref() == Some(request.key().as_str()) => {
+                Answer::Hook(HookAnswer::Failed("500".into()))
+            }
             Request::Hook(_) => Answer::Hook(self.hook.clone().unwrap_or(HookAnswer::Passed)),
             Request::Metric(_) => Answer::Metric(MetricAnswer::Value(99.9)),
         }
@@ -132,6 +137,63 @@ async fn needed_answers_are_gathered_then_the_decision_runs_in_order() {
     );
     assert!(
         matches!(run.decision.commands.last(), Some(Command::WriteStatus(s)) if s.phase == Some(Phase::Progressing))
+    );
+}
+
+/// A run due for its first analysis step, with `n` pre-rollout hooks `h00`, `h01`, ….
+fn pre_rollout_step(n: usize) -> (Canary, Snapshot) {
+    let (mut c, mut snap) = gated();
+    let analysis = c.spec.analysis.as_mut().unwrap();
+    analysis.webhooks = Some(
+        (0..n)
+            .map(|i| CanaryWebhook {
+                name: format!("h{i:02}"),
+                type_: Some("pre-rollout".into()),
+                url: "http://hooks.test/".into(),
+                ..CanaryWebhook::default()
+            })
+            .collect(),
+    );
+    snap.spec = c.spec.clone();
+    snap.status.phase = Some(Phase::Progressing);
+    snap.status.last_applied_spec = Some("new".into());
+    (c, snap)
+}
+
+fn pre_rollout_keys(range: std::ops::Range<usize>) -> Vec<Vec<String>> {
+    range
+        .map(|i| vec![format!("pre-rollout/h{i:02}")])
+        .collect()
+}
+
+#[tokio::test]
+async fn seventy_hooks_are_called_in_order_in_one_pass() {
+    let (canary, snap) = pre_rollout_step(70);
+    let fake = Fake::default();
+    let run = decide_and_execute(&fake, &canary, snap).await.unwrap();
+    assert_eq!(*fake.asked.lock().unwrap(), pre_rollout_keys(0..70));
+    assert_eq!(run.passes, 2, "one pass to ask, one to decide");
+    assert!(
+        matches!(run.decision.commands.last(), Some(Command::WriteStatus(s)) if s.iterations == 1 && s.failed_checks == 0),
+        "{:?}",
+        run.decision.commands.last()
+    );
+}
+
+#[tokio::test]
+async fn no_hook_is_called_after_a_failing_one() {
+    let (canary, snap) = pre_rollout_step(70);
+    let fake = Fake {
+        failing: Some("pre-rollout/h05".into()),
+        ..Fake::default()
+    };
+    let run = decide_and_execute(&fake, &canary, snap).await.unwrap();
+    assert_eq!(*fake.asked.lock().unwrap(), pre_rollout_keys(0..6));
+    assert_eq!(run.passes, 2);
+    assert!(
+        matches!(run.decision.commands.last(), Some(Command::WriteStatus(s)) if s.iterations == 0 && s.failed_checks == 1),
+        "{:?}",
+        run.decision.commands.last()
     );
 }
 
