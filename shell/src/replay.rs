@@ -509,6 +509,25 @@ spec:
         assert!(parse_phase("Done").unwrap_err().contains("Succeeded"));
     }
 
+    /// The recordings the real-cluster suite wrote, replayed raw through the command.
+    #[test]
+    fn committed_recordings_replay_exactly_to_their_outcome() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/recordings");
+        for (file, phase) in [
+            ("istio-promotion.jsonl", Phase::Succeeded),
+            ("rollback-on-errors.jsonl", Phase::Failed),
+            ("confirm-promotion-gate.jsonl", Phase::Succeeded),
+        ] {
+            let mut a = args(dir.join(file));
+            a.expect = Some(phase);
+            assert_eq!(
+                format!("{:?}", run(a)),
+                format!("{:?}", ExitCode::SUCCESS),
+                "{file}"
+            );
+        }
+    }
+
     #[test]
     fn malformed_canary_override_names_the_file_and_field() {
         let mut a = args(fixture("promote.json"));

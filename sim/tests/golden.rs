@@ -101,3 +101,19 @@ fn fixtures_end_where_their_names_say() {
         );
     }
 }
+
+/// Real recordings from the real-cluster suite (fixtures/recordings/), raw as the operator wrote
+/// them, replayed exactly as `flagger replay FILE.jsonl` does: every recorded decision must be
+/// reproduced, and the explained timeline is golden.
+#[test]
+fn recorded_timelines() {
+    insta::glob!("../../fixtures/recordings", "*.jsonl", |path| {
+        let text = std::fs::read_to_string(path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let recording =
+            flagger_sim::recording::parse(&name, &text).unwrap_or_else(|e| panic!("{e}"));
+        let run = flagger_sim::recorded::replay(&name, &recording);
+        assert!(run.error.is_none(), "{name}: {:?}", run.error);
+        insta::assert_snapshot!(timeline::text(&run, true));
+    });
+}
