@@ -34,6 +34,18 @@ async fn failing_rollout(
         .wait_phase("podinfo", Phase::Failed, ROLLOUT_TIMEOUT)
         .await?;
 
+    // The phase was read with a GET; the watch may deliver the same change a moment later.
+    s.wait_for(
+        "the status watch to see Failed",
+        ROLLOUT_TIMEOUT,
+        || async {
+            Ok(watch::phases(&status.values())
+                .last()
+                .is_some_and(|p| p == "Failed")
+                .then_some(()))
+        },
+    )
+    .await?;
     let history = status.values();
     assert_eq!(
         watch::phases(&history),
