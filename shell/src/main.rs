@@ -128,6 +128,11 @@ async fn kube_config(args: &RunArgs) -> Result<kube::Config, String> {
             .parse()
             .map_err(|e| format!("-master {master}: {e}"))?;
     }
+    // So that an API server's audit log and priority-and-fairness rules can tell us apart.
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(concat!("flagger/", env!("CARGO_PKG_VERSION"))),
+    ));
     Ok(config)
 }
 

@@ -66,3 +66,42 @@ fn crd_prints_the_three_crds() {
         assert!(out.contains(&format!("name: {name}")), "{name}");
     }
 }
+
+/// Every request to the API server names the operator (`flagger/<version>`), so audit logs and
+/// priority-and-fairness rules can tell it apart.
+#[test]
+fn requests_carry_the_flagger_user_agent() {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = std::env::temp_dir().join(format!("flagger-ua-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user: {{}}\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flagger"))
+        .arg(format!("-kubeconfig={}", kubeconfig.display()))
+        .args(["-port=0", "-listen-address=127.0.0.1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (stream, _) = listener.accept().unwrap();
+    let mut headers = Vec::new();
+    for line in BufReader::new(stream).lines() {
+        let line = line.unwrap();
+        if line.is_empty() {
+            break;
+        }
+        headers.push(line.to_ascii_lowercase());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let expected = format!("user-agent: flagger/{}", env!("CARGO_PKG_VERSION"));
+    assert!(headers.contains(&expected), "{headers:?}");
+}
