@@ -97,14 +97,20 @@ fn a_recording_replays_exactly_to_the_recorded_steps() {
     }
 }
 
-#[test]
-fn a_changed_answer_stops_the_replay_at_that_decision() {
-    let (_, text) = recorded("promote.json");
-    let mut rec = recording::parse("promote.jsonl", &text).unwrap();
+/// A recording of `fixture` and the index of its first reconcile that was given metric answers.
+fn first_measured(fixture: &str) -> (Vec<recording::Reconcile>, usize) {
+    let (_, text) = recorded(fixture);
+    let rec = recording::parse("rec.jsonl", &text).unwrap();
     let i = rec
         .iter()
         .position(|r| !r.snapshot.answers.metrics.is_empty())
         .unwrap();
+    (rec, i)
+}
+
+#[test]
+fn a_changed_answer_stops_the_replay_at_that_decision() {
+    let (mut rec, i) = first_measured("promote.json");
     for a in rec[i].snapshot.answers.metrics.values_mut() {
         *a = MetricAnswer::Value(0.0);
     }
@@ -124,12 +130,7 @@ fn a_changed_answer_stops_the_replay_at_that_decision() {
 
 #[test]
 fn a_missing_answer_is_named() {
-    let (_, text) = recorded("promote.json");
-    let mut rec = recording::parse("promote.jsonl", &text).unwrap();
-    let i = rec
-        .iter()
-        .position(|r| !r.snapshot.answers.metrics.is_empty())
-        .unwrap();
+    let (mut rec, i) = first_measured("promote.json");
     let key = rec[i]
         .snapshot
         .answers
