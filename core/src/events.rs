@@ -102,6 +102,13 @@ pub fn promotion_failed(p: &Policy, err: &str) -> String {
 pub fn not_ready(workload: &str, namespace: &str, err: &str) -> String {
     format!("{workload}.{namespace} not ready: {err}")
 }
+/// The canary's readiness carries the kind of workload in front, as Flagger's `IsCanaryReady`.
+pub fn canary_not_ready(p: &Policy, err: &str) -> String {
+    format!(
+        "canary deployment {}.{} not ready: {err}",
+        p.target, p.namespace
+    )
+}
 
 // Hooks.
 pub fn hook_passed(kind: &str, hook: &str) -> String {

@@ -892,7 +892,7 @@ fn a_canary_past_its_progress_deadline_rolls_back() {
     let events = Cluster::events(&c.log);
     assert!(
         events.iter().any(|e| e.starts_with(
-            "Rolling back podinfo.test progress deadline exceeded podinfo.test not ready"
+            "Rolling back podinfo.test progress deadline exceeded canary deployment podinfo.test not ready"
         )),
         "{events:?}"
     );
@@ -1061,7 +1061,7 @@ fn an_unready_canary_waits_without_counting_failures() {
     assert_eq!(
         cmds,
         vec![warn(
-            "podinfo.test not ready: waiting for rollout to finish: 0 of 2 (readyThreshold 100%) updated replicas are available"
+            "canary deployment podinfo.test not ready: waiting for rollout to finish: 0 of 2 (readyThreshold 100%) updated replicas are available"
         )]
     );
     assert_eq!((c.status.failed_checks, c.status.canary_weight), (0, 10));

@@ -220,15 +220,12 @@ fn wait_for_canary(t: &mut Tick) -> Step<bool> {
     match verdict {
         Readiness::Ready => Ok(true),
         Readiness::Waiting(why) => {
-            t.warn(events::not_ready(&t.p.target, &t.p.namespace, &why));
+            t.warn(events::canary_not_ready(t.p, &why));
             t.touch();
             Ok(false)
         }
         Readiness::DeadlineExceeded(why) => {
-            rollback(
-                t,
-                Rollback::Deadline(events::not_ready(&t.p.target, &t.p.namespace, &why)),
-            )?;
+            rollback(t, Rollback::Deadline(events::canary_not_ready(t.p, &why)))?;
             Ok(false)
         }
     }
