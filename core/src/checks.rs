@@ -22,10 +22,15 @@ pub fn judge(p: &Policy, check: &MetricCheck, answer: &MetricAnswer) -> Verdict 
     let no_values = |detail: &str| match check.source {
         MetricSource::RequestSuccessRate => events::no_values_builtin(p, &check.name, Some(detail)),
         MetricSource::RequestDuration => events::no_values_builtin(p, &check.name, None),
-        _ => events::no_values_custom(&check.name, detail),
+        MetricSource::Inline { .. } => events::no_values_inline(&check.name),
+        MetricSource::Template { .. } => events::no_values_custom(&check.name, detail),
     };
+    let inline = matches!(check.source, MetricSource::Inline { .. });
     let value = match answer {
         MetricAnswer::Error(e) if builtin => return fail(None, events::builtin_query_failed(e)),
+        MetricAnswer::Error(e) if inline => {
+            return fail(None, events::inline_query_failed(&check.name, e));
+        }
         MetricAnswer::Error(e) => return fail(None, events::custom_query_failed(&check.name, e)),
         MetricAnswer::NoValues(e) => return fail(None, no_values(e)),
         MetricAnswer::Value(v) if v.is_nan() => {

@@ -213,6 +213,13 @@ pub fn no_values_builtin(p: &Policy, metric: &str, err: Option<&str>) -> String 
 pub fn no_values_custom(metric: &str, err: &str) -> String {
     format!("Halt advancement no values found for custom metric: {metric}: {err}")
 }
+/// An inline `query` metric: Flagger names the metric and gives no further detail.
+pub fn no_values_inline(metric: &str) -> String {
+    format!("Halt advancement no values found for metric: {metric}")
+}
+pub fn inline_query_failed(metric: &str, err: &str) -> String {
+    format!("Prometheus query failed for {metric}: {err}")
+}
 pub fn builtin_query_failed(err: &str) -> String {
     format!("Prometheus query failed: {err}")
 }
