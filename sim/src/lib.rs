@@ -13,6 +13,7 @@ pub mod invariants;
 pub mod prng;
 pub mod recorded;
 pub mod recording;
+pub mod strict;
 pub mod timeline;
 pub mod trace;
 pub mod world;

@@ -115,7 +115,7 @@ fn malformed_fields_are_named() {
         ),
         (
             Box::new(|t| t["surprise"] = json!(1)),
-            "unknown field `surprise`",
+            "surprise: unknown field (known fields: version,",
         ),
         (
             Box::new(|t| t["metrics"]["request-duration"][0]["nan"] = json!(true)),
@@ -155,12 +155,76 @@ fn malformed_fields_are_named() {
             }),
             "duration: missing",
         ),
+        (
+            Box::new(|t| t["durtion"] = json!("1h")),
+            "durtion: unknown field, did you mean duration?",
+        ),
+        (
+            Box::new(|t| t["canary"]["spec"]["analysis"]["stepWeigth"] = json!(10)),
+            "canary.spec.analysis.stepWeigth: unknown field, did you mean stepWeight?",
+        ),
+        (
+            Box::new(|t| t["canary"]["metadata"]["lables"] = json!({})),
+            "canary.metadata.lables: unknown field, did you mean labels?",
+        ),
+        (
+            Box::new(|t| {
+                t["initial"] = json!({"status": {"phase": "Progressing", "canaryWieght": 10}})
+            }),
+            "initial.status.canaryWieght: unknown field, did you mean canaryWeight?",
+        ),
+        (
+            Box::new(|t| t["metrics"]["request-sucess-rate"] = json!([])),
+            "metrics.request-sucess-rate: \"request-sucess-rate\" is not a metric of the Canary, did you mean request-success-rate?",
+        ),
+        (
+            Box::new(|t| t["webhooks"]["smoke"] = json!([])),
+            "webhooks.smoke: \"smoke\" is not a webhook of the Canary",
+        ),
+        (
+            Box::new(|t| {
+                t["answers"] = json!([
+                    {"at": "0s", "key": "request-duration", "metric": {"result": "value", "value": 1.0}},
+                    {"at": "0s", "key": "error-rate", "metric": {"result": "value", "value": 1.0}}
+                ])
+            }),
+            "answers[1].key: \"error-rate\" is not a metric of the Canary",
+        ),
+        (
+            Box::new(
+                |t| t["answers"] = json!([{"at": "0s", "key": "confirm-promotion/gate", "hook": {"result": "passed"}}]),
+            ),
+            "answers[0].key: \"confirm-promotion/gate\" is not a webhook of the Canary",
+        ),
+        (
+            Box::new(|t| t["duration"] = json!("8760h")),
+            "duration: the replay would cover 8760h0m0s, more than the 31 days a replay may cover",
+        ),
+        (
+            Box::new(|t| {
+                t.as_object_mut().unwrap().remove("duration");
+                t["end"] = json!("2027-01-01T00:00:00Z");
+            }),
+            "end: the replay would cover",
+        ),
+        (
+            Box::new(|t| t["revisions"][0]["replicas"] = json!("two")),
+            "revisions[0].replicas: expected a whole number, found the string \"two\"",
+        ),
+        (
+            Box::new(|t| {
+                t["readiness"]["rules"] =
+                    json!([{"workload": "canry", "from": "0s", "delay": "1s"}])
+            }),
+            "readiness.rules[0].workload: \"canry\" is not one of canary, primary",
+        ),
     ];
     for (edit, expected) in cases {
         let mut t = promote();
         edit(&mut t);
         let err = parse(&t).expect_err(expected);
-        assert!(err.starts_with("t.json: "), "{err}");
+        assert!(err.starts_with("t.json:"), "{err}");
+        assert!(!err.contains('`'), "serde's wording: {err}");
         assert!(err.contains(expected), "expected {expected:?} in {err:?}");
         assert_eq!(err.lines().count(), 1);
     }
