@@ -345,3 +345,33 @@ fn an_override_without_namespace_keeps_the_traces() {
         .remove("namespace");
     assert_eq!(parse(&t).unwrap().canary.metadata.namespace, "default");
 }
+
+#[test]
+fn every_canary_of_flaggers_examples_loads_and_other_kinds_are_named() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/examples");
+    let mut canaries = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let result = flagger_sim::trace::load_canary(&path);
+        if text.contains("kind: Canary") {
+            let c = result.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(c.metadata.name, "podinfo");
+            canaries += 1;
+        } else {
+            let err = result.unwrap_err().to_string();
+            assert!(err.ends_with(", not a Canary"), "{err}");
+        }
+    }
+    assert_eq!(canaries, 4);
+    let err = flagger_sim::trace::load_canary(&dir.join("metric-template.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with("metric-template.yaml: holds a MetricTemplate, not a Canary"),
+        "{err}"
+    );
+}
