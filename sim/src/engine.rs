@@ -27,6 +27,12 @@ const MAX_PASSES: usize = 64;
 /// Reconciles at one instant before the replay calls it a livelock.
 const MAX_AT_ONE_INSTANT: usize = 64;
 const RETRY_AFTER: SignedDuration = SignedDuration::from_secs(1);
+/// Reconciles one replay may run. The operator reconciles once per analysis interval (10s at the
+/// least) plus watch events and 1s retries: a month of virtual time (the longest a trace may
+/// cover, [`crate::trace::MAX_SPAN`]) at one reconcile per 10s is about 270,000, and the densest
+/// realistic run (a retry every second for a day) about 86,400. A million is far above both and
+/// still stops a runaway replay in seconds rather than hours.
+pub const MAX_RECONCILES: usize = 1_000_000;
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -199,9 +205,51 @@ pub struct Step {
     pub routes: Option<Routes>,
     pub events: Vec<EventRecord>,
     pub wake_at: Option<Timestamp>,
+    /// Further reconciles identical to this one that followed it (a run waiting at a closed gate):
+    /// kept as a count so that memory does not grow with the wait.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repeats: usize,
+    /// When the first and the last of those repeats happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats_from: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats_until: Option<Timestamp>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Step {
+    /// The time of the last reconcile this step stands for.
+    pub fn last_at(&self) -> Timestamp {
+        self.repeats_until.unwrap_or(self.at)
+    }
+
+    /// Whether `next` repeats this step exactly: a wait that changes nothing a person sees (same
+    /// phase, weight, failed checks, inputs and routes, no event, no fault, every command
+    /// carried out, the status written again with only its times moved).
+    pub fn is_repeated_by(&self, next: &Step) -> bool {
+        let quiet = |s: &Step| {
+            s.events.is_empty()
+                && s.faults.is_empty()
+                && s.applied == s.commands.len()
+                && s.before == s.after
+        };
+        quiet(self)
+            && quiet(next)
+            && self.after == next.after
+            && self.reasons == next.reasons
+            && self.routes == next.routes
+            && self.inputs == next.inputs
+            && self.commands.len() == next.commands.len()
+            && self
+                .commands
+                .iter()
+                .zip(&next.commands)
+                .all(|(a, b)| same_but_times(a, b))
+    }
+
     /// Whether this reconcile changed anything a person would care about (gauges alone do not).
     pub fn changed(&self) -> bool {
         self.commands[..self.applied]
@@ -230,6 +278,11 @@ pub struct Run {
 }
 
 impl Run {
+    /// Reconciles the replay ran, with every folded repeat counted.
+    pub fn reconciles(&self) -> usize {
+        self.steps.iter().map(|s| 1 + s.repeats).sum()
+    }
+
     pub fn final_phase(&self) -> Option<Phase> {
         self.world.status.phase
     }
@@ -243,6 +296,8 @@ struct Engine<'a> {
     faults: Injector,
     checker: Checker,
     steps: Vec<Step>,
+    /// Reconciles so far (steps plus folded repeats).
+    reconciles: usize,
     violations: Vec<Violation>,
     wake: Option<Timestamp>,
     extra: BTreeMap<Timestamp, Vec<Reason>>,
@@ -274,6 +329,7 @@ pub fn replay(trace: &Trace, opts: &Options) -> Run {
         world: World::new(trace.readiness.clone()),
         faults: Injector::new(&faults, seed),
         steps: Vec::new(),
+        reconciles: 0,
         violations: Vec::new(),
         wake: None,
         extra: BTreeMap::new(),
@@ -287,8 +343,9 @@ pub fn replay(trace: &Trace, opts: &Options) -> Run {
     };
     e.world.init(&trace.initial, trace.start);
     e.extra.insert(trace.start, vec![Reason::Start]);
-    let span = trace.end.duration_since(trace.start).as_secs().max(1) as usize;
-    let max = opts.max_reconciles.unwrap_or(span.saturating_mul(4) + 1000);
+    let max = opts
+        .max_reconciles
+        .unwrap_or_else(|| reconcile_bound(trace.end.duration_since(trace.start)));
     let error = e.run(max).err();
     Run {
         trace: trace.name.clone(),
@@ -305,6 +362,14 @@ pub fn replay(trace: &Trace, opts: &Options) -> Run {
         recording: e.recording,
         missing: e.missing,
     }
+}
+
+/// The reconciles a replay of this length may run: four a second of virtual time (retries come
+/// at most once a second, with room for watch events) plus a margin, never above
+/// [`MAX_RECONCILES`].
+pub fn reconcile_bound(span: SignedDuration) -> usize {
+    let secs = span.as_secs().max(1) as usize;
+    (secs.saturating_mul(4) + 1000).min(MAX_RECONCILES)
 }
 
 impl Engine<'_> {
@@ -324,8 +389,10 @@ impl Engine<'_> {
                     "livelock: {MAX_AT_ONE_INSTANT} reconciles at {now} without time advancing"
                 ));
             }
-            if self.steps.len() >= max {
-                return Err(format!("stopped after {max} reconciles at {now}"));
+            if self.reconciles >= max {
+                return Err(format!(
+                    "stopped after {max} reconciles at {now}: the replay reconciles more often than any real run (see the bound in docs/trace-format.md)"
+                ));
             }
             last = now;
             while let Some(r) = self.trace.revisions.get(self.next_revision)
@@ -403,7 +470,7 @@ impl Engine<'_> {
     }
 
     fn reconcile(&mut self, now: Timestamp, reasons: Vec<Reason>) -> Result<(), String> {
-        let index = self.steps.len();
+        let index = self.reconciles;
         let mut faults = Vec::new();
         let trace = self.trace;
 
@@ -649,12 +716,26 @@ impl Engine<'_> {
             routes: self.world.routes,
             events: self.world.events[events_before..].to_vec(),
             wake_at: decision.wake_at,
+            repeats: 0,
+            repeats_from: None,
+            repeats_until: None,
         };
         let found = self
             .checker
             .check(&step, &snap.status, snap.routes, complete, &self.world);
         self.violations.extend(found);
-        self.steps.push(step);
+        self.reconciles += 1;
+        // A wait repeats itself every interval for as long as it lasts: keep one step and a count
+        // (a recording keeps every reconcile, as the live recorder writes them).
+        match self.steps.last_mut() {
+            Some(last) if !self.record && last.is_repeated_by(&step) => {
+                last.repeats += 1;
+                last.repeats_from.get_or_insert(step.at);
+                last.repeats_until = Some(step.at);
+                last.wake_at = step.wake_at;
+            }
+            _ => self.steps.push(step),
+        }
         self.snap = Some(snap);
         Ok(())
     }
@@ -698,6 +779,26 @@ pub(crate) fn describe_readiness(
             .as_ref()
             .map(|w| text(&p.target, w, p.canary_ready_threshold)),
         ..Inputs::default()
+    }
+}
+
+/// Equal commands, where two status writes count as equal when they differ only in their times
+/// (`lastTransitionTime` and the conditions' times move with every write).
+fn same_but_times(a: &Command, b: &Command) -> bool {
+    match (a, b) {
+        (Command::WriteStatus(x), Command::WriteStatus(y)) => {
+            let strip = |s: &CanaryStatus| {
+                let mut s = s.clone();
+                s.last_transition_time = None;
+                for c in &mut s.conditions {
+                    c.last_update_time = None;
+                    c.last_transition_time = None;
+                }
+                s
+            };
+            strip(x) == strip(y)
+        }
+        _ => a == b,
     }
 }
 

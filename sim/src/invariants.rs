@@ -324,6 +324,9 @@ mod tests {
             routes: None,
             events: Vec::new(),
             wake_at: None,
+            repeats: 0,
+            repeats_from: None,
+            repeats_until: None,
         }
     }
 

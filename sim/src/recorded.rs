@@ -110,6 +110,9 @@ fn redecide(index: usize, r: &Reconcile) -> Result<Step, String> {
         routes: r.snapshot.routes,
         events: Vec::new(),
         wake_at: decision.wake_at,
+        repeats: 0,
+        repeats_from: None,
+        repeats_until: None,
     })
 }
 

@@ -89,6 +89,30 @@ fn io_cause(e: &std::io::Error) -> String {
     }
 }
 
+/// `text` with control characters escaped as Rust writes them (`\u{1b}`, and `\n`, `\r`, `\t`),
+/// so that names and messages read from files or recorded from a cluster cannot drive a terminal
+/// or forge lines. `keep_newlines` leaves line breaks alone (for text already laid out in lines).
+pub fn escape_control(text: &str, keep_newlines: bool) -> std::borrow::Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && !(keep_newlines && c == '\n'))
+    {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' if keep_newlines => out.push('\n'),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The edit distance between `a` and `b` where swapping two neighbours counts as one edit
 /// (optimal string alignment), so `stepWeigth` is one edit from `stepWeight`.
 fn distance(a: &str, b: &str) -> usize {
@@ -98,8 +122,8 @@ fn distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {

@@ -18,10 +18,17 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// A malformed trace or Canary: one line naming the file, the field and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {what}")]
 pub struct InputError {
     pub file: String,
     pub what: String,
+}
+
+/// `FILE: what` on one line: control characters (in a name quoted from the file, say) escaped.
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::strict::escape_control as esc;
+        write!(f, "{}: {}", esc(&self.file, false), esc(&self.what, false))
+    }
 }
 
 impl InputError {

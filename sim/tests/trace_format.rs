@@ -375,3 +375,77 @@ fn every_canary_of_flaggers_examples_loads_and_other_kinds_are_named() {
         "{err}"
     );
 }
+
+fn gate_closed_for(duration: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/traces/confirm-promotion-gate.json");
+    let mut t: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    t["duration"] = json!(duration);
+    t["webhooks"]["approve-promotion"] =
+        json!([{"at": "0s", "pass": false, "message": "gate closed"}]);
+    t
+}
+
+#[test]
+fn a_month_at_a_closed_gate_keeps_one_step_for_the_wait_and_folds_it_in_one_line() {
+    let run = replay(
+        &parse(&gate_closed_for("744h")).unwrap(),
+        &Options::default(),
+    );
+    assert_eq!(run.error, None);
+    assert!(run.violations.is_empty());
+    // One reconcile a minute for a month, held as a handful of steps.
+    assert!(run.reconciles() > 44_000, "{}", run.reconciles());
+    assert!(run.steps.len() < 20, "{}", run.steps.len());
+    let text = flagger_sim::timeline::text(&run, false);
+    assert!(
+        text.contains("… 44631 identical reconciles (+10m0s to +744h0m0s): still WaitingPromotion at weight 50, gate confirm-promotion/approve-promotion closed (gate closed)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(44642 reconciles, 44641 changed something)"),
+        "{text}"
+    );
+    let json: Value = serde_json::from_str(&flagger_sim::timeline::json(&run)).unwrap();
+    assert_eq!(json["result"]["reconciles"], json!(44642));
+    let waiting = json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["repeats"] == json!(44631))
+        .expect("the folded wait in the JSON output");
+    assert_eq!(waiting["repeatsFrom"], json!("2026-01-01T00:10:00Z"));
+}
+
+#[test]
+fn the_reconcile_bound_scales_with_the_trace_up_to_a_million() {
+    use flagger_sim::engine::{MAX_RECONCILES, reconcile_bound};
+    use jiff::SignedDuration;
+    assert_eq!(reconcile_bound(SignedDuration::from_mins(30)), 8200);
+    assert_eq!(
+        reconcile_bound(SignedDuration::from_hours(31 * 24)),
+        MAX_RECONCILES
+    );
+    assert_eq!(MAX_RECONCILES, 1_000_000);
+}
+
+#[test]
+fn control_characters_in_names_and_messages_print_escaped() {
+    let mut t = gate_closed_for("20m");
+    t["canary"]["metadata"]["name"] = json!("pod\u{1b}[31minfo");
+    t["webhooks"]["approve-promotion"] =
+        json!([{"at": "0s", "pass": false, "message": "gate\nclosed\u{7}"}]);
+    let run = replay(&parse(&t).unwrap(), &Options::default());
+    let text = flagger_sim::timeline::text(&run, true);
+    assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text}");
+    assert!(text.contains("canary pod\\u{1b}[31minfo.test"), "{text}");
+    assert!(text.contains("failed: gate\\nclosed\\u{7}"), "{text}");
+    // Every line is one the timeline wrote: a message cannot forge one.
+    assert!(!text.lines().any(|l| l.starts_with("closed")), "{text}");
+    // Errors escape them too.
+    let mut t = promote();
+    t["canary"]["spec"]["analysis"]["step\u{1b}Weight"] = json!(1);
+    let err = parse(&t).unwrap_err();
+    assert!(err.contains("step\\u{1b}Weight: unknown field"), "{err}");
+    assert!(!err.chars().any(char::is_control), "{err}");
+}
