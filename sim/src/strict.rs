@@ -617,8 +617,11 @@ pub fn describe(path: &str, cause: &str) -> (String, String) {
             && !word.is_empty()
             && !word.contains(' ')
         {
-            let full = if path.is_empty() {
+            // Some deserializers already end the path with the field itself.
+            let full = if path.is_empty() || path == word {
                 word.to_string()
+            } else if path.ends_with(&format!(".{word}")) {
+                path.to_string()
             } else {
                 format!("{path}.{word}")
             };
@@ -732,6 +735,20 @@ mod tests {
         assert_eq!(
             plain("invalid type: map, expected a string"),
             "expected a string, found an object"
+        );
+    }
+
+    #[test]
+    fn a_field_named_in_the_cause_joins_the_path_once() {
+        let (path, cause) = describe("a[0]", "valeu: unknown field, did you mean value?");
+        assert_eq!(path, "a[0].valeu");
+        assert_eq!(cause, "unknown field, did you mean value?");
+        let (path, _) = describe("a[0].valeu", "valeu: unknown field, did you mean value?");
+        assert_eq!(path, "a[0].valeu");
+        let (path, cause) = describe("", "at: missing (required)");
+        assert_eq!(
+            (path.as_str(), cause.as_str()),
+            ("at", "missing (required)")
         );
     }
 

@@ -156,6 +156,10 @@ fn malformed_fields_are_named() {
             "duration: missing",
         ),
         (
+            Box::new(|t| t["metrics"]["request-duration"][0]["valeu"] = json!(1)),
+            "metrics.request-duration[0].valeu: unknown field, did you mean value?",
+        ),
+        (
             Box::new(|t| t["durtion"] = json!("1h")),
             "durtion: unknown field, did you mean duration?",
         ),
@@ -448,4 +452,35 @@ fn control_characters_in_names_and_messages_print_escaped() {
     let err = parse(&t).unwrap_err();
     assert!(err.contains("step\\u{1b}Weight: unknown field"), "{err}");
     assert!(!err.chars().any(char::is_control), "{err}");
+}
+
+#[test]
+fn a_yaml_trace_names_the_line_and_field_of_an_error() {
+    let yaml = "version: 1\nstart: 2026-01-01T00:00:00Z\nduration: 20m\ncanary:\n  apiVersion: flagger.app/v1beta1\n  kind: Canary\n  metadata:\n    name: podinfo\n  spec:\n    targetRef:\n      name: podinfo\n    service:\n      port: 9898\n    analysis:\n      interval: 1m\n      stepWeight: 10\n      metrics:\n        - name: request-success-rate\n          thresholdRange:\n            min: 99\nrevisions:\n  - at: 0s\n    templateHash: aaa\nmetrics:\n  request-success-rate:\n    - at: 0s\n      value: 99.5\n";
+    let trace = Trace::parse("t.yaml", yaml).unwrap();
+    assert_eq!(trace.revisions[0].template_hash, "aaa");
+    let err = Trace::parse("t.yaml", &yaml.replace("value: 99.5", "valeu: 99.5"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "t.yaml:27: metrics.request-success-rate[0].valeu: unknown field, did you mean value?"
+    );
+    let err = Trace::parse(
+        "t.yaml",
+        &yaml.replace("      stepWeight: 10\n", "      stepWeigth: 10\n"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "t.yaml:16: canary.spec.analysis.stepWeigth: unknown field, did you mean stepWeight?"
+    );
+    let err = Trace::parse("t.yaml", &format!("{yaml}---\nversion: 1\n"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "t.yaml: holds 2 YAML documents; a trace is one document"
+    );
 }
