@@ -2,12 +2,13 @@
 //! core and prints the timeline. Exit codes: 0 the replay ran and kept every invariant, 1 it ran
 //! but broke an invariant or stopped early, 2 the trace or the Canary is malformed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use flagger_core::Phase;
 use flagger_sim::inputs::Assume;
-use flagger_sim::trace::{InputError, load_canary};
+use flagger_sim::strict::{Source, is_stdin, read_source};
+use flagger_sim::trace::{Format, InputError, canary_from_text, is_recording};
 use flagger_sim::{Options, Run, Trace, replay, timeline};
 use flagger_sim::{recorded, recording};
 
@@ -21,9 +22,11 @@ pub enum Output {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplayArgs {
-    /// The trace to replay: JSON (see docs/trace-format.md), or a `-record-traces` recording (`.jsonl`).
+    /// The trace to replay: JSON or YAML (see docs/trace-format.md), or a `-record-traces`
+    /// recording (`.jsonl`); `-` reads standard input.
     pub trace: PathBuf,
-    /// Re-run the trace's inputs under this Canary instead of the recorded one (YAML or JSON).
+    /// Re-run the trace's inputs under this Canary instead of the recorded one (YAML or JSON;
+    /// `-` reads standard input).
     #[arg(long, value_name = "FILE")]
     pub canary: Option<PathBuf>,
     /// `text` for people, `json` for machines, `html` for a page of charts.
@@ -81,28 +84,27 @@ pub struct Replayed {
     pub baseline: Option<Run>,
 }
 
-fn is_recording(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "jsonl")
-}
-
 /// Loads the inputs and replays them; `Err` is a malformed input.
 ///
 /// A recording on its own replays exactly (every recorded decision on its recorded inputs); with
 /// `--canary` it becomes a trace that the simulator re-runs in virtual time under the new spec.
 pub fn execute(args: &ReplayArgs) -> Result<Replayed, InputError> {
-    if args.compare {
-        return compare(args);
+    if is_stdin(&args.trace) && args.canary.as_deref().is_some_and(is_stdin) {
+        return Err(InputError::new(
+            "stdin",
+            "--canary: the trace already reads standard input; give the Canary as a file",
+        ));
     }
-    let run = if is_recording(&args.trace) && args.canary.is_none() {
-        if args.seed.is_some() {
-            return Err(InputError::new(
-                &args.trace.display().to_string(),
-                "--seed: a recording replays exactly as it ran, without faults (faults apply to traces and to --canary re-runs)",
-            ));
+    let src = read_source(&args.trace)?;
+    let input = parse_input(args, &src)?;
+    if args.compare {
+        return compare(args, &src, input);
+    }
+    let run = match input {
+        Input::Recording(rec) if args.canary.is_none() => {
+            replay_recording(args, &src.file, &src.name, &rec)?
         }
-        replay_recording(args)?
-    } else {
-        simulate(args)?
+        input => simulate(args, &src.file, into_trace(&src, input)?)?,
     };
     let text = match args.output {
         Output::Text => timeline::text(&run, args.explain),
@@ -116,26 +118,51 @@ pub fn execute(args: &ReplayArgs) -> Result<Replayed, InputError> {
     })
 }
 
+/// What the file holds: a recording of a live run, or a trace.
+enum Input {
+    Recording(Vec<recording::Reconcile>),
+    Trace(Box<Trace>),
+}
+
+fn parse_input(args: &ReplayArgs, src: &Source) -> Result<Input, InputError> {
+    if is_recording(&args.trace, &src.text) {
+        return Ok(Input::Recording(recording::parse(&src.file, &src.text)?));
+    }
+    let trace = Trace::parse_as(&src.name, &src.file, &src.text, Format::of(&args.trace))?;
+    Ok(Input::Trace(Box::new(trace)))
+}
+
+/// The input as a trace the simulator re-runs (a recording's inputs placed on its timeline).
+fn into_trace(src: &Source, input: Input) -> Result<Trace, InputError> {
+    match input {
+        Input::Trace(t) => Ok(*t),
+        Input::Recording(rec) => recording::to_trace(&src.name, &rec).map_err(|e| InputError {
+            file: src.file.clone(),
+            what: e.what,
+        }),
+    }
+}
+
 /// `--compare`: the file as it ran (a recording exactly, a trace under its own Canary) beside the
 /// re-run under `--canary`.
-fn compare(args: &ReplayArgs) -> Result<Replayed, InputError> {
-    let file = args.trace.display().to_string();
+fn compare(args: &ReplayArgs, src: &Source, input: Input) -> Result<Replayed, InputError> {
     let Some(canary) = &args.canary else {
         return Err(InputError::new(
-            &file,
+            &src.file,
             "--compare: give the Canary to compare with --canary FILE",
         ));
     };
-    let (baseline, name) = if is_recording(&args.trace) {
-        (replay_recording(args)?, "recorded")
-    } else {
-        let original = ReplayArgs {
-            canary: None,
-            ..args.clone()
-        };
-        (simulate(&original)?, "original")
+    let (baseline, name) = match &input {
+        Input::Recording(rec) => (recorded::replay(&src.name, rec), "recorded"),
+        Input::Trace(t) => {
+            let original = ReplayArgs {
+                canary: None,
+                ..args.clone()
+            };
+            (simulate(&original, &src.file, (**t).clone())?, "original")
+        }
     };
-    let run = simulate(args)?;
+    let run = simulate(args, &src.file, into_trace(src, input)?)?;
     let right = format!("with {}", canary.display());
     let text = match args.output {
         Output::Text => flagger_sim::compare::text(&baseline, name, &run, &right),
@@ -165,25 +192,31 @@ fn title(run: &Run) -> String {
     format!("Replay of {}: canary {}", run.trace, run.canary)
 }
 
-fn replay_recording(args: &ReplayArgs) -> Result<Run, InputError> {
-    let file = args.trace.display().to_string();
-    let text = std::fs::read_to_string(&args.trace)
-        .map_err(|e| InputError::new(&file, format!("cannot read: {e}")))?;
-    let recording = recording::parse(&file, &text)?;
-    let name = args
-        .trace
-        .file_name()
-        .map_or_else(|| file.clone(), |n| n.to_string_lossy().into_owned());
-    Ok(recorded::replay(&name, &recording))
+fn replay_recording(
+    args: &ReplayArgs,
+    file: &str,
+    name: &str,
+    recording: &[recording::Reconcile],
+) -> Result<Run, InputError> {
+    if args.seed.is_some() {
+        return Err(InputError::new(
+            file,
+            "--seed: a recording replays exactly as it ran, without faults (faults apply to traces and to --canary re-runs)",
+        ));
+    }
+    Ok(recorded::replay(name, recording))
 }
 
 /// Replays in virtual time. A re-run under `--canary` must not quietly invent inputs: unless the
 /// user said how missing inputs answer, any the new spec needs is an error naming each of them.
-fn simulate(args: &ReplayArgs) -> Result<Run, InputError> {
-    let mut trace = Trace::load(&args.trace)?;
+fn simulate(args: &ReplayArgs, file: &str, trace: Trace) -> Result<Run, InputError> {
+    let mut trace = trace;
+    let mut canary_file = None;
     if let Some(path) = &args.canary {
-        let canary = load_canary(path)?;
-        trace = trace.with_canary(canary, &path.display().to_string())?;
+        let src = read_source(path)?;
+        let canary = canary_from_text(&src.file, &src.text)?;
+        trace = trace.with_canary(canary, &src.file)?;
+        canary_file = Some(src.file);
     }
     let assume = args
         .missing_inputs
@@ -196,15 +229,14 @@ fn simulate(args: &ReplayArgs) -> Result<Run, InputError> {
             ..Options::default()
         },
     );
-    if let Some(path) = &args.canary
+    if let Some(canary_file) = canary_file
         && args.missing_inputs.is_none()
         && !run.missing.is_empty()
     {
         return Err(InputError::new(
-            &args.trace.display().to_string(),
+            file,
             format!(
-                "the Canary in {} needs inputs this file does not have: {}; choose how they answer with --missing-inputs pass|fail|no-data",
-                path.display(),
+                "the Canary in {canary_file} needs inputs this file does not have: {}; choose how they answer with --missing-inputs pass|fail|no-data",
                 timeline::missing(&run).join("; ")
             ),
         ));
@@ -297,9 +329,10 @@ mod tests {
                 .replace("\"duration\": \"30m\"", "\"duration\": \"30 minutes\""),
         );
         let err = execute(&args(path)).unwrap_err().to_string();
-        assert!(err.contains("bad-duration.json"), "{err}");
-        assert!(err.contains("duration"), "{err}");
-        assert!(err.contains("line "), "{err}");
+        assert!(
+            err.contains("bad-duration.json:5: duration: invalid duration \"30 minutes\""),
+            "{err}"
+        );
         assert_eq!(err.lines().count(), 1, "{err}");
         let path = temp("not-json.json", "{ \"version\": 1, ");
         let err = execute(&args(path)).unwrap_err().to_string();
@@ -541,8 +574,169 @@ spec:
         assert_eq!(err.lines().count(), 1, "{err}");
         a.canary = Some(temp("broken.yaml", "kind: [unclosed\n"));
         let err = execute(&a).unwrap_err().to_string();
-        assert!(err.contains("broken.yaml") && err.contains("line"), "{err}");
+        assert!(err.contains("broken.yaml:1: not valid YAML"), "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");
+    }
+
+    fn assert_one_line_exit_2(a: ReplayArgs, file: &str, expected: &str) {
+        let err = execute(&a).unwrap_err().to_string();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with(file), "{err}");
+        assert!(err.contains(expected), "expected {expected:?} in {err}");
+        assert!(!err.contains('`'), "library wording: {err}");
+        let code = run(a);
+        assert_eq!(format!("{code:?}"), format!("{:?}", ExitCode::from(2)));
+    }
+
+    const OVERRIDE: &str = "apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata:\n  name: podinfo\nspec:\n  targetRef:\n    name: podinfo\n  service:\n    port: 9898\n  analysis:\n    interval: 1m\n    stepWeight: 10\n";
+
+    #[test]
+    fn an_unknown_canary_field_is_named_with_its_line_and_the_nearest_known_one() {
+        let mut a = args(fixture("promote.json"));
+        let path = temp("typo.yaml", &OVERRIDE.replace("stepWeight:", "stepWeigth:"));
+        a.canary = Some(path.clone());
+        assert_one_line_exit_2(
+            a,
+            &format!("{}:12: ", path.display()),
+            "spec.analysis.stepWeigth: unknown field, did you mean stepWeight?",
+        );
+        // The trace's own Canary is read as strictly.
+        let text = std::fs::read_to_string(fixture("promote.json"))
+            .unwrap()
+            .replace("\"stepWeight\": 10", "\"stepWieght\": 10");
+        let path = temp("typo-in-trace.json", &text);
+        assert_one_line_exit_2(
+            args(path.clone()),
+            &path.display().to_string(),
+            "canary.spec.analysis.stepWieght: unknown field, did you mean stepWeight?",
+        );
+    }
+
+    #[test]
+    fn a_canary_file_of_another_kind_or_with_several_canaries_is_refused() {
+        let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/examples");
+        let mut a = args(fixture("promote.json"));
+        a.canary = Some(examples.join("metric-template.yaml"));
+        assert_one_line_exit_2(
+            a.clone(),
+            &examples.join("metric-template.yaml").display().to_string(),
+            "holds a MetricTemplate, not a Canary",
+        );
+        let two = format!(
+            "{OVERRIDE}---\n{}---\napiVersion: v1\nkind: Service\nmetadata:\n  name: x\n",
+            OVERRIDE.replace("name: podinfo\nspec", "name: podinfo-b\nspec")
+        );
+        let path = temp("two.yaml", &two);
+        a.canary = Some(path.clone());
+        assert_one_line_exit_2(
+            a.clone(),
+            &path.display().to_string(),
+            "holds 2 Canaries (podinfo, podinfo-b); give a file with one of them",
+        );
+        let none = "apiVersion: v1\nkind: Service\nmetadata:\n  name: x\n---\napiVersion: flagger.app/v1beta1\nkind: AlertProvider\nmetadata:\n  name: y\n";
+        let path = temp("none.yaml", none);
+        a.canary = Some(path.clone());
+        assert_one_line_exit_2(
+            a.clone(),
+            &path.display().to_string(),
+            "holds a Service and an AlertProvider, not a Canary",
+        );
+        // A Canary next to its Ingress, as Flagger's NGINX example is written, is picked out.
+        let with_ingress = format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: podinfo\n---\n{}",
+            OVERRIDE.replace("stepWeight: 10", "stepWeight: 25")
+        );
+        a.canary = Some(temp("with-ingress.yaml", &with_ingress));
+        let out = execute(&a).unwrap();
+        assert!(
+            out.text.contains("Advance podinfo.test canary weight 25"),
+            "{}",
+            out.text
+        );
+    }
+
+    #[test]
+    fn answers_for_inputs_the_canary_lacks_are_refused() {
+        let text = std::fs::read_to_string(fixture("promote.json")).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["answers"] = serde_json::json!([
+            {"at": "0s", "key": "confirm-promotion/approve", "hook": {"result": "passed"}}
+        ]);
+        let path = temp(
+            "stray-answer.json",
+            &serde_json::to_string_pretty(&v).unwrap(),
+        );
+        assert_one_line_exit_2(
+            args(path.clone()),
+            &path.display().to_string(),
+            "answers[0].key: \"confirm-promotion/approve\" is not a webhook of the Canary",
+        );
+    }
+
+    #[test]
+    fn a_year_long_trace_is_refused_naming_its_length() {
+        let text = std::fs::read_to_string(fixture("confirm-promotion-gate.json"))
+            .unwrap()
+            .replace("\"duration\": \"30m\"", "\"duration\": \"8760h\"");
+        let path = temp("year.json", &text);
+        assert_one_line_exit_2(
+            args(path.clone()),
+            &format!("{}:5: ", path.display()),
+            "duration: the replay would cover 8760h0m0s, more than the 31 days a replay may cover",
+        );
+    }
+
+    #[test]
+    fn a_fifo_is_refused_instead_of_blocking() {
+        let dir = std::env::temp_dir().join(format!("flagger-replay-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("trace.json");
+        let _ = std::fs::remove_file(&fifo);
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo is needed");
+        assert_one_line_exit_2(
+            args(fifo.clone()),
+            &fifo.display().to_string(),
+            "is not a regular file",
+        );
+        let mut a = args(fixture("promote.json"));
+        a.canary = Some(fifo.clone());
+        assert_one_line_exit_2(a, &fifo.display().to_string(), "is not a regular file");
+    }
+
+    #[test]
+    fn a_yaml_trace_replays_like_its_json() {
+        let json = std::fs::read_to_string(fixture("promote.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let yaml = serde_saphyr::to_string(&v).unwrap();
+        assert!(!yaml.trim_start().starts_with('{'), "{yaml}");
+        let from_json = execute(&args(fixture("promote.json"))).unwrap().text;
+        let from_yaml = execute(&args(temp("promote.yaml", &yaml))).unwrap().text;
+        assert_eq!(from_yaml.replace("promote.yaml", "promote.json"), from_json);
+        // Without an extension (as from standard input) the content decides.
+        let from_plain = execute(&args(temp("promote-trace", &yaml))).unwrap().text;
+        assert_eq!(
+            from_plain.replace("promote-trace", "promote.json"),
+            from_json
+        );
+        let bad = yaml.replace("stepWeight: 10", "stepWeight: ten");
+        let path = temp("bad.yaml", &bad);
+        assert_one_line_exit_2(
+            args(path.clone()),
+            &path.display().to_string(),
+            "canary.spec.analysis.stepWeight: expected a whole number, found the string \"ten\"",
+        );
+    }
+
+    #[test]
+    fn both_inputs_on_standard_input_is_refused() {
+        let mut a = args(PathBuf::from("-"));
+        a.canary = Some(PathBuf::from("-"));
+        assert_one_line_exit_2(
+            a,
+            "stdin",
+            "--canary: the trace already reads standard input",
+        );
     }
 
     #[test]

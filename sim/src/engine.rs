@@ -28,6 +28,12 @@ const MAX_PASSES: usize = 64;
 /// Reconciles at one instant before the replay calls it a livelock.
 const MAX_AT_ONE_INSTANT: usize = 64;
 const RETRY_AFTER: SignedDuration = SignedDuration::from_secs(1);
+/// Reconciles one replay may run. The operator reconciles once per analysis interval (10s at the
+/// least) plus watch events and 1s retries: a month of virtual time (the longest a trace may
+/// cover, [`crate::trace::MAX_SPAN`]) at one reconcile per 10s is about 270,000, and the densest
+/// realistic run (a retry every second for a day) about 86,400. A million is far above both and
+/// still stops a runaway replay in seconds rather than hours.
+pub const MAX_RECONCILES: usize = 1_000_000;
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -52,15 +58,36 @@ pub enum InputKind {
     Hook,
 }
 
-/// An input the core asked for that the trace does not have: answered as [`Options::assume`] says.
+/// An input the core asked for that the trace does not have, answered as [`Options::assume`]
+/// says: one entry per input and answer, however often it was asked (a long wait asks every
+/// interval, and memory must not grow with it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Missing {
+    /// When it was first asked.
     pub at: Timestamp,
+    /// When it was last asked.
+    pub last: Timestamp,
+    /// How many times it was asked.
+    pub times: usize,
     pub kind: InputKind,
     pub key: String,
     /// The answer given instead, in words.
     pub answered: String,
+}
+
+/// Counts `m` into the entry for the same input and answer, or adds it.
+fn note_missing(all: &mut Vec<Missing>, m: Missing) {
+    match all
+        .iter_mut()
+        .find(|e| e.kind == m.kind && e.key == m.key && e.answered == m.answered)
+    {
+        Some(e) => {
+            e.times += 1;
+            e.last = m.at;
+        }
+        None => all.push(m),
+    }
 }
 
 impl Missing {
@@ -72,6 +99,8 @@ impl Missing {
         };
         Missing {
             at,
+            last: at,
+            times: 1,
             kind: InputKind::Metric,
             key: key.to_string(),
             answered,
@@ -85,6 +114,8 @@ impl Missing {
         };
         Missing {
             at,
+            last: at,
+            times: 1,
             kind: InputKind::Hook,
             key: key.to_string(),
             answered: answered.into(),
@@ -208,6 +239,19 @@ pub struct Step {
     pub rule: Option<String>,
     /// The spec's `analysis.threshold`, the bound of `after.failed_checks` (0 for an invalid spec).
     pub threshold: i32,
+    /// Further reconciles identical to this one that followed it (a run waiting at a closed gate):
+    /// kept as a count so that memory does not grow with the wait.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repeats: usize,
+    /// When the first and the last of those repeats happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats_from: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats_until: Option<Timestamp>,
+    /// Reconciles after this one that changed nothing but gauges (periodic resyncs), kept as a
+    /// count so that a wait does not grow memory.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub quiet: usize,
 }
 
 impl Step {
@@ -229,7 +273,40 @@ impl Step {
     }
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 impl Step {
+    /// The time of the last reconcile this step stands for.
+    pub fn last_at(&self) -> Timestamp {
+        self.repeats_until.unwrap_or(self.at)
+    }
+
+    /// Whether `next` repeats this step exactly: a wait that changes nothing a person sees (same
+    /// phase, weight, failed checks, inputs and routes, no event, no fault, every command
+    /// carried out, the status written again with only its times moved).
+    pub fn is_repeated_by(&self, next: &Step) -> bool {
+        let quiet = |s: &Step| {
+            s.events.is_empty()
+                && s.faults.is_empty()
+                && s.applied == s.commands.len()
+                && s.before == s.after
+        };
+        quiet(self)
+            && quiet(next)
+            && self.after == next.after
+            && self.reasons == next.reasons
+            && self.routes == next.routes
+            && self.inputs == next.inputs
+            && self.commands.len() == next.commands.len()
+            && self
+                .commands
+                .iter()
+                .zip(&next.commands)
+                .all(|(a, b)| same_but_times(a, b))
+    }
+
     /// Whether this reconcile changed anything a person would care about (gauges alone do not).
     pub fn changed(&self) -> bool {
         self.commands[..self.applied]
@@ -258,6 +335,11 @@ pub struct Run {
 }
 
 impl Run {
+    /// Reconciles the replay ran, with every folded repeat counted.
+    pub fn reconciles(&self) -> usize {
+        self.steps.iter().map(|s| 1 + s.repeats + s.quiet).sum()
+    }
+
     pub fn final_phase(&self) -> Option<Phase> {
         self.world.status.phase
     }
@@ -271,6 +353,8 @@ struct Engine<'a> {
     faults: Injector,
     checker: Checker,
     steps: Vec<Step>,
+    /// Reconciles so far (steps plus folded repeats).
+    reconciles: usize,
     violations: Vec<Violation>,
     wake: Option<Timestamp>,
     extra: BTreeMap<Timestamp, Vec<Reason>>,
@@ -281,6 +365,9 @@ struct Engine<'a> {
     recording: Vec<crate::recording::Reconcile>,
     assume: Assume,
     missing: Vec<Missing>,
+    /// Whether the last reconcile changed something (gauges aside): only then is the next
+    /// periodic resync worth replaying.
+    last_changed: bool,
 }
 
 pub fn replay(trace: &Trace, opts: &Options) -> Run {
@@ -302,6 +389,7 @@ pub fn replay(trace: &Trace, opts: &Options) -> Run {
         world: World::new(trace.readiness.clone()),
         faults: Injector::new(&faults, seed),
         steps: Vec::new(),
+        reconciles: 0,
         violations: Vec::new(),
         wake: None,
         extra: BTreeMap::new(),
@@ -312,11 +400,13 @@ pub fn replay(trace: &Trace, opts: &Options) -> Run {
         recording: Vec::new(),
         assume: opts.assume,
         missing: Vec::new(),
+        last_changed: false,
     };
     e.world.init(&trace.initial, trace.start);
     e.extra.insert(trace.start, vec![Reason::Start]);
-    let span = trace.end.duration_since(trace.start).as_secs().max(1) as usize;
-    let max = opts.max_reconciles.unwrap_or(span.saturating_mul(4) + 1000);
+    let max = opts
+        .max_reconciles
+        .unwrap_or_else(|| reconcile_bound(trace.end.duration_since(trace.start)));
     let error = e.run(max).err();
     Run {
         trace: trace.name.clone(),
@@ -333,6 +423,14 @@ pub fn replay(trace: &Trace, opts: &Options) -> Run {
         recording: e.recording,
         missing: e.missing,
     }
+}
+
+/// The reconciles a replay of this length may run: four a second of virtual time (retries come
+/// at most once a second, with room for watch events) plus a margin, never above
+/// [`MAX_RECONCILES`].
+pub fn reconcile_bound(span: SignedDuration) -> usize {
+    let secs = span.as_secs().max(1) as usize;
+    (secs.saturating_mul(4) + 1000).min(MAX_RECONCILES)
 }
 
 impl Engine<'_> {
@@ -352,8 +450,10 @@ impl Engine<'_> {
                     "livelock: {MAX_AT_ONE_INSTANT} reconciles at {now} without time advancing"
                 ));
             }
-            if self.steps.len() >= max {
-                return Err(format!("stopped after {max} reconciles at {now}"));
+            if self.reconciles >= max {
+                return Err(format!(
+                    "stopped after {max} reconciles at {now}: the replay reconciles more often than any real run (see the bound in docs/trace-format.md)"
+                ));
             }
             last = now;
             while let Some(r) = self.trace.revisions.get(self.next_revision)
@@ -441,7 +541,7 @@ impl Engine<'_> {
     /// primary was initializing is noticed this way).
     fn next_resync(&self, last: Timestamp) -> Option<Timestamp> {
         let step = self.trace.control_loop_interval;
-        if !self.steps.last()?.changed() {
+        if !self.last_changed {
             return None;
         }
         let since = last.duration_since(self.trace.start).as_nanos();
@@ -452,7 +552,7 @@ impl Engine<'_> {
     }
 
     fn reconcile(&mut self, now: Timestamp, reasons: Vec<Reason>) -> Result<(), String> {
-        let index = self.steps.len();
+        let index = self.reconciles;
         let mut faults = Vec::new();
         let trace = self.trace;
 
@@ -543,7 +643,7 @@ impl Engine<'_> {
                                 let (min, max) = thresholds(self.policy.as_ref(), &key);
                                 let found = inputs::metric(trace, &key, now).unwrap_or_else(|| {
                                     let a = self.assume.metric(min, max);
-                                    self.missing.push(Missing::metric(now, &key, &a));
+                                    note_missing(&mut self.missing, Missing::metric(now, &key, &a));
                                     a
                                 });
                                 let (answer, fault) = self.faults.metric(found);
@@ -561,7 +661,7 @@ impl Engine<'_> {
                             Request::Hook(call) => {
                                 let answer = inputs::hook(trace, &key, now).unwrap_or_else(|| {
                                     let a = self.assume.hook();
-                                    self.missing.push(Missing::hook(now, &key, &a));
+                                    note_missing(&mut self.missing, Missing::hook(now, &key, &a));
                                     a
                                 });
                                 settled = call.ends_sequence(&answer);
@@ -624,7 +724,7 @@ impl Engine<'_> {
             let mut post = |key: &str| {
                 inputs::hook(trace, key, now).unwrap_or_else(|| {
                     let a = assume.hook();
-                    missing.push(Missing::hook(now, key, &a));
+                    note_missing(missing, Missing::hook(now, key, &a));
                     a
                 })
             };
@@ -705,6 +805,10 @@ impl Engine<'_> {
             wake_at: decision.wake_at,
             rule: None,
             threshold: 0,
+            repeats: 0,
+            repeats_from: None,
+            repeats_until: None,
+            quiet: 0,
         };
         let mut step = step;
         step.explain(self.policy.as_ref());
@@ -712,7 +816,20 @@ impl Engine<'_> {
             .checker
             .check(&step, &snap.status, snap.routes, complete, &self.world);
         self.violations.extend(found);
-        self.steps.push(step);
+        self.reconciles += 1;
+        // A wait repeats itself every interval for as long as it lasts: keep one step and a count
+        // (a recording keeps every reconcile, as the live recorder writes them).
+        self.last_changed = step.changed();
+        match self.steps.last_mut() {
+            Some(last) if !self.record && !step.changed() => last.quiet += 1,
+            Some(last) if !self.record && last.is_repeated_by(&step) => {
+                last.repeats += 1;
+                last.repeats_from.get_or_insert(step.at);
+                last.repeats_until = Some(step.at);
+                last.wake_at = step.wake_at;
+            }
+            _ => self.steps.push(step),
+        }
         self.snap = Some(snap);
         Ok(())
     }
@@ -756,6 +873,26 @@ pub(crate) fn describe_readiness(
             .as_ref()
             .map(|w| text(&p.target, w, p.canary_ready_threshold)),
         ..Inputs::default()
+    }
+}
+
+/// Equal commands, where two status writes count as equal when they differ only in their times
+/// (`lastTransitionTime` and the conditions' times move with every write).
+fn same_but_times(a: &Command, b: &Command) -> bool {
+    match (a, b) {
+        (Command::WriteStatus(x), Command::WriteStatus(y)) => {
+            let strip = |s: &CanaryStatus| {
+                let mut s = s.clone();
+                s.last_transition_time = None;
+                for c in &mut s.conditions {
+                    c.last_update_time = None;
+                    c.last_transition_time = None;
+                }
+                s
+            };
+            strip(x) == strip(y)
+        }
+        _ => a == b,
     }
 }
 

@@ -326,6 +326,10 @@ mod tests {
             wake_at: None,
             rule: None,
             threshold: 0,
+            repeats: 0,
+            repeats_from: None,
+            repeats_until: None,
+            quiet: 0,
         }
     }
 

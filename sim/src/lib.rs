@@ -16,6 +16,7 @@ pub mod invariants;
 pub mod prng;
 pub mod recorded;
 pub mod recording;
+pub mod strict;
 pub mod timeline;
 pub mod trace;
 pub mod world;

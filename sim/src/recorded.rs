@@ -127,6 +127,10 @@ fn redecide(index: usize, r: &Reconcile) -> Result<Step, String> {
         wake_at: decision.wake_at,
         rule: None,
         threshold: 0,
+        repeats: 0,
+        repeats_from: None,
+        repeats_until: None,
+        quiet: 0,
     })
 }
 

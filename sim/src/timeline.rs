@@ -25,6 +25,7 @@ fn phase(p: Option<Phase>) -> &'static str {
 }
 
 pub fn text(run: &Run, explain: bool) -> String {
+    let run = &*escaped(run);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -39,41 +40,190 @@ pub fn text(run: &Run, explain: bool) -> String {
         "{:>10}  {:<16} {:>6} {:>6}  EVENTS",
         "TIME", "PHASE", "WEIGHT", "FAILED"
     );
-    for step in run.steps.iter().filter(|s| s.changed()) {
+    for (step, fold) in folded(run) {
         line(&mut out, run, step);
         if explain {
             explain_step(&mut out, step);
         }
+        if let Some(f) = fold {
+            fold_line(&mut out, run, step, &f);
+        }
     }
     summary(&mut out, run);
+    crate::strict::escape_control(&out, true).into_owned()
+}
+
+/// A run of reconciles that repeat the one before them exactly.
+struct Fold {
+    count: usize,
+    from: Timestamp,
+    until: Timestamp,
+}
+
+/// The steps that changed something, each with the identical reconciles that followed it (folded
+/// by the engine, or consecutive in a recording).
+fn folded(run: &Run) -> Vec<(&Step, Option<Fold>)> {
+    let mut out: Vec<(&Step, Option<Fold>)> = Vec::new();
+    let mut prev: Option<&Step> = None;
+    for step in run.steps.iter().filter(|s| s.changed()) {
+        match (out.last_mut(), prev) {
+            (Some((_, fold)), Some(p)) if p.is_repeated_by(step) => {
+                let f = fold.get_or_insert(Fold {
+                    count: 0,
+                    from: step.at,
+                    until: step.at,
+                });
+                f.count += 1 + step.repeats;
+                f.until = step.last_at();
+            }
+            _ => {
+                let fold = (step.repeats > 0).then(|| Fold {
+                    count: step.repeats,
+                    from: step.repeats_from.unwrap_or(step.at),
+                    until: step.last_at(),
+                });
+                out.push((step, fold));
+            }
+        }
+        prev = Some(step);
+    }
     out
+}
+
+/// `… 118 identical reconciles (+10m0s to +2h0m0s): still WaitingPromotion at weight 50, gate
+/// confirm-promotion/approve closed (gate closed)`: what repeated and for how long.
+fn fold_line(out: &mut String, run: &Run, s: &Step, f: &Fold) {
+    let mut what = format!(
+        "still {} at weight {}",
+        phase(s.after.phase),
+        s.after.canary_weight
+    );
+    for h in &s.inputs.hooks {
+        if let HookAnswer::Failed(m) = &h.answer {
+            let detail = if m.is_empty() {
+                String::new()
+            } else {
+                format!(" ({m})")
+            };
+            if h.key.starts_with("confirm-") {
+                let _ = write!(what, ", gate {} closed{detail}", h.key);
+            } else {
+                let _ = write!(what, ", webhook {} failing{detail}", h.key);
+            }
+        }
+    }
+    let when = if f.count == 1 {
+        format!("at {}", offset(run, f.from))
+    } else {
+        format!("{} to {}", offset(run, f.from), offset(run, f.until))
+    };
+    let plural = if f.count == 1 { "" } else { "s" };
+    let _ = writeln!(
+        out,
+        "{INDENT}… {} identical reconcile{plural} ({when}): {what}",
+        f.count
+    );
+}
+
+/// The run with control characters in its free text (names, messages, errors) escaped, so a
+/// name or message holding `\x1b` or `\n` cannot drive the terminal or forge a line. Cloned only
+/// when something needs escaping.
+fn escaped(run: &Run) -> std::borrow::Cow<'_, Run> {
+    use crate::strict::escape_control as esc;
+    use std::borrow::Cow;
+    let needs = |t: &str| t.chars().any(char::is_control);
+    fn hook_text(a: &HookAnswer) -> &str {
+        match a {
+            HookAnswer::Failed(m) => m,
+            HookAnswer::Passed => "",
+        }
+    }
+    fn metric_text(a: &MetricAnswer) -> &str {
+        match a {
+            MetricAnswer::NoValues(m) | MetricAnswer::Error(m) => m,
+            MetricAnswer::Value(_) => "",
+        }
+    }
+    let dirty = needs(&run.trace)
+        || needs(&run.canary)
+        || run.error.as_deref().is_some_and(needs)
+        || run.violations.iter().any(|v| needs(&v.detail))
+        || run.missing.iter().any(|m| needs(&m.key))
+        || run.steps.iter().any(|s| {
+            s.events.iter().any(|e| needs(&e.message))
+                || s.faults.iter().any(|f| needs(f))
+                || s.inputs.primary.as_deref().is_some_and(needs)
+                || s.inputs.canary.as_deref().is_some_and(needs)
+                || s.inputs
+                    .hooks
+                    .iter()
+                    .any(|h| needs(&h.key) || needs(hook_text(&h.answer)))
+                || s.inputs
+                    .metrics
+                    .iter()
+                    .any(|m| needs(&m.name) || needs(metric_text(&m.answer)))
+        });
+    if !dirty {
+        return Cow::Borrowed(run);
+    }
+    let own = |t: &str| esc(t, false).into_owned();
+    let mut r = run.clone();
+    r.trace = own(&r.trace);
+    r.canary = own(&r.canary);
+    r.error = r.error.as_deref().map(own);
+    for v in &mut r.violations {
+        v.detail = own(&v.detail);
+    }
+    for m in &mut r.missing {
+        m.key = own(&m.key);
+    }
+    for s in &mut r.steps {
+        for e in &mut s.events {
+            e.message = own(&e.message);
+        }
+        for f in &mut s.faults {
+            *f = own(f);
+        }
+        for t in [&mut s.inputs.primary, &mut s.inputs.canary]
+            .into_iter()
+            .flatten()
+        {
+            *t = own(t).into();
+        }
+        for h in &mut s.inputs.hooks {
+            h.key = own(&h.key);
+            if let HookAnswer::Failed(m) = &mut h.answer {
+                *m = own(m);
+            }
+        }
+        for m in &mut s.inputs.metrics {
+            m.name = own(&m.name);
+            if let MetricAnswer::NoValues(t) | MetricAnswer::Error(t) = &mut m.answer {
+                *t = own(t);
+            }
+        }
+    }
+    Cow::Owned(r)
 }
 
 /// The inputs the trace lacked, one line per metric or webhook: how often and when it was asked.
 pub fn missing(run: &Run) -> Vec<String> {
-    let mut seen: Vec<(&crate::engine::Missing, usize, Timestamp)> = Vec::new();
-    for m in &run.missing {
-        match seen
-            .iter_mut()
-            .find(|(s, _, _)| s.kind == m.kind && s.key == m.key)
-        {
-            Some((_, n, last)) => {
-                *n += 1;
-                *last = m.at;
-            }
-            None => seen.push((m, 1, m.at)),
-        }
-    }
-    seen.iter()
-        .map(|(m, n, last)| {
+    run.missing
+        .iter()
+        .map(|m| {
             let kind = match m.kind {
                 crate::engine::InputKind::Metric => "metric",
                 crate::engine::InputKind::Hook => "webhook",
             };
-            let when = if *n == 1 {
+            let when = if m.times == 1 {
                 format!("at {}", offset(run, m.at))
             } else {
-                format!("{n} times, {} to {}", offset(run, m.at), offset(run, *last))
+                format!(
+                    "{} times, {} to {}",
+                    m.times,
+                    offset(run, m.at),
+                    offset(run, m.last)
+                )
             };
             format!(
                 "{kind} {}: not in the trace, answered {} ({when})",
@@ -202,8 +352,13 @@ fn metric(m: &MetricInput) -> String {
 fn summary(out: &mut String, run: &Run) {
     // The last change, not the last reconcile: resyncs after the end change nothing.
     let last = run.steps.iter().rev().find(|s| s.changed());
-    let end = last.map_or(run.start, |s| s.at);
-    let changed = run.steps.iter().filter(|s| s.changed()).count();
+    let end = last.map_or(run.start, Step::last_at);
+    let changed: usize = run
+        .steps
+        .iter()
+        .filter(|s| s.changed())
+        .map(|s| 1 + s.repeats)
+        .sum();
     let result = if run.world.removed {
         "Canary deleted"
     } else {
@@ -214,7 +369,7 @@ fn summary(out: &mut String, run: &Run) {
         "result: {} after {} ({} reconciles, {} changed something)",
         result,
         offset(run, end),
-        run.steps.len(),
+        run.reconciles(),
         changed
     );
     for v in &run.violations {
@@ -301,7 +456,7 @@ pub fn json(run: &Run) -> String {
                 failed_checks: run.world.status.failed_checks,
                 iterations: run.world.status.iterations,
             },
-            reconciles: run.steps.len(),
+            reconciles: run.reconciles(),
             violations: &run.violations,
             error: run.error.as_deref(),
         },

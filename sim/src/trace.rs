@@ -18,10 +18,17 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// A malformed trace or Canary: one line naming the file, the field and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {what}")]
 pub struct InputError {
     pub file: String,
     pub what: String,
+}
+
+/// `FILE: what` on one line: control characters (in a name quoted from the file, say) escaped.
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::strict::escape_control as esc;
+        write!(f, "{}: {}", esc(&self.file, false), esc(&self.what, false))
+    }
 }
 
 impl InputError {
@@ -30,6 +37,59 @@ impl InputError {
             file: file.to_string(),
             what: what.into(),
         }
+    }
+
+    /// The same place, another text.
+    pub fn with_what(self, what: String) -> Self {
+        InputError { what, ..self }
+    }
+
+    /// An error at a line of the file: printed as `FILE:LINE: what`.
+    pub fn at(file: &str, line: usize, what: impl Into<String>) -> Self {
+        InputError {
+            file: format!("{file}:{line}"),
+            what: what.into(),
+        }
+    }
+}
+
+/// The longest virtual time a replay may cover. A canary run lasts minutes to hours, a recording
+/// of a busy operator days; a month is far beyond any of them, and bounding it keeps a typo (a
+/// year instead of an hour) from running for hours and filling memory.
+pub const MAX_SPAN: SignedDuration = SignedDuration::from_hours(31 * 24);
+
+/// How a trace is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Yaml,
+    /// JSON when the text starts with `{`, YAML otherwise (standard input).
+    Auto,
+}
+
+impl Format {
+    /// The format a file's extension says: `.yaml`/`.yml` are YAML, `.json` JSON, anything else
+    /// is judged by content.
+    pub fn of(path: &Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => Format::Yaml,
+            Some("json") => Format::Json,
+            _ => Format::Auto,
+        }
+    }
+}
+
+/// Whether a file is a `-record-traces` recording: by its `.jsonl` extension, or for standard
+/// input (or an unknown extension) by content: JSON lines whose first object holds a snapshot.
+pub fn is_recording(path: &Path, text: &str) -> bool {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("jsonl") => true,
+        Some("json" | "yaml" | "yml") => false,
+        _ => text
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .is_some_and(|v| v.get("snapshot").is_some()),
     }
 }
 
@@ -467,26 +527,87 @@ pub struct Faults {
 }
 
 impl Trace {
-    /// Reads and validates a trace file.
+    /// Reads and validates a trace file (`-`: standard input): JSON, YAML, or a recording.
     pub fn load(path: &Path) -> Result<Trace, InputError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| InputError::new(&file, format!("cannot read: {e}")))?;
-        let name = path
-            .file_name()
-            .map_or_else(|| file.clone(), |n| n.to_string_lossy().into_owned());
-        if path.extension().is_some_and(|e| e == "jsonl") {
-            let recording = crate::recording::parse(&file, &text)?;
-            return crate::recording::to_trace(&name, &recording)
-                .map_err(|e| InputError { file, what: e.what });
+        let src = crate::strict::read_source(path)?;
+        if is_recording(path, &src.text) {
+            let recording = crate::recording::parse(&src.file, &src.text)?;
+            return crate::recording::to_trace(&src.name, &recording).map_err(|e| InputError {
+                file: src.file.clone(),
+                what: e.what,
+            });
         }
-        Trace::parse(&name, &text).map_err(|e| InputError { file, what: e.what })
+        Trace::parse_as(&src.name, &src.file, &src.text, Format::of(path))
     }
 
-    /// Parses a trace from JSON text; `name` is used in error messages and the timeline header.
+    /// Parses a trace from JSON or YAML text; `name` is used in error messages and the timeline
+    /// header.
     pub fn parse(name: &str, text: &str) -> Result<Trace, InputError> {
-        let raw: TraceFile = from_json(name, text)?;
-        Trace::from_file(name, raw)
+        Trace::parse_as(name, name, text, Format::Auto)
+    }
+
+    /// Parses a trace written by a person: every field known (in `canary` and `initial.status`
+    /// too), every answer and schedule for a metric or webhook of the Canary. `file` names the
+    /// file in errors, each of which is one line: `FILE:LINE: field: cause`.
+    pub fn parse_as(
+        name: &str,
+        file: &str,
+        text: &str,
+        format: Format,
+    ) -> Result<Trace, InputError> {
+        let yaml = match format {
+            Format::Json => false,
+            Format::Yaml => true,
+            Format::Auto => !text.trim_start().starts_with('{'),
+        };
+        let (raw, value): (TraceFile, serde_json::Value) = if yaml {
+            let mut docs = crate::strict::yaml_documents(file, text)?;
+            let value = match docs.len() {
+                1 => docs.remove(0),
+                0 => return Err(InputError::new(file, "holds no trace (the file is empty)")),
+                n => {
+                    return Err(InputError::new(
+                        file,
+                        format!("holds {n} YAML documents; a trace is one document"),
+                    ));
+                }
+            };
+            (
+                crate::strict::from_value(file, text, "", value.clone())?,
+                value,
+            )
+        } else {
+            let raw = from_json(file, text)?;
+            (raw, serde_json::from_str(text).unwrap_or_default())
+        };
+        let strict = |path: String, cause: String| {
+            let path = if cause.starts_with("unknown field") {
+                strip_indices(&path)
+            } else {
+                path
+            };
+            crate::strict::located(file, text, &path, &cause)
+        };
+        if let Some(c) = value.get("canary") {
+            crate::strict::check_canary_fields(c).map_err(|(p, m)| {
+                let path = format!("canary.{p}");
+                strict(path.clone(), m.clone()).with_what(format!("{path}: {m}"))
+            })?;
+        }
+        if let Some(s) = value.get("initial").and_then(|i| i.get("status")) {
+            crate::strict::check_status_fields(s).map_err(|(p, m)| {
+                let path = format!("initial.status.{p}");
+                strict(path.clone(), m.clone()).with_what(format!("{path}: {m}"))
+            })?;
+        }
+        check_keys(&raw).map_err(|(p, m)| crate::strict::located(file, text, &p, &m))?;
+        Trace::from_file(name, raw).map_err(|e| {
+            let field = e.what.split(": ").next().unwrap_or_default();
+            match crate::strict::line_of(text, field) {
+                Some(line) if !field.contains(' ') => InputError::at(file, line, e.what),
+                _ => InputError::new(file, e.what),
+            }
+        })
     }
 
     pub fn from_file(name: &str, raw: TraceFile) -> Result<Trace, InputError> {
@@ -513,6 +634,21 @@ impl Trace {
         };
         if end <= start {
             return fail("end", format!("{end} is not after start {start}"));
+        }
+        if end.duration_since(start) > MAX_SPAN {
+            let field = if raw.duration.is_some() {
+                "duration"
+            } else {
+                "end"
+            };
+            return fail(
+                field,
+                format!(
+                    "the replay would cover {}, more than the {} days a replay may cover",
+                    flagger_core::api::format_go_duration(end.duration_since(start)),
+                    MAX_SPAN.as_hours() / 24
+                ),
+            );
         }
         let mut raw = raw;
         if raw.canary.metadata.namespace.is_empty() {
@@ -763,6 +899,83 @@ impl Trace {
     }
 }
 
+/// `a[1].b` → `a.b`: the path an unknown field's line is looked up by (its first occurrence).
+fn strip_indices(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut depth = 0;
+    for c in path.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Every answer and schedule must be for a metric or webhook of the trace's Canary: one for
+/// anything else is never asked for, so it is a typo or a leftover that would silently not count.
+fn check_keys(raw: &TraceFile) -> Result<(), (String, String)> {
+    let analysis = raw.canary.spec.analysis();
+    let metrics: Vec<&str> = analysis
+        .and_then(|a| a.metrics.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|m| m.name.as_str())
+        .collect();
+    let hooks: Vec<(String, &str)> = analysis
+        .and_then(|a| a.webhooks.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|w| {
+            let t = w
+                .type_
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .unwrap_or("rollout");
+            (format!("{t}/{}", w.name), w.name.as_str())
+        })
+        .collect();
+    let hook_keys: Vec<&str> = hooks.iter().map(|(k, _)| k.as_str()).collect();
+    let not_in = |what: &str, key: &str, known: &[&str]| {
+        let known_text = if known.is_empty() {
+            "it has none".to_string()
+        } else {
+            format!("it has {}", known.join(", "))
+        };
+        match crate::strict::nearest(key, known.iter().copied()) {
+            Some(k) => {
+                format!("{key:?} is not a {what} of the Canary, did you mean {k}? ({known_text})")
+            }
+            None => format!("{key:?} is not a {what} of the Canary ({known_text})"),
+        }
+    };
+    for key in raw.metrics.keys() {
+        if !metrics.contains(&key.as_str()) {
+            return Err((format!("metrics.{key}"), not_in("metric", key, &metrics)));
+        }
+    }
+    for key in raw.webhooks.keys() {
+        if !hooks.iter().any(|(k, n)| k == key || n == key) {
+            return Err((
+                format!("webhooks.{key}"),
+                not_in("webhook", key, &hook_keys),
+            ));
+        }
+    }
+    for (i, a) in raw.answers.iter().enumerate() {
+        let field = format!("answers[{i}].key");
+        if a.metric.is_some() && !metrics.contains(&a.key.as_str()) {
+            return Err((field, not_in("metric", &a.key, &metrics)));
+        }
+        if a.hook.is_some() && !hook_keys.contains(&a.key.as_str()) {
+            return Err((field, not_in("webhook", &a.key, &hook_keys)));
+        }
+    }
+    Ok(())
+}
+
 fn check_order<T>(file: &str, field: &str, series: &[(Timestamp, T)]) -> Result<(), InputError> {
     if let Some(i) = series.windows(2).position(|w| w[1].0 < w[0].0) {
         return Err(InputError::new(
@@ -798,64 +1011,119 @@ fn check_canary(file: &str, prefix: &str, c: &CanaryObject) -> Result<(), InputE
     Ok(())
 }
 
-/// Deserializes JSON, naming the field path and the line of the first problem.
+/// Deserializes JSON, naming the field path and the line of the first problem, in our words.
 pub fn from_json<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Result<T, InputError> {
+    let json_error = |path: &str, inner: serde_json::Error| {
+        let raw = strip_position(&inner.to_string());
+        let cause = match inner.classify() {
+            serde_json::error::Category::Data => crate::strict::plain(&raw),
+            _ => crate::strict::json_syntax(&raw),
+        };
+        let (path, cause) = crate::strict::describe(path, &cause);
+        let what = if path.is_empty() {
+            cause
+        } else {
+            format!("{path}: {cause}")
+        };
+        InputError::at(file, inner.line().max(1), what)
+    };
     let mut de = serde_json::Deserializer::from_str(text);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        let message = strip_position(&inner.to_string());
-        let at = format!("line {} column {}", inner.line(), inner.column());
-        if path == "." || path.is_empty() {
-            InputError::new(file, format!("{message} ({at})"))
-        } else {
-            InputError::new(file, format!("{path}: {message} ({at})"))
-        }
+        let path = if path == "." { String::new() } else { path };
+        json_error(&path, e.into_inner())
     })?;
-    de.end().map_err(|e| InputError::new(file, e.to_string()))?;
+    de.end().map_err(|e| json_error("", e))?;
     Ok(value)
 }
 
-/// A Canary from YAML or JSON (`--canary FILE`).
+/// A Canary from YAML or JSON (`--canary FILE`), as strictly as a trace: every field known. A file
+/// with several YAML documents (a Canary with its Ingress, say) gives its one Canary.
 pub fn canary_from_text(file: &str, text: &str) -> Result<CanaryObject, InputError> {
-    if text.trim_start().starts_with('{') {
-        return from_json(file, text);
+    let docs = if text.trim_start().starts_with('{') {
+        vec![from_json::<serde_json::Value>(file, text)?]
+    } else {
+        crate::strict::yaml_documents(file, text)?
+    };
+    let kind = |d: &serde_json::Value| d.get("kind").and_then(|k| k.as_str()).map(str::to_string);
+    let value = match docs.len() {
+        0 => return Err(InputError::new(file, "holds no Canary (the file is empty)")),
+        // One document: a Canary, or an error naming what it is (or its missing kind).
+        1 if kind(&docs[0]).is_none_or(|k| k == "Canary") => docs.into_iter().next(),
+        _ => {
+            let canaries: Vec<&serde_json::Value> = docs
+                .iter()
+                .filter(|d| kind(d).as_deref() == Some("Canary"))
+                .collect();
+            match canaries.len() {
+                1 => Some(canaries[0].clone()),
+                0 => {
+                    let kinds: Vec<String> = docs
+                        .iter()
+                        .map(|d| kind(d).map_or("document without a kind".into(), |k| k))
+                        .collect();
+                    return Err(InputError::new(
+                        file,
+                        format!("holds {}, not a Canary", with_articles(&kinds)),
+                    ));
+                }
+                n => {
+                    let names: Vec<String> = canaries
+                        .iter()
+                        .map(|c| {
+                            c.get("metadata")
+                                .and_then(|m| m.get("name"))
+                                .and_then(|n| n.as_str())
+                                .unwrap_or("(unnamed)")
+                                .to_string()
+                        })
+                        .collect();
+                    return Err(InputError::new(
+                        file,
+                        format!(
+                            "holds {n} Canaries ({}); give a file with one of them",
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
     }
-    let value: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| {
-        let text = e.to_string();
-        let first = text
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("invalid YAML");
-        // The rendered message repeats the position we print ourselves.
-        let first = first.strip_prefix("error: ").unwrap_or(first);
-        let first = match e.location() {
-            Some(l) => first
-                .strip_prefix(&format!("line {} column {}: ", l.line(), l.column()))
-                .unwrap_or(first),
-            None => first,
-        }
-        .to_string();
-        match e.location() {
-            Some(l) => InputError::new(
-                file,
-                format!("line {} column {}: {first}", l.line(), l.column()),
-            ),
-            None => InputError::new(file, first),
-        }
+    .unwrap_or_default();
+    crate::strict::check_canary_fields(&value).map_err(|(path, cause)| {
+        crate::strict::located(file, text, &strip_indices(&path), &cause)
+            .with_what(format!("{path}: {cause}"))
     })?;
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        InputError::new(file, format!("{path}: {}", e.into_inner()))
-    })
+    crate::strict::from_value(file, text, "", value)
 }
 
+/// `["MetricTemplate", "AlertProvider"]` → `a MetricTemplate and an AlertProvider`.
+fn with_articles(kinds: &[String]) -> String {
+    let one = |k: &String| {
+        let vowel = k.chars().next().is_some_and(|c| "AEIOUaeiou".contains(c));
+        if k.starts_with("document") {
+            format!("a {k}")
+        } else if vowel {
+            format!("an {k}")
+        } else {
+            format!("a {k}")
+        }
+    };
+    match kinds {
+        [] => "nothing".into(),
+        [k] => one(k),
+        [rest @ .., last] => format!(
+            "{} and {}",
+            rest.iter().map(one).collect::<Vec<_>>().join(", "),
+            one(last)
+        ),
+    }
+}
+
+/// Reads a Canary (`--canary FILE`; `-` is standard input).
 pub fn load_canary(path: &Path) -> Result<CanaryObject, InputError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| InputError::new(&file, format!("cannot read: {e}")))?;
-    canary_from_text(&file, &text)
+    let src = crate::strict::read_source(path)?;
+    canary_from_text(&src.file, &src.text)
 }
 
 /// serde_json appends " at line X column Y"; the caller reports the position itself.

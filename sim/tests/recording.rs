@@ -159,3 +159,17 @@ fn a_malformed_recording_names_its_line() {
         .to_string();
     assert!(err.starts_with("rec.jsonl:3: "), "{err}");
 }
+
+#[test]
+fn identical_recorded_waits_fold_into_one_line_like_a_replays() {
+    let (original, text) = recorded("confirm-promotion-gate.json");
+    let rec = recording::parse("rec.jsonl", &text).unwrap();
+    let again = recorded::replay("rec.jsonl", &rec);
+    // The recording keeps every reconcile; the timeline folds them as the simulator's does.
+    assert_eq!(again.steps.len(), again.reconciles());
+    let fold = "… 5 identical reconciles (+10m0s to +14m0s): still WaitingPromotion at weight 50, gate confirm-promotion/approve-promotion closed (gate closed)";
+    let shown = flagger_sim::timeline::text(&again, false);
+    assert!(shown.contains(fold), "{shown}");
+    let simulated = flagger_sim::timeline::text(&original, false);
+    assert!(simulated.contains(fold), "{simulated}");
+}

@@ -115,7 +115,7 @@ fn malformed_fields_are_named() {
         ),
         (
             Box::new(|t| t["surprise"] = json!(1)),
-            "unknown field `surprise`",
+            "surprise: unknown field (known fields: version,",
         ),
         (
             Box::new(|t| t["metrics"]["request-duration"][0]["nan"] = json!(true)),
@@ -155,12 +155,80 @@ fn malformed_fields_are_named() {
             }),
             "duration: missing",
         ),
+        (
+            Box::new(|t| t["metrics"]["request-duration"][0]["valeu"] = json!(1)),
+            "metrics.request-duration[0].valeu: unknown field, did you mean value?",
+        ),
+        (
+            Box::new(|t| t["durtion"] = json!("1h")),
+            "durtion: unknown field, did you mean duration?",
+        ),
+        (
+            Box::new(|t| t["canary"]["spec"]["analysis"]["stepWeigth"] = json!(10)),
+            "canary.spec.analysis.stepWeigth: unknown field, did you mean stepWeight?",
+        ),
+        (
+            Box::new(|t| t["canary"]["metadata"]["lables"] = json!({})),
+            "canary.metadata.lables: unknown field, did you mean labels?",
+        ),
+        (
+            Box::new(|t| {
+                t["initial"] = json!({"status": {"phase": "Progressing", "canaryWieght": 10}})
+            }),
+            "initial.status.canaryWieght: unknown field, did you mean canaryWeight?",
+        ),
+        (
+            Box::new(|t| t["metrics"]["request-sucess-rate"] = json!([])),
+            "metrics.request-sucess-rate: \"request-sucess-rate\" is not a metric of the Canary, did you mean request-success-rate?",
+        ),
+        (
+            Box::new(|t| t["webhooks"]["smoke"] = json!([])),
+            "webhooks.smoke: \"smoke\" is not a webhook of the Canary",
+        ),
+        (
+            Box::new(|t| {
+                t["answers"] = json!([
+                    {"at": "0s", "key": "request-duration", "metric": {"result": "value", "value": 1.0}},
+                    {"at": "0s", "key": "error-rate", "metric": {"result": "value", "value": 1.0}}
+                ])
+            }),
+            "answers[1].key: \"error-rate\" is not a metric of the Canary",
+        ),
+        (
+            Box::new(
+                |t| t["answers"] = json!([{"at": "0s", "key": "confirm-promotion/gate", "hook": {"result": "passed"}}]),
+            ),
+            "answers[0].key: \"confirm-promotion/gate\" is not a webhook of the Canary",
+        ),
+        (
+            Box::new(|t| t["duration"] = json!("8760h")),
+            "duration: the replay would cover 8760h0m0s, more than the 31 days a replay may cover",
+        ),
+        (
+            Box::new(|t| {
+                t.as_object_mut().unwrap().remove("duration");
+                t["end"] = json!("2027-01-01T00:00:00Z");
+            }),
+            "end: the replay would cover",
+        ),
+        (
+            Box::new(|t| t["revisions"][0]["replicas"] = json!("two")),
+            "revisions[0].replicas: expected a whole number, found the string \"two\"",
+        ),
+        (
+            Box::new(|t| {
+                t["readiness"]["rules"] =
+                    json!([{"workload": "canry", "from": "0s", "delay": "1s"}])
+            }),
+            "readiness.rules[0].workload: \"canry\" is not one of canary, primary",
+        ),
     ];
     for (edit, expected) in cases {
         let mut t = promote();
         edit(&mut t);
         let err = parse(&t).expect_err(expected);
-        assert!(err.starts_with("t.json: "), "{err}");
+        assert!(err.starts_with("t.json:"), "{err}");
+        assert!(!err.contains('`'), "serde's wording: {err}");
         assert!(err.contains(expected), "expected {expected:?} in {err:?}");
         assert_eq!(err.lines().count(), 1);
     }
@@ -301,4 +369,148 @@ fn a_revision_during_initialization_is_rolled_out_after_it() {
     t["operator"]["controlLoopInterval"] = json!("1h");
     let stuck = replay(&parse(&t).unwrap(), &Options::default());
     assert_eq!(stuck.final_phase(), Some(Phase::Initialized));
+}
+
+#[test]
+fn every_canary_of_flaggers_examples_loads_and_other_kinds_are_named() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/examples");
+    let mut canaries = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let result = flagger_sim::trace::load_canary(&path);
+        if text.contains("kind: Canary") {
+            let c = result.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(c.metadata.name, "podinfo");
+            canaries += 1;
+        } else {
+            let err = result.unwrap_err().to_string();
+            assert!(err.ends_with(", not a Canary"), "{err}");
+        }
+    }
+    assert_eq!(canaries, 4);
+    let err = flagger_sim::trace::load_canary(&dir.join("metric-template.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with("metric-template.yaml: holds a MetricTemplate, not a Canary"),
+        "{err}"
+    );
+}
+
+fn gate_closed_for(duration: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/traces/confirm-promotion-gate.json");
+    let mut t: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    t["duration"] = json!(duration);
+    t["webhooks"]["approve-promotion"] =
+        json!([{"at": "0s", "pass": false, "message": "gate closed"}]);
+    t
+}
+
+#[test]
+fn a_month_at_a_closed_gate_keeps_one_step_for_the_wait_and_folds_it_in_one_line() {
+    let run = replay(
+        &parse(&gate_closed_for("744h")).unwrap(),
+        &Options::default(),
+    );
+    assert_eq!(run.error, None);
+    assert!(run.violations.is_empty());
+    // One reconcile a minute for a month, held as a handful of steps.
+    assert!(run.reconciles() > 44_000, "{}", run.reconciles());
+    assert!(run.steps.len() < 20, "{}", run.steps.len());
+    let text = flagger_sim::timeline::text(&run, false);
+    assert!(
+        text.contains("… 44631 identical reconciles (+10m0s to +744h0m0s): still WaitingPromotion at weight 50, gate confirm-promotion/approve-promotion closed (gate closed)"),
+        "{text}"
+    );
+    assert!(
+        // A step a minute, and a periodic resync ten seconds after each that changes nothing.
+        text.contains("(89280 reconciles, 44641 changed something)"),
+        "{text}"
+    );
+    let json: Value = serde_json::from_str(&flagger_sim::timeline::json(&run)).unwrap();
+    assert_eq!(json["result"]["reconciles"], json!(89280));
+    // Inputs the trace lacks are counted, not kept one per question.
+    assert_eq!(
+        json["missing"].as_array().unwrap().len(),
+        1,
+        "{}",
+        json["missing"]
+    );
+    assert_eq!(json["missing"][0]["times"], json!(44637));
+    let waiting = json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["repeats"] == json!(44631))
+        .expect("the folded wait in the JSON output");
+    assert_eq!(waiting["repeatsFrom"], json!("2026-01-01T00:10:00Z"));
+}
+
+#[test]
+fn the_reconcile_bound_scales_with_the_trace_up_to_a_million() {
+    use flagger_sim::engine::{MAX_RECONCILES, reconcile_bound};
+    use jiff::SignedDuration;
+    assert_eq!(reconcile_bound(SignedDuration::from_mins(30)), 8200);
+    assert_eq!(
+        reconcile_bound(SignedDuration::from_hours(31 * 24)),
+        MAX_RECONCILES
+    );
+    assert_eq!(MAX_RECONCILES, 1_000_000);
+}
+
+#[test]
+fn control_characters_in_names_and_messages_print_escaped() {
+    let mut t = gate_closed_for("20m");
+    t["canary"]["metadata"]["name"] = json!("pod\u{1b}[31minfo");
+    t["webhooks"]["approve-promotion"] =
+        json!([{"at": "0s", "pass": false, "message": "gate\nclosed\u{7}"}]);
+    let run = replay(&parse(&t).unwrap(), &Options::default());
+    let text = flagger_sim::timeline::text(&run, true);
+    assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text}");
+    assert!(text.contains("canary pod\\u{1b}[31minfo.test"), "{text}");
+    assert!(text.contains("failed: gate\\nclosed\\u{7}"), "{text}");
+    // Every line is one the timeline wrote: a message cannot forge one.
+    assert!(!text.lines().any(|l| l.starts_with("closed")), "{text}");
+    // Errors escape them too.
+    let mut t = promote();
+    t["canary"]["spec"]["analysis"]["step\u{1b}Weight"] = json!(1);
+    let err = parse(&t).unwrap_err();
+    assert!(err.contains("step\\u{1b}Weight: unknown field"), "{err}");
+    assert!(!err.chars().any(char::is_control), "{err}");
+}
+
+#[test]
+fn a_yaml_trace_names_the_line_and_field_of_an_error() {
+    let yaml = "version: 1\nstart: 2026-01-01T00:00:00Z\nduration: 20m\ncanary:\n  apiVersion: flagger.app/v1beta1\n  kind: Canary\n  metadata:\n    name: podinfo\n  spec:\n    targetRef:\n      name: podinfo\n    service:\n      port: 9898\n    analysis:\n      interval: 1m\n      stepWeight: 10\n      metrics:\n        - name: request-success-rate\n          thresholdRange:\n            min: 99\nrevisions:\n  - at: 0s\n    templateHash: aaa\nmetrics:\n  request-success-rate:\n    - at: 0s\n      value: 99.5\n";
+    let trace = Trace::parse("t.yaml", yaml).unwrap();
+    assert_eq!(trace.revisions[0].template_hash, "aaa");
+    let err = Trace::parse("t.yaml", &yaml.replace("value: 99.5", "valeu: 99.5"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "t.yaml:27: metrics.request-success-rate[0].valeu: unknown field, did you mean value?"
+    );
+    let err = Trace::parse(
+        "t.yaml",
+        &yaml.replace("      stepWeight: 10\n", "      stepWeigth: 10\n"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "t.yaml:16: canary.spec.analysis.stepWeigth: unknown field, did you mean stepWeight?"
+    );
+    let err = Trace::parse("t.yaml", &format!("{yaml}---\nversion: 1\n"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "t.yaml: holds 2 YAML documents; a trace is one document"
+    );
 }
