@@ -71,6 +71,7 @@ fn defaults_match_flagger() {
     assert_eq!(a.min_analysis_interval, SignedDuration::from_secs(10));
     assert_eq!(a.kubeconfig, None);
     assert_eq!(a.record_traces, None);
+    assert_eq!(a.recordings_address.to_string(), "127.0.0.1:8081");
     assert_eq!(a.global_notifier(), Ok(None));
     assert_eq!(a.event_webhook(), None);
     let config = a.operator_config();
