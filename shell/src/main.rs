@@ -62,7 +62,7 @@ enum Cmd {
 #[derive(clap::Args, Debug)]
 struct RecordingsArgs {
     /// The `-record-traces` directory (the chart's by default).
-    #[arg(long, value_name = "DIR", default_value = recordings::CHART_DIR)]
+    #[arg(long, global = true, value_name = "DIR", default_value = recordings::CHART_DIR)]
     dir: std::path::PathBuf,
     #[command(subcommand)]
     action: Option<RecordingsCmd>,
