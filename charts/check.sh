@@ -5,8 +5,10 @@
 #     on (leader election, ServiceMonitor, PodMonitor, notifiers, trace recording, a watch
 #     namespace), every rendering validated by tests/tools/helm/cmd/chartcheck: strict decoding
 #     into the Kubernetes API types, the hardened pod and its probes, flags that
-#     `flagger run --help` lists and that the binary then parses, least-privilege RBAC and a
-#     Lease grant exactly when needed;
+#     `flagger run --help` lists and that the binary then parses, least-privilege RBAC, a
+#     Lease grant exactly when needed, and with trace recording a writable volume at the
+#     -record-traces directory while the recordings listener stays on loopback (no container
+#     port, no Service port: recordings are fetched through kubectl port-forward);
 #   - settings the chart must refuse (both monitors at once, values.schema.json violations) are
 #     refused with a message saying which value is wrong;
 #   - fixtures/examples against the chart's CRDs (schema and unknown fields) and each other;
@@ -98,7 +100,7 @@ accepts() {
   local name=$1 rc=0
   local -a args
   mapfile -t args < <(sed "s#^-record-traces=.*#-record-traces=$WORK/traces#" "$WORK/$name.args")
-  timeout 30 "$FLAGGER_BIN" "${args[@]}" "-kubeconfig=$WORK/kubeconfig" -port=0 \
+  timeout 30 "$FLAGGER_BIN" "${args[@]}" "-kubeconfig=$WORK/kubeconfig" -port=0 -recordings-address=127.0.0.1:0 \
     >"$WORK/$name.run.log" 2>&1 </dev/null || rc=$?
   if [ "$rc" -eq 2 ]; then
     die "flagger refuses the chart's args ($name): $(grep '^flagger:' "$WORK/$name.run.log" | head -n1)"
@@ -127,6 +129,11 @@ render leader-servicemonitor \
   --set recordTraces.enabled=true --set meshProvider=gatewayapi:v1 --set logLevel=debug \
   --set minAnalysisInterval=1s --set controlLoopInterval=5s --set threadiness=4
 check leader-servicemonitor -require Role -require RoleBinding -require ServiceMonitor -require Secret -absent PodMonitor
+# Recording keeps the hardening: the only writable path is the recording volume.
+grep -qF -- '- "-record-traces=/var/lib/flagger/traces"' "$WORK/leader-servicemonitor.yaml" ||
+  die "recordTraces.enabled=true does not render -record-traces=/var/lib/flagger/traces"
+grep -q 'readOnlyRootFilesystem: true' "$WORK/leader-servicemonitor.yaml" ||
+  die "recordTraces.enabled=true made the root filesystem writable"
 # Notifier URLs travel in the Secret, never in the pod spec.
 if sed -n '/^kind: Deployment/,/^---/p' "$WORK/leader-servicemonitor.yaml" | grep -q 'slack.invalid\|events.invalid'; then
   die "a notifier URL leaked into the Deployment"

@@ -143,6 +143,13 @@ pub struct RunArgs {
     /// Write every reconcile (snapshot, answers, decision) as a replayable trace into DIR.
     #[arg(long, value_name = "DIR")]
     pub record_traces: Option<PathBuf>,
+
+    /// With `-record-traces`: where `GET /recordings` lists the recordings and
+    /// `GET /recordings/<namespace>.<name>.jsonl` sends one. Loopback keeps them off the pod
+    /// network (they hold Canary specs and every metric and webhook answer): fetch them through
+    /// `kubectl port-forward`, which the API server authorizes.
+    #[arg(long, default_value = "127.0.0.1:8081", value_name = "IP:PORT")]
+    pub recordings_address: std::net::SocketAddr,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

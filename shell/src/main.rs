@@ -16,7 +16,7 @@ use flagger::executor::{Executor, LabelSettings};
 use flagger::kube_metrics::ApiRequestLayer;
 use flagger::notifier::Notifier;
 use flagger::replay::ReplayArgs;
-use flagger::{leader, server, telemetry};
+use flagger::{leader, recordings, server, telemetry};
 use kube::client::ClientBuilder;
 
 // Decisions and replays allocate many small, short-lived values; mimalloc serves them about a
@@ -54,6 +54,60 @@ enum Cmd {
     Crd,
     /// Replay a trace offline against the decision core.
     Replay(ReplayArgs),
+    /// List the recordings of `-record-traces`, or print one (for `kubectl exec`: the image has
+    /// no shell and no tar, so `kubectl cp` cannot fetch them).
+    Recordings(RecordingsArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RecordingsArgs {
+    /// The `-record-traces` directory (the chart's by default).
+    #[arg(long, global = true, value_name = "DIR", default_value = recordings::CHART_DIR)]
+    dir: std::path::PathBuf,
+    #[command(subcommand)]
+    action: Option<RecordingsCmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum RecordingsCmd {
+    /// List the recordings: file, bytes, last modified (the default).
+    Ls,
+    /// Write one recording to standard output, up to its last complete line.
+    Cat {
+        /// `<namespace>.<name>.jsonl`, as `ls` lists it.
+        file: String,
+    },
+}
+
+fn recordings_cmd(args: RecordingsArgs) -> ExitCode {
+    match args.action.unwrap_or(RecordingsCmd::Ls) {
+        RecordingsCmd::Ls => match recordings::list(&args.dir) {
+            Ok(entries) => {
+                for e in entries {
+                    println!("{}\t{}\t{}", e.file, e.bytes, e.modified);
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("flagger: listing {}: {e}", args.dir.display());
+                ExitCode::FAILURE
+            }
+        },
+        RecordingsCmd::Cat { file } => {
+            let mut out = std::io::stdout().lock();
+            match recordings::copy_to(&args.dir, &file, &mut out) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e @ recordings::OpenError::BadName(_)) => {
+                    eprintln!("flagger: {e}");
+                    ExitCode::from(2)
+                }
+                Err(e) => {
+                    eprintln!("flagger: {e} in {}", args.dir.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -82,6 +136,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Cmd::Replay(args)) => flagger::replay::run(args),
+        Some(Cmd::Recordings(args)) => recordings_cmd(args),
         Some(Cmd::Run(args)) => operate(*args),
         None => operate(cli.run),
     }
@@ -179,8 +234,26 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         .build();
     let stop = shutdown_signal();
 
+    // Recordings get a listener of their own (loopback by default), never the metrics port's.
+    let mut recordings_task = None;
+    let mut recordings_bound = None;
+    if let Some(dir) = &args.record_traces {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot record traces in {}: {e}", dir.display()))?;
+        let addr = args.recordings_address;
+        let (bound, task) =
+            server::serve(addr, recordings::router(dir.clone()), on_shutdown(&stop))
+                .await
+                .map_err(|e| format!("cannot listen on {addr} (-recordings-address): {e}"))?;
+        tracing::info!(%bound, dir = %dir.display(), "serving the recordings at /recordings");
+        recordings_task = Some(task);
+        recordings_bound = Some(bound.to_string());
+    }
+
     let metrics = state.metrics.clone();
-    let app = server::router(Arc::new(move || metrics.encode()), state.readiness.clone());
+    let app = server::router(Arc::new(move || metrics.encode()), state.readiness.clone()).merge(
+        recordings::hint_router(recordings::hint(recordings_bound.as_deref())),
+    );
     let addr = SocketAddr::new(args.listen_address, args.port);
     let (bound, server_task) = server::serve(addr, app, on_shutdown(&stop))
         .await
@@ -270,6 +343,9 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         l.release().await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), server_task).await;
+    if let Some(task) = recordings_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     result.map_err(|e| e.to_string())
 }
 

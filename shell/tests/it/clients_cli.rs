@@ -71,6 +71,7 @@ fn defaults_match_flagger() {
     assert_eq!(a.min_analysis_interval, SignedDuration::from_secs(10));
     assert_eq!(a.kubeconfig, None);
     assert_eq!(a.record_traces, None);
+    assert_eq!(a.recordings_address.to_string(), "127.0.0.1:8081");
     assert_eq!(a.global_notifier(), Ok(None));
     assert_eq!(a.event_webhook(), None);
     let config = a.operator_config();
@@ -100,6 +101,7 @@ fn go_style_and_gnu_style_parse_the_same() {
         "4",
         "-record-traces",
         "/tmp/traces",
+        "-recordings-address=127.0.0.1:9090",
         "-cluster-name=prod",
     ])
     .unwrap();
@@ -121,6 +123,7 @@ fn go_style_and_gnu_style_parse_the_same() {
         "4",
         "--record-traces",
         "/tmp/traces",
+        "--recordings-address=127.0.0.1:9090",
         "--cluster-name=prod",
     ])
     .unwrap();
@@ -137,6 +140,7 @@ fn go_style_and_gnu_style_parse_the_same() {
     assert_eq!(go.control_loop_interval, SignedDuration::from_secs(90));
     assert_eq!(go.min_analysis_interval, SignedDuration::from_millis(500));
     assert_eq!(go.threadiness, 4);
+    assert_eq!(go.recordings_address.to_string(), "127.0.0.1:9090");
     let config = go.operator_config();
     assert_eq!(config.min_interval, SignedDuration::from_millis(500));
     assert_eq!(config.cluster_name, "prod");
@@ -245,6 +249,7 @@ fn bad_values_are_rejected_with_a_one_line_cause() {
         (&["-port=http"], "invalid digit"),
         (&["-port=70000"], "70000"),
         (&["-listen-address=localhost"], "invalid IP address"),
+        (&["-recordings-address=127.0.0.1"], "invalid socket address"),
         (&["-metrics-server=not a url"], "not a valid URL"),
         (&["-metrics-server=ftp://prom"], "unsupported URL scheme"),
         (&["-slack-url=::"], "not a valid URL"),

@@ -78,3 +78,72 @@ async fn the_server_stops_on_shutdown() {
     }
     assert!(refused);
 }
+
+/// Recordings fetched over a real socket while lines are appended always end at a complete line
+/// and are a prefix of the final file. The recorder writes a line with one `write(2)`, but the
+/// kernel grows the file page by page as it copies, so a reader can see half a line; here each
+/// line is written in two halves with a pause between, so fetches do see half lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_fetched_while_being_written_end_at_a_complete_line() {
+    use std::io::Write;
+    let dir = std::env::temp_dir().join(format!("flagger-rec-live-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("test.podinfo.jsonl");
+    std::fs::write(&path, "").unwrap();
+    let (addr, _task) = server::serve(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        flagger::recordings::router(dir.clone()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+
+    let writer_path = path.clone();
+    let writer = std::thread::spawn(move || {
+        for i in 0..100 {
+            let pad = "x".repeat(50_000 + (i % 3) * 50_000);
+            let mut line = format!("{{\"i\":{i},\"pad\":\"{pad}\"}}").into_bytes();
+            line.push(b'\n');
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&writer_path)
+                .unwrap();
+            let (a, b) = line.split_at(line.len() / 2);
+            f.write_all(a).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(3));
+            f.write_all(b).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    });
+    let url = format!("http://{addr}/recordings/test.podinfo.jsonl");
+    let mut fetches = 0;
+    let mut lines_seen = 0;
+    while !writer.is_finished() || fetches == 0 {
+        let resp = http().get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.bytes().await.unwrap();
+        assert!(body.is_empty() || body.ends_with(b"\n"), "fetch {fetches}");
+        let text = std::str::from_utf8(&body).unwrap();
+        for (n, l) in text.lines().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("fetch {fetches}, line {n}: {e}"));
+            assert_eq!(v["i"], n);
+        }
+        lines_seen = lines_seen.max(text.lines().count());
+        fetches += 1;
+    }
+    writer.join().unwrap();
+    let full = std::fs::read(&path).unwrap();
+    let last = http()
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(last.as_ref(), full.as_slice());
+    assert!(fetches > 1 && lines_seen > 0, "{fetches} fetches");
+    let _ = std::fs::remove_dir_all(&dir);
+}

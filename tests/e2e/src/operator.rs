@@ -42,6 +42,9 @@ impl OperatorOpts {
 pub struct Operator {
     pub instance: String,
     pub port: u16,
+    /// `-recordings-address` is `127.0.0.1:<recordings_port>` (in a pod: 127.0.0.1:8081, reached
+    /// through `kubectl port-forward`).
+    pub recordings_port: u16,
     pub log: PathBuf,
     pub traces: PathBuf,
     args: Vec<String>,
@@ -60,6 +63,7 @@ impl Operator {
         let traces = dir.join("traces").join(&opts.instance);
         std::fs::create_dir_all(&traces)?;
         let port = free_port()?;
+        let recordings_port = free_port()?;
         let mut args = vec![
             format!(
                 "-kubeconfig={}",
@@ -79,6 +83,7 @@ impl Operator {
             "-min-analysis-interval=1s".into(),
             "-control-loop-interval=2s".into(),
             format!("-record-traces={}", traces.display()),
+            format!("-recordings-address=127.0.0.1:{recordings_port}"),
             "-log-level=debug".into(),
         ];
         if opts.scoped {
@@ -92,6 +97,7 @@ impl Operator {
         let mut op = Operator {
             instance: opts.instance.clone(),
             port,
+            recordings_port,
             log: dir.join(format!("{}.log", opts.instance)),
             traces,
             args,
@@ -220,6 +226,39 @@ impl Operator {
             .await?
             .text()
             .await?)
+    }
+}
+
+/// An HTTP GET on loopback: the status and the body.
+pub async fn http_get(url: &str) -> Result<(u16, Vec<u8>)> {
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let resp = http
+        .get(url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.bytes().await?.to_vec()))
+}
+
+impl Operator {
+    /// `GET <path>` on the recordings listener (`path` starts with `/recordings`).
+    pub async fn recordings_get(&self, path: &str) -> Result<(u16, Vec<u8>)> {
+        http_get(&format!("http://127.0.0.1:{}{path}", self.recordings_port)).await
+    }
+
+    /// One recording, fetched over HTTP as a user fetches it; fails unless the answer is 200.
+    pub async fn fetch_recording(&self, file: &str) -> Result<Vec<u8>> {
+        let (status, body) = self.recordings_get(&format!("/recordings/{file}")).await?;
+        if status != 200 {
+            return Err(format!(
+                "GET /recordings/{file}: {status} {}",
+                String::from_utf8_lossy(&body)
+            )
+            .into());
+        }
+        Ok(body)
     }
 }
 

@@ -8,8 +8,9 @@ use std::process::Stdio;
 
 use flagger_core::api::Phase;
 use flagger_e2e::Result;
+use flagger_e2e::fidelity;
 use flagger_e2e::fixtures::{self, IMAGE_V1, IMAGE_V2};
-use flagger_e2e::operator::OperatorOpts;
+use flagger_e2e::operator::{Operator, OperatorOpts, http_get};
 use flagger_e2e::scenario::Scenario;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -84,6 +85,8 @@ async fn chart_installs_and_its_service_account_suffices() -> Result<()> {
             "meshProvider=kubernetes",
             "--set",
             &format!("metricsServer={}", s.env.prometheus),
+            "--set",
+            "recordTraces.enabled=true",
         ],
         None,
     )
@@ -98,6 +101,11 @@ async fn chart_installs_and_its_service_account_suffices() -> Result<()> {
         deployment["spec"]["template"]["spec"]["serviceAccountName"],
         json!("flagger")
     );
+    let service = s
+        .get("v1", "Service", "flagger")
+        .await?
+        .ok_or("the chart's Service was not created")?;
+    let pod = recording_pod(&deployment, &service)?;
 
     // The operator's credentials: a token of the chart's ServiceAccount, nothing else.
     let token = kubectl(
@@ -167,7 +175,164 @@ async fn chart_installs_and_its_service_account_suffices() -> Result<()> {
         &notes,
         &format!("Promotion completed! Scaling down podinfo.{ns}"),
     );
+    let fetched = fetch_recording(&s, &op, &pod).await?;
     stop_and_check_fidelity(&s, vec![&mut op]).await?;
+    // The fetched copy replays as the live run went, through the user's `flagger replay FILE`.
+    fidelity::check_file(&fetched, &s.env.flagger_bin).await?;
     s.finish().await;
     Ok(())
+}
+
+/// The chart's Deployment and Service, as the API server stored them, with
+/// `recordTraces.enabled=true`: the recording volume is the only
+/// writable path (the root filesystem stays read-only), and the recordings listener stays on
+/// loopback, off the pod network and off the Service.
+struct RecordingPod {
+    dir: String,
+}
+
+fn recording_pod(deployment: &Value, service: &Value) -> Result<RecordingPod> {
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["securityContext"]["readOnlyRootFilesystem"],
+        json!(true)
+    );
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .ok_or("no args")?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let dir = args
+        .iter()
+        .find_map(|a| a.strip_prefix("-record-traces="))
+        .ok_or_else(|| format!("no -record-traces in {args:?}"))?;
+    assert!(
+        !args.iter().any(|a| a.contains("recordings-address")),
+        "the chart must leave the recordings on loopback: {args:?}"
+    );
+    let mounts = container["volumeMounts"]
+        .as_array()
+        .ok_or("no volumeMounts")?;
+    assert_eq!(mounts.len(), 1, "{mounts:?}");
+    assert_eq!(mounts[0]["mountPath"], json!(dir));
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .ok_or("no volumes")?;
+    assert_eq!(volumes[0]["name"], mounts[0]["name"]);
+    assert!(volumes[0]["emptyDir"].is_object(), "{volumes:?}");
+    let ports = |v: &Value| -> Vec<Value> { v.as_array().cloned().unwrap_or_default() };
+    assert_eq!(
+        ports(&container["ports"]),
+        [json!({"name": "http", "containerPort": 8080, "protocol": "TCP"})]
+    );
+    assert_eq!(ports(&service["spec"]["ports"]).len(), 1);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], json!("http"));
+    Ok(RecordingPod {
+        dir: dir.to_string(),
+    })
+}
+
+/// Fetches the Canary's recording the way the README shows (`kubectl port-forward` to the
+/// recordings port, then `curl`): byte for byte the file on disk, and the same bytes that
+/// `flagger recordings cat` (what `kubectl exec` runs in the distroless image) prints.
+async fn fetch_recording(s: &Scenario, op: &Operator, pod: &RecordingPod) -> Result<PathBuf> {
+    let ns = &s.ns;
+    let file = format!("{ns}.podinfo.jsonl");
+    let on_disk = op.traces.join(&file);
+
+    let (status, listing) = op.recordings_get("/recordings").await?;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&listing));
+    let listing: Value = serde_json::from_slice(&listing)?;
+    let entries = listing["recordings"]
+        .as_array()
+        .ok_or("no recordings list")?;
+    assert_eq!(entries.len(), 1, "{listing}");
+    assert_eq!(entries[0]["file"], json!(file));
+    assert_eq!(entries[0]["namespace"], json!(ns));
+    assert_eq!(entries[0]["name"], json!("podinfo"));
+    assert!(
+        entries[0]["bytes"].as_u64().is_some_and(|b| b > 0),
+        "{listing}"
+    );
+
+    // The Canary is at rest: the file stops growing, and the fetched copy equals it exactly.
+    let fetched = s
+        .wait_for(
+            "the fetched recording equals the file",
+            INIT_TIMEOUT,
+            || async {
+                let fetched = op.fetch_recording(&file).await?;
+                let disk = std::fs::read(&on_disk)?;
+                Ok((fetched == disk).then_some(fetched))
+            },
+        )
+        .await?;
+    assert!(fetched.ends_with(b"\n"));
+    let text = std::str::from_utf8(&fetched)?;
+    assert!(text.lines().count() > 5, "{text}");
+
+    // `kubectl exec deploy/flagger -- /flagger recordings cat FILE`: the same bytes.
+    let out = Command::new(&s.env.flagger_bin)
+        .args(["recordings", "--dir"])
+        .arg(&op.traces)
+        .args(["cat", &file])
+        .output()
+        .await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.stdout, fetched,
+        "flagger recordings cat differs from GET"
+    );
+    let out = Command::new(&s.env.flagger_bin)
+        .args(["recordings", "--dir"])
+        .arg(&op.traces)
+        .output()
+        .await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ls = String::from_utf8(out.stdout)?;
+    assert!(
+        ls.starts_with(&format!("{file}\t{}\t", fetched.len())),
+        "{ls}"
+    );
+
+    // Nothing but recordings: the ServiceAccount's kubeconfig two levels up stays out of reach.
+    let (status, body) = op
+        .recordings_get("/recordings/..%2f..%2fflagger-sa.kubeconfig")
+        .await?;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 400, "{body}");
+    assert!(!body.contains("token"), "{body}");
+    let (status, _) = op
+        .recordings_get(&format!("/recordings/{ns}.missing.jsonl"))
+        .await?;
+    assert_eq!(status, 404);
+    // The metrics port (the one the Service exposes) serves none of it and says where to look.
+    let (status, body) =
+        http_get(&format!("http://127.0.0.1:{}/recordings/{file}", op.port)).await?;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.starts_with(&format!(
+            "recordings are served on 127.0.0.1:{} only",
+            op.recordings_port
+        )),
+        "{body}"
+    );
+    // Where `flagger recordings` looks by default in the pod.
+    assert_eq!(pod.dir, "/var/lib/flagger/traces");
+
+    let dir = s.dir.join("fetched");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(&file);
+    std::fs::write(&path, &fetched)?;
+    Ok(path)
 }

@@ -11,8 +11,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"net"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -64,6 +66,7 @@ func runRender(args []string) {
 	c.checkLeaderElection(r)
 	c.checkConfigTracking(r)
 	c.checkServiceAndMonitors(r)
+	c.checkRecording(r)
 	if *argsOut != "" {
 		if _, ct := c.operatorContainer(r); ct != nil {
 			for _, a := range ct.Args {
@@ -323,6 +326,60 @@ func (c *checker) checkDeployments(r *rendered) {
 	}
 	if pod.AutomountServiceAccountToken != nil && !*pod.AutomountServiceAccountToken {
 		c.fail("the operator needs its ServiceAccount token mounted")
+	}
+}
+
+// checkRecording: with -record-traces=DIR the pod mounts a volume at exactly DIR (the root
+// filesystem is read-only, so that is the only place the recorder can write), and the
+// recordings listener (-recordings-address, 127.0.0.1:8081 by default) stays on loopback and
+// off the container's ports and the Service: recordings hold Canary specs and every metric and
+// webhook answer, and reach users through `kubectl port-forward`, which the API server
+// authorizes.
+func (c *checker) checkRecording(r *rendered) {
+	d, ct := c.operatorContainer(r)
+	if ct == nil || len(ct.Args) == 0 {
+		return
+	}
+	flags := flagValues(ct)
+	addr, ok := flags["recordings-address"]
+	if !ok {
+		addr = "127.0.0.1:8081"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		c.fail("-recordings-address=%s is not IP:PORT", addr)
+		return
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		c.fail("-recordings-address=%s must stay on loopback (recordings are fetched through kubectl port-forward)", addr)
+	}
+	for _, p := range ct.Ports {
+		if strconv.Itoa(int(p.ContainerPort)) == port {
+			c.fail("container port %s (%d) exposes the recordings listener", p.Name, p.ContainerPort)
+		}
+	}
+	for _, s := range r.services {
+		for _, p := range s.Spec.Ports {
+			if p.TargetPort.String() == port || strconv.Itoa(int(p.Port)) == port {
+				c.fail("Service %s port %s reaches the recordings listener", s.Name, p.Name)
+			}
+		}
+	}
+	dir, on := flags["record-traces"]
+	if !on {
+		return
+	}
+	mount := slices.IndexFunc(ct.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == dir })
+	if mount < 0 {
+		c.fail("-record-traces=%s but no volume is mounted there (the root filesystem is read-only)", dir)
+		return
+	}
+	m := ct.VolumeMounts[mount]
+	if m.ReadOnly {
+		c.fail("the recording volume at %s is mounted read-only", dir)
+	}
+	if !slices.ContainsFunc(d.Spec.Template.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == m.Name }) {
+		c.fail("volumeMount %s at %s names no pod volume", m.Name, dir)
 	}
 }
 

@@ -163,6 +163,7 @@ func runChecks(t *testing.T, manifest string) []string {
 	c.checkLeaderElection(r)
 	c.checkConfigTracking(r)
 	c.checkServiceAndMonitors(r)
+	c.checkRecording(r)
 	return c.failures
 }
 
@@ -251,6 +252,26 @@ func TestWithoutLeaderElectionOneReplicaAndNoLeases(t *testing.T) {
 func TestConfigTrackingOffDropsConfigWrites(t *testing.T) {
 	off := mustReplace(t, goodRender, "- -log-level=info", "- -log-level=info\n            - -enable-config-tracking=false")
 	expectFailure(t, runChecks(t, off), "config tracking is off but the ClusterRole grants list on configmaps")
+}
+
+func TestRecordingNeedsItsVolumeAndStaysOnLoopback(t *testing.T) {
+	on := mustReplace(t, goodRender, "- -log-level=info", "- -log-level=info\n            - -record-traces=/var/lib/flagger/traces")
+	expectFailure(t, runChecks(t, on), "-record-traces=/var/lib/flagger/traces but no volume is mounted there")
+	mounted := mustReplace(t, on, "          resources:\n",
+		"          volumeMounts:\n            - name: traces\n              mountPath: /var/lib/flagger/traces\n          resources:\n")
+	expectFailure(t, runChecks(t, mounted), "volumeMount traces at /var/lib/flagger/traces names no pod volume")
+	good := mustReplace(t, mounted, "      containers:\n", "      volumes:\n        - name: traces\n          emptyDir: {}\n      containers:\n")
+	if f := runChecks(t, good); len(f) > 0 {
+		t.Fatalf("recording with its volume: unexpected failures %q", f)
+	}
+	readOnly := mustReplace(t, good, "mountPath: /var/lib/flagger/traces", "mountPath: /var/lib/flagger/traces\n              readOnly: true")
+	expectFailure(t, runChecks(t, readOnly), "mounted read-only")
+	wide := mustReplace(t, good, "- -log-level=info", "- -log-level=info\n            - -recordings-address=0.0.0.0:8081")
+	expectFailure(t, runChecks(t, wide), "must stay on loopback")
+	exposed := mustReplace(t, good, "              containerPort: 8080\n", "              containerPort: 8080\n            - name: recordings\n              containerPort: 8081\n")
+	expectFailure(t, runChecks(t, exposed), "container port recordings (8081) exposes the recordings listener")
+	serviced := mustReplace(t, good, "      targetPort: http\n", "      targetPort: http\n    - name: rec\n      port: 8081\n      targetPort: 8081\n")
+	expectFailure(t, runChecks(t, serviced), "Service flagger port rec reaches the recordings listener")
 }
 
 func TestFlagsMustBeListedByTheBinary(t *testing.T) {
