@@ -43,6 +43,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 250)]
     pub kubeconfig_burst: u32,
 
+    /// Writes to the API server in flight at most (ours; Flagger has no such bound). The bound
+    /// halves when the server answers 429 or 5xx or a write takes over 5 s, and grows back by
+    /// one per write that goes well.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_writes_in_flight: u32,
+
     /// Prometheus used by the built-in metrics and inline queries (a Canary's `metricsServer`
     /// overrides it).
     #[arg(long, env = "METRICS_SERVER", default_value = "http://prometheus:9090", value_parser = url_value, value_name = "URL")]

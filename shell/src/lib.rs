@@ -19,3 +19,4 @@ pub mod server;
 pub mod telemetry;
 pub mod trace_recorder;
 pub mod webhook;
+pub mod write_pacing;

@@ -16,6 +16,7 @@ use flagger::executor::{Executor, LabelSettings};
 use flagger::kube_metrics::ApiRequestLayer;
 use flagger::notifier::Notifier;
 use flagger::replay::ReplayArgs;
+use flagger::write_pacing::{Pacer, WritePacingLayer};
 use flagger::{leader, recordings, server, telemetry};
 use kube::client::ClientBuilder;
 
@@ -226,6 +227,9 @@ async fn serve(args: RunArgs) -> Result<(), String> {
     let state = State::new(VERSION, &args.mesh_provider);
     let client = ClientBuilder::try_from(config)
         .map_err(|e| format!("building the Kubernetes client: {e}"))?
+        .with_layer(&WritePacingLayer::new(Pacer::new(
+            args.max_writes_in_flight as usize,
+        )))
         .with_layer(&ApiRequestLayer::new(
             state.metrics.kube_requests(),
             args.kubeconfig_qps,
