@@ -9,7 +9,7 @@
 #   tests/cluster/cluster.sh kubectl ARGS...   run the cached kubectl against the cluster
 #
 # State dir: ${FLAGGER_TEST_CLUSTER_DIR:-<repo>/target/test-cluster}. Everything listens on
-# 127.0.0.1 only; Service ClusterIPs (10.0.0.0/24) are allocations that nothing ever connects to.
+# 127.0.0.1 only; Service ClusterIPs (10.0.0.0/16) are allocations that nothing ever connects to.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -229,7 +229,7 @@ cmd_up() {
     --client-ca-file "$PKI/ca.crt" --authorization-mode RBAC \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
-    --service-cluster-ip-range 10.0.0.0/24 --endpoint-reconciler-type none \
+    --service-cluster-ip-range 10.0.0.0/16 --endpoint-reconciler-type none \
     --disable-admission-plugins ServiceAccount,TaintNodesByCondition \
     --allow-privileged=true --enable-priority-and-fairness=false --profiling=false
   wait_for "kube-apiserver /readyz" kube-apiserver api_get /readyz
