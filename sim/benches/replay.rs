@@ -15,7 +15,7 @@ fn main() {
     let trace = day_at_ten_seconds();
     let run = replay(&trace, &Options::default());
     assert!(run.error.is_none() && run.violations.is_empty());
-    let steps = run.steps.len();
+    let steps = run.reconciles();
     assert!(steps >= 8_640, "only {steps} reconciles");
     let mut samples: Vec<f64> = (0..11)
         .map(|_| {

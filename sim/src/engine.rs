@@ -810,8 +810,6 @@ impl Engine<'_> {
             repeats_until: None,
             quiet: 0,
         };
-        let mut step = step;
-        step.explain(self.policy.as_ref());
         let found = self
             .checker
             .check(&step, &snap.status, snap.routes, complete, &self.world);
@@ -828,7 +826,12 @@ impl Engine<'_> {
                 last.repeats_until = Some(step.at);
                 last.wake_at = step.wake_at;
             }
-            _ => self.steps.push(step),
+            // Only the steps kept are explained: a repeat is explained by the step it repeats.
+            _ => {
+                let mut step = step;
+                step.explain(self.policy.as_ref());
+                self.steps.push(step);
+            }
         }
         self.snap = Some(snap);
         Ok(())
