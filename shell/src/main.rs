@@ -1,5 +1,6 @@
 //! `flagger`: the operator (`run`, the default, so Flagger's `flagger -metrics-server=…` command
-//! lines work unchanged), `crd` (print the CRDs) and `replay` (offline trace replay).
+//! lines work unchanged), `crd` (print the CRDs), `replay` (offline trace replay) and `test`
+//! (policy tests over generated scenarios).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use flagger::controller::{self, Options};
 use flagger::executor::{Executor, LabelSettings};
 use flagger::kube_metrics::ApiRequestLayer;
 use flagger::notifier::Notifier;
+use flagger::policy_test::TestArgs;
 use flagger::replay::ReplayArgs;
 use flagger::{leader, server, telemetry};
 use kube::client::ClientBuilder;
@@ -54,6 +56,8 @@ enum Cmd {
     Crd,
     /// Replay a trace offline against the decision core.
     Replay(ReplayArgs),
+    /// Test Canaries against expectations over generated scenarios (docs/policy-testing.md).
+    Test(TestArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Cmd::Replay(args)) => flagger::replay::run(args),
+        Some(Cmd::Test(args)) => flagger::policy_test::run(args),
         Some(Cmd::Run(args)) => operate(*args),
         None => operate(cli.run),
     }
