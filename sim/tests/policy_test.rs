@@ -82,9 +82,9 @@ fn every_family_of_podinfo_is_generated_and_replays() {
     ] {
         assert!(families.contains(&f), "missing family {f}");
     }
-    for case in 0..families.len() {
+    for (case, family) in families.iter().enumerate() {
         let s = p.scenario(3, case);
-        assert_eq!(s.family, families[case]);
+        assert_eq!(&s.family, family);
         let run = p.replay(&s);
         assert!(run.error.is_none(), "{}: {:?}", s.family, run.error);
         let end = run.final_phase();
@@ -134,12 +134,12 @@ fn a_revision_mid_analysis_is_the_one_promoted() {
     let promoted = run
         .steps
         .iter()
-        .filter(|st| {
+        .rev()
+        .find(|st| {
             st.commands[..st.applied]
                 .iter()
                 .any(|c| matches!(c, Command::PromoteTemplate))
         })
-        .last()
         .unwrap();
     assert!(
         promoted.at >= s.last_revision_at(run.start),
@@ -260,9 +260,14 @@ fn tightened_expectations_break() {
 #[test]
 fn suites_are_parsed_strictly_naming_the_field() {
     let p = plan("podinfo.yaml", None);
-    let err = |text: &str| match parse_suite("s.yaml", text) {
-        Err(e) => e.to_string(),
-        Ok(f) => f.validate("s.yaml", &p.subject).unwrap_err().to_string(),
+    // Every error is one line naming the file and the field.
+    let err = |text: &str| {
+        let e = match parse_suite("s.yaml", text) {
+            Err(e) => e.to_string(),
+            Ok(f) => f.validate("s.yaml", &p.subject).unwrap_err().to_string(),
+        };
+        assert_eq!(e.lines().count(), 1, "{e}");
+        e
     };
     let e = err("expect:\n  - neverPromoteWhen: {metric: request-success-rate, below: 95}\n");
     assert!(e.starts_with("s.yaml: expect[0]"), "{e}");
@@ -286,9 +291,6 @@ fn suites_are_parsed_strictly_naming_the_field() {
     );
     let e = err("expct: []\n");
     assert!(e.contains("expct"), "{e}");
-    for e in [e] {
-        assert_eq!(e.lines().count(), 1, "{e}");
-    }
 }
 
 #[test]

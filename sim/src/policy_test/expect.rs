@@ -74,6 +74,9 @@ impl Level {
 pub enum Expectation {
     /// Every reconcile keeps the simulator's safety invariants and the replay ends normally.
     Invariants,
+    /// In a healthy scenario the last revision is promoted before the scenario ends (the
+    /// default suite's "healthy promotes").
+    PromotesHealthy,
     /// In a healthy scenario (metrics within bounds, gates open, workloads ready before the
     /// deadline, operator restarts allowed) the last revision is promoted within this time of
     /// landing.
@@ -95,6 +98,7 @@ impl Expectation {
     pub fn name(&self) -> String {
         match self {
             Expectation::Invariants => "invariants".into(),
+            Expectation::PromotesHealthy => "promotesHealthy".into(),
             Expectation::PromotesHealthyWithin(d) => {
                 format!("promotesHealthyWithin {}", format_go_duration(*d))
             }
@@ -123,11 +127,7 @@ impl Suite {
     /// The suite used without `--suite`: the invariants, "a healthy version is promoted" (within
     /// the scenario's horizon) and "a metric worse than its own bound never promotes".
     pub fn default_for(subject: &Subject) -> Suite {
-        let mut expectations = vec![
-            Expectation::Invariants,
-            // Eventually: the horizon bounds it (see `Subject::horizon`).
-            Expectation::PromotesHealthyWithin(SignedDuration::from_hours(24)),
-        ];
+        let mut expectations = vec![Expectation::Invariants, Expectation::PromotesHealthy];
         for m in &subject.metrics {
             let level = match (m.min, m.max) {
                 (Some(min), _) => Level::Below(min),
@@ -353,7 +353,9 @@ pub fn judge(e: &Expectation, subject: &Subject, scenario: &Scenario, run: &Run)
 /// Whether `e` speaks of `scenario` (decided from the scenario alone).
 pub fn applies(e: &Expectation, subject: &Subject, scenario: &Scenario) -> bool {
     match e {
-        Expectation::PromotesHealthyWithin(_) => scenario.is_healthy(subject),
+        Expectation::PromotesHealthy | Expectation::PromotesHealthyWithin(_) => {
+            scenario.is_healthy(subject)
+        }
         Expectation::NeverPromotesWhen { metric, level } => {
             scenario.stays_worse(subject, metric, *level)
         }
@@ -386,13 +388,17 @@ fn broken(e: &Expectation, subject: &Subject, scenario: &Scenario, run: &Run) ->
                 detail: format!("the replay stopped: {err}"),
             })
         }
-        Expectation::PromotesHealthyWithin(within) => {
+        Expectation::PromotesHealthy | Expectation::PromotesHealthyWithin(_) => {
+            let within = match e {
+                Expectation::PromotesHealthyWithin(d) => *d,
+                _ => SignedDuration::MAX,
+            };
             let done = run.steps.iter().find(|s| {
                 s.at >= landed
                     && s.after.phase == Some(Phase::Succeeded)
                     && s.before.phase != Some(Phase::Succeeded)
             });
-            let limit = landed.checked_add(*within).unwrap_or(Timestamp::MAX);
+            let limit = landed.checked_add(within).unwrap_or(Timestamp::MAX);
             match done {
                 Some(s) if s.at <= limit => None,
                 Some(s) => Some(Broken {
