@@ -31,6 +31,17 @@ step "cargo test (unit, property, golden, mocked API server)"
 # insta refuses to write snapshots under CI, so a changed golden timeline fails here.
 CI="${CI:-true}" cargo test --workspace --locked
 
+step "flagger test fixtures/policies (the policies keep their suites; the unsafe one is caught)"
+cargo build --locked -q -p flagger
+out="$(mktemp -d)"
+"${CARGO_TARGET_DIR:-target}/debug/flagger" test fixtures/policies/ --counterexamples "$out" --output junit >/dev/null
+set +e
+"${CARGO_TARGET_DIR:-target}/debug/flagger" test fixtures/policies/unsafe --counterexamples "$out" >/dev/null
+unsafe_rc=$?
+set -e
+[ "$unsafe_rc" = 1 ] || { echo "fixtures/policies/unsafe: expected exit 1, got $unsafe_rc" >&2; exit 1; }
+rm -rf "$out"
+
 step "replay charts in headless Chromium"
 CI="${CI:-true}" cargo test --workspace --locked --test it -- --ignored replay_chart_browser::
 

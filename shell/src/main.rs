@@ -1,5 +1,6 @@
 //! `flagger`: the operator (`run`, the default, so Flagger's `flagger -metrics-server=…` command
-//! lines work unchanged), `crd` (print the CRDs) and `replay` (offline trace replay).
+//! lines work unchanged), `crd` (print the CRDs), `replay` (offline trace replay) and `test`
+//! (policy tests over generated scenarios).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use flagger::controller::{self, Options};
 use flagger::executor::{Executor, LabelSettings};
 use flagger::kube_metrics::ApiRequestLayer;
 use flagger::notifier::Notifier;
+use flagger::policy_test::TestArgs;
 use flagger::replay::ReplayArgs;
 use flagger::write_pacing::{Pacer, WritePacingLayer};
 use flagger::{leader, recordings, server, telemetry};
@@ -58,6 +60,8 @@ enum Cmd {
     /// List the recordings of `-record-traces`, or print one (for `kubectl exec`: the image has
     /// no shell and no tar, so `kubectl cp` cannot fetch them).
     Recordings(RecordingsArgs),
+    /// Test Canaries against expectations over generated scenarios (docs/policy-testing.md).
+    Test(TestArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -138,6 +142,7 @@ fn main() -> ExitCode {
         }
         Some(Cmd::Replay(args)) => flagger::replay::run(args),
         Some(Cmd::Recordings(args)) => recordings_cmd(args),
+        Some(Cmd::Test(args)) => flagger::policy_test::run(args),
         Some(Cmd::Run(args)) => operate(*args),
         None => operate(cli.run),
     }

@@ -3,7 +3,8 @@
 //! cluster, with optional seeded faults and invariants checked after every step.
 //!
 //! Entry points: [`Trace::load`] / [`Trace::parse`], [`replay`], [`timeline::text`] and
-//! [`timeline::json`]. The format is documented in `docs/trace-format.md`.
+//! [`timeline::json`]. The format is documented in `docs/trace-format.md`. Policy tests of a
+//! team's own Canary (`flagger test`) are [`policy_test`], documented in `docs/policy-testing.md`.
 
 pub mod chart;
 pub mod compare;
@@ -13,6 +14,7 @@ pub mod faults;
 pub mod generate;
 pub mod inputs;
 pub mod invariants;
+pub mod policy_test;
 pub mod prng;
 pub mod recorded;
 pub mod recording;
