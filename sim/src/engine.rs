@@ -883,20 +883,50 @@ pub(crate) fn describe_readiness(
 /// (`lastTransitionTime` and the conditions' times move with every write).
 fn same_but_times(a: &Command, b: &Command) -> bool {
     match (a, b) {
-        (Command::WriteStatus(x), Command::WriteStatus(y)) => {
-            let strip = |s: &CanaryStatus| {
-                let mut s = s.clone();
-                s.last_transition_time = None;
-                for c in &mut s.conditions {
-                    c.last_update_time = None;
-                    c.last_transition_time = None;
-                }
-                s
-            };
-            strip(x) == strip(y)
-        }
+        (Command::WriteStatus(x), Command::WriteStatus(y)) => same_status_but_times(x, y),
         _ => a == b,
     }
+}
+
+/// Statuses equal in all but their times, compared in place (a long wait compares one pair per
+/// reconcile). The pattern names every field, so a new one must be considered here.
+fn same_status_but_times(x: &CanaryStatus, y: &CanaryStatus) -> bool {
+    let CanaryStatus {
+        phase,
+        failed_checks,
+        canary_weight,
+        iterations,
+        tracked_configs,
+        last_applied_spec,
+        last_promoted_spec,
+        last_transition_time: _,
+        conditions,
+        session_affinity_cookie,
+        previous_session_affinity_cookie,
+        primary_session_affinity_cookie,
+    } = x;
+    *phase == y.phase
+        && *failed_checks == y.failed_checks
+        && *canary_weight == y.canary_weight
+        && *iterations == y.iterations
+        && *tracked_configs == y.tracked_configs
+        && *last_applied_spec == y.last_applied_spec
+        && *last_promoted_spec == y.last_promoted_spec
+        && *session_affinity_cookie == y.session_affinity_cookie
+        && *previous_session_affinity_cookie == y.previous_session_affinity_cookie
+        && *primary_session_affinity_cookie == y.primary_session_affinity_cookie
+        && conditions.len() == y.conditions.len()
+        && conditions.iter().zip(&y.conditions).all(|(a, b)| {
+            let flagger_core::api::CanaryCondition {
+                type_,
+                status,
+                last_update_time: _,
+                last_transition_time: _,
+                reason,
+                message,
+            } = a;
+            *type_ == b.type_ && *status == b.status && *reason == b.reason && *message == b.message
+        })
 }
 
 pub(crate) fn is_api_write(c: &Command) -> bool {
