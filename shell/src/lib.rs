@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod notifier;
 pub mod observe;
 pub mod operator_metrics;
+pub mod policy_regression;
 pub mod policy_test;
 pub mod recordings;
 pub mod replay;

@@ -49,6 +49,10 @@ pub struct TestArgs {
         default_value = "flagger-test-counterexamples"
     )]
     pub counterexamples: PathBuf,
+    /// Instead of generated scenarios: replay every recording and trace of the same Canary in
+    /// this directory as it ran and under the given Canary, and report each outcome that changes.
+    #[arg(long, value_name = "DIR")]
+    pub against: Option<PathBuf>,
 }
 
 /// One Canary and its suite, loaded and validated.
@@ -203,6 +207,12 @@ pub fn write_counterexamples(dir: &Path, outcomes: &[Outcome]) -> Result<(), Str
 /// What the command prints and its exit code: 0 all held, 1 one broke, 2 bad input (the
 /// output is then the one-line cause, for stderr).
 pub fn test(args: &TestArgs) -> (String, u8) {
+    if let Some(dir) = &args.against {
+        return match regressions(args, dir) {
+            Ok(r) => r,
+            Err(e) => (format!("flagger test: {e}\n"), 2),
+        };
+    }
     let loaded = match load(args) {
         Ok(l) => l,
         Err(e) => return (format!("flagger test: {e}\n"), 2),
@@ -229,6 +239,21 @@ pub fn test(args: &TestArgs) -> (String, u8) {
             1
         },
     )
+}
+
+/// `--against DIR` for every Canary named: the reports one after another, exit 1 if any outcome
+/// changed.
+fn regressions(args: &TestArgs, dir: &Path) -> Result<(String, u8), InputError> {
+    let mut out = String::new();
+    let mut code = 0;
+    for (path, text) in canary_files(&args.canaries)? {
+        let file = path.display().to_string();
+        let canary = canary_from_text(&file, &text)?;
+        let (report, c) = crate::policy_regression::against(dir, &canary, &file)?;
+        out.push_str(&report);
+        code = code.max(c);
+    }
+    Ok((out, code))
 }
 
 pub fn run(args: TestArgs) -> ExitCode {
@@ -271,6 +296,7 @@ mod tests {
             case: None,
             output: TestOutput::Text,
             counterexamples: out.to_path_buf(),
+            against: None,
         }
     }
 
