@@ -133,6 +133,15 @@ impl Plan {
         scenario::build(&self.subject, &self.suite, family, seed)
     }
 
+    /// A proptest strategy over this plan's scenarios (feature `proptest`): each drawn seed maps
+    /// to a scenario of the spec, so proptest's shrinking and persistence of failures apply,
+    /// and a failure's seed reproduces it with [`Plan::scenario_from_seed`].
+    #[cfg(feature = "proptest")]
+    pub fn strategy(&self) -> impl proptest::strategy::Strategy<Value = Scenario> + '_ {
+        use proptest::strategy::Strategy as _;
+        proptest::arbitrary::any::<u64>().prop_map(move |seed| self.scenario_from_seed(seed))
+    }
+
     /// The scenario's trace, validated as `flagger replay` validates a file.
     pub fn trace(&self, s: &Scenario) -> Trace {
         let name = format!("{}-{}", self.subject.canary.metadata.name, s.seed);
