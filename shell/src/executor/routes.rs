@@ -16,7 +16,14 @@ pub(super) async fn apply(
 ) -> Result<(), ExecError> {
     let router = Router::for_provider(&ctx.provider)?;
     let ns = namespace(canary)?;
-    for object in router.desired_objects(canary, ctx.ingress.as_ref(), routes)? {
+    for mut object in router.desired_objects(canary, ctx.ingress.as_ref(), routes)? {
+        if let Some(users) = ctx
+            .existing_route
+            .as_ref()
+            .filter(|e| same_object(e, &object))
+        {
+            take_over(canary, users, &mut object);
+        }
         let resource = resource_of(&object);
         let api: Api<DynamicObject> = Api::namespaced_with(exec.client.clone(), &ns, &resource);
         let name = object.metadata.name.clone().unwrap_or_default();
@@ -25,6 +32,73 @@ pub(super) async fn apply(
             .await?;
     }
     Ok(())
+}
+
+/// Flagger's annotation holding the spec a routing object had before the Canary took it over.
+pub const ORIGINAL_CONFIGURATION: &str = "flagger.kubernetes.io/original-configuration";
+/// kubectl's own record of what was applied; with it, Flagger stores no copy of its own.
+pub const KUBECTL_LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+fn same_object(existing: &DynamicObject, desired: &DynamicObject) -> bool {
+    let kind = |o: &DynamicObject| o.types.as_ref().map(|t| t.kind.clone());
+    existing.metadata.name == desired.metadata.name && kind(existing) == kind(desired)
+}
+
+/// Whether `object` carries `canary` as an owner, i.e. was created by it.
+fn owned_by(object: &DynamicObject, canary: &Canary) -> bool {
+    let refs = object.metadata.owner_references.iter().flatten();
+    let mut refs = refs.filter(|r| r.kind == "Canary");
+    match &canary.metadata.uid {
+        Some(uid) => refs.any(|r| &r.uid == uid),
+        None => refs.any(|r| Some(&r.name) == canary.metadata.name.as_ref()),
+    }
+}
+
+/// A routing object that existed before the Canary is the user's, as in Flagger: it is rewritten
+/// but gets no owner reference, so deleting the Canary never deletes it. A VirtualService also
+/// keeps the spec it had (unless kubectl's last-applied record already holds it) in
+/// [`ORIGINAL_CONFIGURATION`], and is handed back with that spec when a Canary with
+/// `revertOnDeletion` goes away.
+fn take_over(canary: &Canary, users: &DynamicObject, object: &mut DynamicObject) {
+    if owned_by(users, canary) {
+        return;
+    }
+    object.metadata.owner_references = None;
+    if object.types.as_ref().map(|t| t.kind.as_str()) != Some("VirtualService") {
+        return;
+    }
+    let annotations = users.metadata.annotations.clone().unwrap_or_default();
+    let original = match annotations.get(KUBECTL_LAST_APPLIED) {
+        Some(applied) => serde_json::from_str::<serde_json::Value>(applied)
+            .ok()
+            .and_then(|o| o.get("spec").cloned()),
+        None => None,
+    };
+    let stored = match (
+        annotations.get(KUBECTL_LAST_APPLIED),
+        annotations.get(ORIGINAL_CONFIGURATION),
+    ) {
+        // kubectl's record is the original: nothing of ours to keep.
+        (Some(_), _) => None,
+        (None, Some(kept)) => Some(kept.clone()),
+        (None, None) => users.data.get("spec").map(|s| s.to_string()),
+    };
+    let original =
+        original.or_else(|| stored.as_deref().and_then(|s| serde_json::from_str(s).ok()));
+    if let Some(stored) = stored {
+        object
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(ORIGINAL_CONFIGURATION.to_string(), stored);
+    }
+    // The Canary is going away with revertOnDeletion (its finalizer is what lets the core act
+    // now): the user's object gets its own spec back instead of the final split.
+    if canary.metadata.deletion_timestamp.is_some()
+        && let Some(original) = original
+    {
+        object.data["spec"] = original;
+    }
 }
 
 /// How Flagger words a failed write of each routing object (`before` the cause, `after` it):
