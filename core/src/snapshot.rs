@@ -21,6 +21,11 @@ pub struct Snapshot {
     pub primary: Option<Workload>,
     /// Weights read back from the mesh object; `None` when the object does not exist yet.
     pub routes: Option<Routes>,
+    /// Why the routing object does not carry its current spec yet, in the provider's words (a
+    /// Gateway API parent that has not accepted the route's current generation); `None` when it
+    /// does, or the provider has nothing to wait for. Analysis waits while it is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes_not_ready: Option<String>,
     /// Whether the primary and canary Services exist.
     pub services_present: bool,
     /// Whether the apex Service exists and selects exactly the primary's pods.

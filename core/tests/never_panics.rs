@@ -120,6 +120,7 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
         proptest::option::of((edge_int(), edge_int(), any::<bool>())),
         (any::<bool>(), any::<bool>(), any::<bool>()),
         prop_oneof![Just(None), Just(Some("v1")), Just(Some("v2"))],
+        any::<bool>(),
     )
         .prop_map(
             |(
@@ -131,6 +132,7 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
                 routes,
                 flags,
                 applied,
+                routes_waiting,
             )| {
                 Snapshot {
                     now: Timestamp::UNIX_EPOCH + SignedDuration::from_secs(500_000),
@@ -163,6 +165,7 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
                         canary_weight: c,
                         mirrored: m,
                     }),
+                    routes_not_ready: routes_waiting.then(|| "parent gw is not ready".to_string()),
                     services_present: flags.2,
                     apex_selects_primary: flags.1,
                     answers: Default::default(),

@@ -1348,3 +1348,53 @@ fn a_revision_landing_during_initialization_is_analysed_not_taken_as_promoted() 
     assert_eq!(c.phase(), Some(Phase::Progressing), "v2 starts a run");
     assert_eq!(c.status.last_applied_spec.as_deref(), Some("v2"));
 }
+
+const ROUTE_NOT_READY: &str = "HTTPRoute podinfo.test parent gw is not ready (status: True, observed generation: 1, current generation: 2)";
+
+#[test]
+fn a_step_waits_for_the_routes_and_says_why_once_per_interval() {
+    let mut c = progressing_at(10);
+    c.routes_not_ready = Some(ROUTE_NOT_READY.into());
+    // Not due: nothing to say, no step.
+    assert_eq!(c.tick_after(30), vec![]);
+    let (cmds, phase) = shape(c.tick_after(30));
+    assert_eq!(cmds, vec![warn(ROUTE_NOT_READY)], "no analysis, no weight");
+    assert_eq!(phase, Some(Phase::Progressing));
+    assert_eq!(c.status.canary_weight, 10);
+    assert_eq!(c.tick_after(30), vec![], "said once per interval");
+    // Accepted: the next due step analyses and advances.
+    c.routes_not_ready = None;
+    let (cmds, _) = shape(c.tick_after(30));
+    assert_eq!(
+        cmds,
+        vec![
+            recorded("request-success-rate", 100.0),
+            recorded("request-duration", 0.1),
+            routes(80, 20),
+            ev("Advance podinfo.test canary weight 20"),
+        ]
+    );
+}
+
+#[test]
+fn a_new_revision_starts_no_run_until_the_routes_are_ready() {
+    let mut c = Cluster::new(canary_spec());
+    c.tick();
+    c.tick();
+    assert_eq!(c.phase(), Some(Phase::Initialized));
+    c.routes_not_ready = Some(ROUTE_NOT_READY.into());
+    c.new_revision("v2");
+    let (cmds, phase) = shape(c.tick_after(60));
+    assert_eq!(cmds, vec![warn(ROUTE_NOT_READY)]);
+    assert_eq!(phase, Some(Phase::Initialized));
+    c.routes_not_ready = None;
+    let (cmds, phase) = shape(c.tick_after(60));
+    assert_eq!(
+        cmds,
+        vec![
+            ev("New revision detected! Scaling up podinfo.test"),
+            Command::ScaleTarget { replicas: 2 },
+        ]
+    );
+    assert_eq!(phase, Some(Phase::Progressing));
+}

@@ -131,6 +131,14 @@ pub fn routes(
     Ok(Router::for_provider(provider)?.read_routes(canary, object))
 }
 
+/// Why the provider's routing object does not route by its current spec yet (see
+/// [`Router::routes_not_ready`]); `None` when it does or the provider is unknown.
+pub fn routes_not_ready(provider: &str, object: &DynamicObject) -> Option<String> {
+    Router::for_provider(provider)
+        .ok()?
+        .routes_not_ready(object)
+}
+
 fn tracking_disabled(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
     meta.annotations
         .as_ref()

@@ -208,6 +208,7 @@ mod tests {
                 canary_weight: 30,
                 mirrored: false,
             }),
+            routes_not_ready: None,
             services_present: true,
             apex_selects_primary: true,
             answers: Default::default(),

@@ -69,6 +69,7 @@ fn snapshot() -> Snapshot {
             canary_weight: 20,
             mirrored: false,
         }),
+        routes_not_ready: None,
         services_present: true,
         apex_selects_primary: true,
         answers,

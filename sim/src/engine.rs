@@ -583,6 +583,8 @@ impl Engine<'_> {
             target: None,
             primary: None,
             routes: None,
+            // The sim's routing objects take effect at once: never waiting for a parent.
+            routes_not_ready: None,
             services_present: false,
             apex_selects_primary: false,
             answers: Default::default(),

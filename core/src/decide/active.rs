@@ -3,7 +3,7 @@
 
 use super::lifecycle::{
     Rollback, apply_services, point_apex_at_primary, post_rollout, restart_run, revision_changed,
-    rollback, wait_for_primary,
+    rollback, wait_for_primary, wait_for_routes,
 };
 use super::tick::{Step, Tick};
 use crate::api::Phase;
@@ -46,6 +46,9 @@ pub fn step(t: &mut Tick) -> Step {
         }
     };
     if !t.p.skip_analysis && !wait_for_primary(t)? {
+        return Ok(());
+    }
+    if !wait_for_routes(t) {
         return Ok(());
     }
     if !wait_for_canary(t)? {

@@ -173,6 +173,9 @@ fn rest(t: &mut Tick) -> Step {
     if !t.p.skip_analysis && !wait_for_primary(t)? {
         return Ok(());
     }
+    if !wait_for_routes(t) {
+        return Ok(());
+    }
     let hooks: Vec<_> = t.p.hooks_of(HookType::ConfirmRollout).collect();
     let phase = t.phase().unwrap_or(Phase::Initialized);
     for (hook, answer) in t.ask_hooks(&hooks, phase)? {
@@ -282,6 +285,19 @@ pub fn wait_for_primary(t: &mut Tick) -> Step<bool> {
             Ok(false)
         }
     }
+}
+
+/// Whether the routing object carries its current spec (Flagger reads its routes only then):
+/// until it does, nothing that depends on traffic moves; say why once per interval.
+pub fn wait_for_routes(t: &mut Tick) -> bool {
+    let Some(why) = t.snap.routes_not_ready.as_deref() else {
+        return true;
+    };
+    if t.due() {
+        t.warn(why.to_string());
+        t.touch();
+    }
+    false
 }
 
 pub enum Rollback {

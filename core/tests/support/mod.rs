@@ -55,6 +55,8 @@ pub struct Cluster {
     pub target: Option<Workload>,
     pub primary: Option<Workload>,
     pub routes: Option<Routes>,
+    /// What the routing object's provider says is not ready yet (default: nothing).
+    pub routes_not_ready: Option<String>,
     pub services: bool,
     /// The apex Service selects the primary's pods.
     pub apex_on_primary: bool,
@@ -79,6 +81,7 @@ impl Cluster {
             target: Some(ready("v1", 2)),
             primary: None,
             routes: None,
+            routes_not_ready: None,
             services: false,
             apex_on_primary: false,
             has_finalizer: false,
@@ -106,6 +109,7 @@ impl Cluster {
             target: self.target.clone(),
             primary: self.primary.clone(),
             routes: self.routes,
+            routes_not_ready: self.routes_not_ready.clone(),
             services_present: self.services,
             apex_selects_primary: self.apex_on_primary,
             answers: Default::default(),

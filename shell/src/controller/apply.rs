@@ -41,7 +41,26 @@ pub fn exec_context(
         .and_then(|t| t.spec.as_ref())
         .map(|spec| super::watch::tracked_configs(view, &ns, &spec.template))
         .unwrap_or_default();
+    let provider = canary
+        .spec
+        .provider
+        .clone()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| mesh_provider.to_string());
+    let route_kind = match flagger_core::policy::Provider::parse(&provider) {
+        Some(flagger_core::policy::Provider::Istio) => Some(RouteKind::VirtualService),
+        Some(flagger_core::policy::Provider::GatewayApi) => Some(RouteKind::HttpRoute),
+        _ => None,
+    };
+    let existing_route = route_kind.and_then(|kind| {
+        let apex = crate::router::Names::of(canary).apex_service;
+        match view.route(kind, &ns, &apex) {
+            RouteLookup::Found(o) => Some((*o).clone()),
+            RouteLookup::Missing | RouteLookup::Unavailable => None,
+        }
+    });
     ExecContext {
+        existing_route,
         primary: view
             .deployment(&ns, &format!("{target_name}-primary"))
             .map(|d| (*d).clone()),
@@ -51,12 +70,7 @@ pub fn exec_context(
             .as_ref()
             .and_then(|a| view.autoscaler(&ns, &a.name))
             .map(|h| (*h).clone()),
-        provider: canary
-            .spec
-            .provider
-            .clone()
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| mesh_provider.to_string()),
+        provider,
         ingress: crate::router::nginx::user_ingress_name(canary).and_then(|name| {
             match view.route(RouteKind::Ingress, &ns, name) {
                 RouteLookup::Found(o) => Some((*o).clone()),

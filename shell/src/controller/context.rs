@@ -90,6 +90,50 @@ pub struct Context {
     pub failures: Mutex<HashMap<ObjectRef<Canary>, u32>>,
     /// Canaries per namespace as last exported, so emptied namespaces drop to zero.
     pub canary_counts: Mutex<BTreeMap<String, usize>>,
+    /// Which failures were reported as Warning events, and when.
+    pub failure_reports: FailureReports,
+}
+
+/// How often one failure is reported on its Canary. A write that keeps failing is retried at a
+/// backoff that grows to 5 minutes; Flagger reports it at every attempt and client-go's spam
+/// filter then lets one event per object through every 5 minutes. Once per message per 5
+/// minutes keeps `kubectl describe canary` current without an API write per retry, and the
+/// recorder folds the repeats into a series on the first event.
+pub const FAILURE_REPORT_WINDOW: Duration = Duration::from_secs(300);
+
+/// Rate limit of failure events, per Canary and message.
+#[derive(Debug)]
+pub struct FailureReports {
+    window: Duration,
+    last: Mutex<HashMap<(ObjectRef<Canary>, String), std::time::Instant>>,
+}
+
+impl Default for FailureReports {
+    fn default() -> Self {
+        FailureReports::new(FAILURE_REPORT_WINDOW)
+    }
+}
+
+impl FailureReports {
+    pub fn new(window: Duration) -> FailureReports {
+        FailureReports {
+            window,
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `message` about `canary` is due a report at `now`, i.e. was not reported within
+    /// the window; if so, it counts as reported. Entries older than the window are dropped.
+    pub fn due(&self, canary: &ObjectRef<Canary>, message: &str, now: std::time::Instant) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.retain(|_, at| now.saturating_duration_since(*at) < self.window);
+        let key = (canary.clone(), message.to_string());
+        if last.contains_key(&key) {
+            return false;
+        }
+        last.insert(key, now);
+        true
+    }
 }
 
 impl Context {
@@ -134,6 +178,27 @@ pub fn backoff(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_is_reported_once_per_canary_and_message_within_the_window() {
+        let reports = FailureReports::new(Duration::from_secs(300));
+        let a = ObjectRef::<Canary>::new("podinfo").within("test");
+        let b = ObjectRef::<Canary>::new("other").within("test");
+        let t0 = std::time::Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(reports.due(&a, "HTTPRoute podinfo.test update error: x", at(0)));
+        assert!(!reports.due(&a, "HTTPRoute podinfo.test update error: x", at(5)));
+        assert!(reports.due(&a, "another error", at(10)), "another message");
+        assert!(
+            reports.due(&b, "HTTPRoute podinfo.test update error: x", at(10)),
+            "another canary"
+        );
+        assert!(!reports.due(&a, "HTTPRoute podinfo.test update error: x", at(299)));
+        assert!(
+            reports.due(&a, "HTTPRoute podinfo.test update error: x", at(300)),
+            "window over"
+        );
+    }
 
     #[test]
     fn failures_back_off_exponentially_up_to_five_minutes() {

@@ -179,6 +179,7 @@ pub async fn run(
         traces,
         failures: Mutex::new(Default::default()),
         canary_counts: Mutex::new(Default::default()),
+        failure_reports: Default::default(),
     });
 
     let (deleted_tx, deleted_rx) = mpsc::unbounded_channel();

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flagger_core::api::Canary;
+use flagger_core::command::EventSeverity;
 use flagger_core::snapshot::{Answers, Snapshot};
 use jiff::Timestamp;
 use kube::ResourceExt;
@@ -71,6 +72,13 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action,
         &namespace,
         started.elapsed().as_secs_f64(),
     );
+    let failed = match &result {
+        Err(e) => Some(e.to_string()),
+        Ok(run) => run.failure.as_ref().map(|f| f.error.clone()),
+    };
+    if let Some(message) = failed {
+        report_failure(&ctx, &canary, &key, &message).await;
+    }
     let run = result?;
     tracing::debug!(
         canary = %format!("{}.{namespace}", canary.name_any()),
@@ -110,6 +118,21 @@ async fn decide_record_execute(
         executed,
         failure,
     })
+}
+
+/// A failed command or decision as a Warning event on the Canary (and to its event webhooks),
+/// in the cause's words, which are Flagger's for the writes Flagger also makes. Rate-limited per
+/// Canary and message ([`super::context::FAILURE_REPORT_WINDOW`]): the reconcile is retried
+/// with a backoff, and each retry that fails the same way adds nothing new.
+async fn report_failure(ctx: &Context, canary: &Canary, key: &ObjectRef<Canary>, message: &str) {
+    if ctx
+        .failure_reports
+        .due(key, message, std::time::Instant::now())
+    {
+        ClusterEffects { ctx }
+            .emit(canary, EventSeverity::Warning, message)
+            .await;
+    }
 }
 
 /// Call again at `wake_at` (at least a second from now), or only when something changes.

@@ -61,6 +61,7 @@ pub fn build(
         .clone()
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| config.mesh_provider.clone());
+    let (routes, routes_not_ready) = routes(view, canary, &provider, &namespace, &apex);
     Snapshot {
         now,
         canary: CanaryMeta {
@@ -74,7 +75,8 @@ pub fn build(
         config: config.clone(),
         target,
         primary,
-        routes: routes(view, canary, &provider, &namespace, &apex),
+        routes,
+        routes_not_ready,
         services_present,
         apex_selects_primary,
         answers,
@@ -93,34 +95,41 @@ fn configs_of(
     }
 }
 
-/// The weights the provider's routing object sends now; `None` when it does not exist, cannot
-/// be read, or its CRD is not installed (the core then writes it).
+/// The weights the provider's routing object sends now (`None` when it does not exist, cannot
+/// be read, or its CRD is not installed: the core then writes it), and why it does not route by
+/// its current spec yet, if so.
 fn routes(
     view: &impl ClusterView,
     canary: &Canary,
     provider: &str,
     namespace: &str,
     apex: &str,
-) -> Option<Routes> {
-    let (kind, name) = match Provider::parse(provider)? {
+) -> (Option<Routes>, Option<String>) {
+    let Some(parsed) = Provider::parse(provider) else {
+        return (None, None);
+    };
+    let (kind, name) = match parsed {
         Provider::Istio => (RouteKind::VirtualService, apex.to_string()),
         Provider::GatewayApi => (RouteKind::HttpRoute, apex.to_string()),
-        Provider::Nginx => (
-            RouteKind::Ingress,
-            crate::router::nginx::canary_ingress_name(canary)?,
-        ),
+        Provider::Nginx => match crate::router::nginx::canary_ingress_name(canary) {
+            Some(name) => (RouteKind::Ingress, name),
+            None => return (None, None),
+        },
         // The core derives the Kubernetes provider's routing from the status.
-        Provider::Kubernetes => return None,
+        Provider::Kubernetes => return (None, None),
     };
     let apex = name.as_str();
     match view.route(kind, namespace, apex) {
-        RouteLookup::Found(object) => match observe::routes(provider, canary, &object) {
-            Ok(routes) => routes,
-            Err(e) => {
-                tracing::warn!(%provider, namespace, name = apex, error = %e, "cannot read routes");
-                None
-            }
-        },
-        RouteLookup::Missing | RouteLookup::Unavailable => None,
+        RouteLookup::Found(object) => {
+            let routes = match observe::routes(provider, canary, &object) {
+                Ok(routes) => routes,
+                Err(e) => {
+                    tracing::warn!(%provider, namespace, name = apex, error = %e, "cannot read routes");
+                    None
+                }
+            };
+            (routes, observe::routes_not_ready(provider, &object))
+        }
+        RouteLookup::Missing | RouteLookup::Unavailable => (None, None),
     }
 }

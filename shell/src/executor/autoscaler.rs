@@ -9,7 +9,7 @@ use k8s_openapi::api::autoscaling::v2::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 
-use super::{ExecContext, ExecError, Executor, namespace};
+use super::{ExecContext, ExecError, Executor, namespace, wrap};
 use crate::router::{Names, owner_references};
 
 pub(super) async fn apply_primary(
@@ -20,12 +20,22 @@ pub(super) async fn apply_primary(
 ) -> Result<(), ExecError> {
     let desired = desired_primary_hpa(canary, ctx)?;
     let name = desired.metadata.name.clone().unwrap_or_default();
-    let api: Api<HorizontalPodAutoscaler> =
-        Api::namespaced(exec.client.clone(), &namespace(canary)?);
-    if !promote && api.get_opt(&name).await?.is_some() {
-        return Ok(());
-    }
-    exec.apply(&api, &name, &desired).await
+    let ns = namespace(canary)?;
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(exec.client.clone(), &ns);
+    // A promotion updates the copy made at initialization; otherwise it is created once.
+    let before = if promote {
+        format!("updating HorizontalPodAutoscaler v2 {name}.{ns} failed: ")
+    } else {
+        let existing = api.get_opt(&name).await.map_err(wrap(
+            format!("HorizontalPodAutoscaler v2 {name}.{ns} get query failed: "),
+            "",
+        ))?;
+        if existing.is_some() {
+            return Ok(());
+        }
+        format!("creating HorizontalPodAutoscaler v2 {name}.{ns} failed: ")
+    };
+    exec.apply(&api, &name, &desired, wrap(before, "")).await
 }
 
 pub fn primary_hpa_name(canary: &Canary) -> Option<String> {

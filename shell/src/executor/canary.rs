@@ -5,7 +5,7 @@ use kube::api::{Api, Patch};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
-use super::{ExecError, Executor, namespace};
+use super::{ExecError, Executor, namespace, wrap};
 
 pub const FINALIZER: &str = "finalizer.flagger.app";
 
@@ -100,6 +100,14 @@ pub(super) async fn write_status(
             &exec.apply_params(),
             &Patch::Apply(body),
         )
-        .await?;
+        .await
+        .map_err(wrap(
+            format!(
+                "failed after retries: updating canary {}.{} status failed: ",
+                canary.name_any(),
+                namespace(canary)?
+            ),
+            "",
+        ))?;
     Ok(stored)
 }

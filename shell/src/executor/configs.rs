@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 
-use super::{ExecContext, ExecError, Executor, namespace};
+use super::{ExecContext, ExecError, Executor, namespace, wrap};
 use crate::observe::ConfigRefs;
 use crate::router::owner_references;
 
@@ -32,18 +32,32 @@ pub(super) async fn copy_tracked(
         if let Some(name) = key.strip_prefix("configmap/") {
             // Gone since it was observed: nothing to copy, and the template keeps the original
             // reference, which fails the same way for the canary.
-            let Some(original) = configmaps.get_opt(name).await? else {
+            let Some(original) = configmaps.get_opt(name).await.map_err(wrap(
+                format!("configmap {name}.{ns} get query failed : "),
+                "",
+            ))?
+            else {
                 continue;
             };
             let copy = primary_configmap(canary, ctx, &original);
-            exec.apply(&configmaps, &primary_name(name), &copy).await?;
+            let copy_name = primary_name(name);
+            let before = format!("updating configmap {copy_name}.{ns} failed: ");
+            exec.apply(&configmaps, &copy_name, &copy, wrap(before, ""))
+                .await?;
             copied.configmaps.insert(name.to_string());
         } else if let Some(name) = key.strip_prefix("secret/") {
-            let Some(original) = secrets.get_opt(name).await? else {
+            let Some(original) = secrets
+                .get_opt(name)
+                .await
+                .map_err(wrap(format!("secret {name}.{ns} get query failed : "), ""))?
+            else {
                 continue;
             };
             let copy = primary_secret(canary, ctx, &original);
-            exec.apply(&secrets, &primary_name(name), &copy).await?;
+            let copy_name = primary_name(name);
+            let before = format!("updating secret {copy_name}.{ns} failed: ");
+            exec.apply(&secrets, &copy_name, &copy, wrap(before, ""))
+                .await?;
             copied.secrets.insert(name.to_string());
         }
     }

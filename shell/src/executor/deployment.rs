@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::configs;
 use super::{
-    ExecContext, ExecError, Executor, FLUX_ANNOTATIONS, Selector, TOOLKIT_MARKER, namespace,
+    ExecContext, ExecError, Executor, FLUX_ANNOTATIONS, Selector, TOOLKIT_MARKER, namespace, wrap,
 };
 use crate::observe::{ConfigRefs, template_hash};
 use crate::router::{Names, owner_references};
@@ -36,8 +36,15 @@ pub(super) async fn apply_primary(
     ctx.selector(canary)?;
     let copied = configs::copy_tracked(exec, canary, ctx).await?;
     let primary = desired_primary(canary, ctx, &copied)?;
-    let api: Api<Deployment> = Api::namespaced(exec.client.clone(), &namespace(canary)?);
-    exec.apply(&api, &Names::of(canary).primary, &primary).await
+    let ns = namespace(canary)?;
+    let api: Api<Deployment> = Api::namespaced(exec.client.clone(), &ns);
+    let name = Names::of(canary).primary;
+    // Flagger's words for a first copy and for a promotion.
+    let before = match ctx.primary {
+        None => format!("createPrimaryDeployment failed: creating deployment {name}.{ns} failed: "),
+        Some(_) => format!("updating deployment {name}.{ns} template spec failed: "),
+    };
+    exec.apply(&api, &name, &primary, wrap(before, "")).await
 }
 
 pub(super) async fn scale_target(
@@ -45,13 +52,19 @@ pub(super) async fn scale_target(
     canary: &Canary,
     replicas: i32,
 ) -> Result<(), ExecError> {
-    let api: Api<Deployment> = Api::namespaced(exec.client.clone(), &namespace(canary)?);
+    let ns = namespace(canary)?;
+    let api: Api<Deployment> = Api::namespaced(exec.client.clone(), &ns);
+    let name = &canary.spec.target_ref.name;
     api.patch(
-        &canary.spec.target_ref.name,
+        name,
         &exec.patch_params(),
         &Patch::Merge(json!({ "spec": { "replicas": replicas } })),
     )
-    .await?;
+    .await
+    .map_err(wrap(
+        format!("scaling {name}.{ns} to {replicas} failed: "),
+        "",
+    ))?;
     Ok(())
 }
 

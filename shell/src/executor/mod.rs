@@ -50,8 +50,18 @@ pub const TOOLKIT_MARKER: &str = "toolkit.fluxcd.io";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
-    #[error(transparent)]
+    /// Shown as client-go shows an API error (the Status message alone), which is what
+    /// Flagger's `%v` of a wrapped error prints.
+    #[error("{}", api_message(.0))]
     Kube(#[from] kube::Error),
+    /// An error in Flagger's words: what failed, the cause, and what Flagger appends after it
+    /// (e.g. `HTTPRoute podinfo.test update error: … while setting weights`).
+    #[error("{before}{source}{after}")]
+    Context {
+        before: String,
+        source: Box<ExecError>,
+        after: String,
+    },
     #[error("deployment {0} not found")]
     TargetMissing(String),
     #[error("deployment {deployment} spec.selector.matchLabels must contain one of {labels:?}")]
@@ -76,8 +86,30 @@ impl ExecError {
         match self {
             ExecError::Kube(kube::Error::Api(s)) => s.is_conflict(),
             ExecError::FinalizersChanged(_) => true,
+            ExecError::Context { source, .. } => source.is_conflict(),
             _ => false,
         }
+    }
+}
+
+/// Wraps an error as Flagger words it: `before` + the cause + `after`.
+pub(crate) fn wrap(
+    before: impl Into<String>,
+    after: impl Into<String>,
+) -> impl FnOnce(kube::Error) -> ExecError {
+    let (before, after) = (before.into(), after.into());
+    move |e| ExecError::Context {
+        before,
+        source: Box::new(ExecError::Kube(e)),
+        after,
+    }
+}
+
+/// client-go's text for an API error: the Status message; kube's own text for anything else.
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -145,6 +177,9 @@ pub struct ExecContext {
     pub target_hpa: Option<HorizontalPodAutoscaler>,
     /// The user's Ingress (`spec.ingressRef`), when it exists: nginx clones it.
     pub ingress: Option<kube::core::DynamicObject>,
+    /// The routing object named after the apex Service (VirtualService or HTTPRoute) as cached,
+    /// when it exists: one without the Canary as owner is the user's (see `routes::take_over`).
+    pub existing_route: Option<kube::core::DynamicObject>,
     /// The effective provider (`spec.provider` or `-mesh-provider`).
     pub provider: String,
     pub labels: LabelSettings,
@@ -310,13 +345,20 @@ impl Executor {
         }
     }
 
-    /// Server-side apply of a whole object we own.
-    async fn apply<K>(&self, api: &kube::Api<K>, name: &str, object: &K) -> Result<(), ExecError>
+    /// Server-side apply of a whole object we own, its API error worded by `on_error`.
+    async fn apply<K>(
+        &self,
+        api: &kube::Api<K>,
+        name: &str,
+        object: &K,
+        on_error: impl FnOnce(kube::Error) -> ExecError,
+    ) -> Result<(), ExecError>
     where
         K: Clone + serde::de::DeserializeOwned + Serialize + std::fmt::Debug,
     {
         api.patch(name, &self.apply_params(), &Patch::Apply(object))
-            .await?;
+            .await
+            .map_err(on_error)?;
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, Patch};
 use serde_json::{Value, json};
 
-use super::{ExecContext, ExecError, Executor, FLUX_ANNOTATIONS, Selector, namespace};
+use super::{ExecContext, ExecError, Executor, FLUX_ANNOTATIONS, Selector, namespace, wrap};
 use crate::router::{Names, owner_references};
 
 /// Sidecars whose ports are the mesh's, not the application's.
@@ -32,7 +32,8 @@ pub(super) async fn apply(
     let [canary_svc, primary_svc, _] = desired_services(canary, ctx)?;
     for service in [canary_svc, primary_svc] {
         let name = service.metadata.name.clone().unwrap_or_default();
-        exec.apply(&api, &name, &service).await?;
+        exec.apply(&api, &name, &service, update_error(&name))
+            .await?;
     }
     Ok(())
 }
@@ -48,7 +49,13 @@ pub(super) async fn apply_apex(
     let selector = ctx.selector(canary)?;
     let api: Api<Service> = Api::namespaced(exec.client.clone(), &namespace(canary)?);
     let [_, _, apex] = desired_services(canary, ctx)?;
-    match api.get_opt(&names.apex_service).await? {
+    let apex_name = &names.apex_service;
+    let ns = namespace(canary)?;
+    match api
+        .get_opt(apex_name)
+        .await
+        .map_err(wrap(format!("service {apex_name} get query error: "), ""))?
+    {
         Some(user_service) if !owned_by(&user_service, canary) => {
             let patch = take_over_patch(
                 canary,
@@ -62,11 +69,29 @@ pub(super) async fn apply_apex(
                 &exec.patch_params(),
                 &Patch::Merge(patch),
             )
-            .await?;
+            .await
+            .map_err(update_error(apex_name))?;
             Ok(())
         }
-        _ => exec.apply(&api, &names.apex_service, &apex).await,
+        Some(_) => {
+            exec.apply(&api, apex_name, &apex, update_error(apex_name))
+                .await
+        }
+        None => {
+            let before =
+                format!("reconcileService failed: service {apex_name}.{ns} create error: ");
+            exec.apply(&api, apex_name, &apex, wrap(before, "")).await
+        }
     }
+}
+
+/// Flagger's words for a failed Service write (server-side apply creates or updates; an update
+/// is what a failure nearly always is, as the Services exist after the first reconcile).
+fn update_error(name: &str) -> impl FnOnce(kube::Error) -> ExecError {
+    wrap(
+        format!("reconcileService failed: service {name} update error: "),
+        "",
+    )
 }
 
 /// Points the apex back at the target's pods and drops everything else this operator set on it
@@ -79,7 +104,12 @@ pub(super) async fn revert_apex(
     let names = Names::of(canary);
     let selector = ctx.selector(canary)?;
     let api: Api<Service> = Api::namespaced(exec.client.clone(), &namespace(canary)?);
-    match api.get_opt(&names.apex_service).await? {
+    let apex_name = &names.apex_service;
+    match api
+        .get_opt(apex_name)
+        .await
+        .map_err(wrap(format!("service {apex_name} get query error: "), ""))?
+    {
         Some(user_service) if !owned_by(&user_service, canary) => {
             let patch =
                 take_over_patch(canary, ctx, &user_service, &selector.label, &selector.value);
@@ -88,12 +118,14 @@ pub(super) async fn revert_apex(
                 &exec.patch_params(),
                 &Patch::Merge(patch),
             )
-            .await?;
+            .await
+            .map_err(update_error(apex_name))?;
             Ok(())
         }
         _ => {
             let apex = reverted_apex(canary, ctx)?;
-            exec.apply(&api, &names.apex_service, &apex).await
+            exec.apply(&api, apex_name, &apex, update_error(apex_name))
+                .await
         }
     }
 }

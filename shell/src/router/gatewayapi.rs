@@ -401,6 +401,68 @@ fn rewrite_filter(rewrite: Option<&Value>) -> Option<Value> {
     (!filter.is_empty()).then(|| json!({ "type": "URLRewrite", "urlRewrite": filter }))
 }
 
+/// Why the HTTPRoute's current spec does not route yet, as Flagger checks it before reading its
+/// weights: a parent in `status.parents` (matched to one of `spec.parentRefs` field for field)
+/// whose `Accepted` condition is not `True`, or was observed at an older generation. A parent
+/// with no status entry, or an entry without `Accepted`, does not hold anything up.
+pub fn not_ready(object: &DynamicObject) -> Option<String> {
+    let generation = object.metadata.generation.unwrap_or(0);
+    let spec_refs = object
+        .data
+        .pointer("/spec/parentRefs")
+        .and_then(Value::as_array)?;
+    let parents = object
+        .data
+        .pointer("/status/parents")
+        .and_then(Value::as_array)?;
+    for parent_ref in spec_refs {
+        for parent in parents {
+            let same = parent
+                .get("parentRef")
+                .is_some_and(|r| without_nulls(r) == without_nulls(parent_ref));
+            if !same {
+                continue;
+            }
+            let conditions = parent.get("conditions").and_then(Value::as_array);
+            for condition in conditions.into_iter().flatten() {
+                if condition.get("type").and_then(Value::as_str) != Some("Accepted") {
+                    continue;
+                }
+                let status = condition
+                    .get("status")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let observed = condition
+                    .get("observedGeneration")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                if status != "True" || observed < generation {
+                    return Some(format!(
+                        "HTTPRoute {}.{} parent {} is not ready (status: {status}, observed generation: {observed}, current generation: {generation})",
+                        object.metadata.name.as_deref().unwrap_or(""),
+                        object.metadata.namespace.as_deref().unwrap_or(""),
+                        parent_ref.get("name").and_then(Value::as_str).unwrap_or(""),
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A parent reference as Go sees it after decoding: an explicit `null` is an absent field.
+fn without_nulls(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 pub fn read_routes(object: &DynamicObject) -> Option<Routes> {
     let apex = object.metadata.name.as_deref()?;
     let (primary, canary) = (format!("{apex}-primary"), format!("{apex}-canary"));
@@ -440,10 +502,129 @@ pub fn read_routes(object: &DynamicObject) -> Option<Routes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::router::Router;
     use flagger_core::api::{
         CanaryAnalysis, CanaryService, CanarySpec, CanaryStatus, ObjectReference,
     };
     use proptest::prelude::*;
+
+    /// An HTTPRoute as the API server stores it (parentRefs defaulted) with the status a Gateway
+    /// controller writes: one parent per Gateway, each with Accepted and ResolvedRefs.
+    fn stored_route(generation: i64, parents: Value) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "podinfo", "namespace": "test", "generation": generation},
+            "spec": {
+                "parentRefs": [
+                    {"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                     "name": "gateway", "namespace": "istio-ingress"},
+                    {"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                     "name": "internal", "namespace": "istio-ingress", "sectionName": "http"}
+                ],
+                "rules": []
+            },
+            "status": {"parents": parents}
+        }))
+        .unwrap()
+    }
+
+    fn parent(name: &str, section: Option<&str>, accepted: &str, observed: i64) -> Value {
+        let mut parent_ref = json!({"group": "gateway.networking.k8s.io", "kind": "Gateway",
+            "name": name, "namespace": "istio-ingress"});
+        if let Some(section) = section {
+            parent_ref["sectionName"] = json!(section);
+        }
+        json!({
+            "parentRef": parent_ref,
+            "controllerName": "istio.io/gateway-controller",
+            "conditions": [
+                {"type": "Accepted", "status": accepted, "observedGeneration": observed,
+                 "reason": "Accepted", "message": "Route was valid",
+                 "lastTransitionTime": "2026-01-01T00:00:00Z"},
+                {"type": "ResolvedRefs", "status": "True", "observedGeneration": observed,
+                 "reason": "ResolvedRefs", "message": "All references resolved",
+                 "lastTransitionTime": "2026-01-01T00:00:00Z"}
+            ]
+        })
+    }
+
+    #[test]
+    fn a_route_waits_for_every_parent_to_accept_its_current_generation() {
+        let all_accepted = stored_route(
+            3,
+            json!([
+                parent("gateway", None, "True", 3),
+                parent("internal", Some("http"), "True", 3)
+            ]),
+        );
+        assert_eq!(not_ready(&all_accepted), None);
+
+        // The second Gateway has not seen the latest spec yet.
+        let lagging = stored_route(
+            3,
+            json!([
+                parent("gateway", None, "True", 3),
+                parent("internal", Some("http"), "True", 2)
+            ]),
+        );
+        assert_eq!(
+            not_ready(&lagging).as_deref(),
+            Some(
+                "HTTPRoute podinfo.test parent internal is not ready (status: True, observed generation: 2, current generation: 3)"
+            )
+        );
+
+        let refused = stored_route(
+            3,
+            json!([
+                parent("gateway", None, "False", 3),
+                parent("internal", Some("http"), "True", 3)
+            ]),
+        );
+        assert_eq!(
+            not_ready(&refused).as_deref(),
+            Some(
+                "HTTPRoute podinfo.test parent gateway is not ready (status: False, observed generation: 3, current generation: 3)"
+            )
+        );
+    }
+
+    #[test]
+    fn parents_without_a_matching_status_or_acceptance_hold_nothing_up() {
+        // A status entry for another listener of the same Gateway is not this parent's.
+        let other_section = stored_route(
+            3,
+            json!([
+                parent("gateway", None, "True", 3),
+                parent("internal", Some("https"), "False", 1)
+            ]),
+        );
+        assert_eq!(not_ready(&other_section), None);
+        // No status yet (no controller has looked at it), as Flagger: nothing to wait for.
+        assert_eq!(not_ready(&stored_route(1, json!([]))), None);
+        let mut no_status = stored_route(1, json!([]));
+        no_status.data.as_object_mut().unwrap().remove("status");
+        assert_eq!(not_ready(&no_status), None);
+        assert_eq!(
+            Router::GatewayApi { version: "v1" }.routes_not_ready(&stored_route(
+                3,
+                json!([parent("gateway", None, "True", 2)])
+            )),
+            Some(
+                "HTTPRoute podinfo.test parent gateway is not ready (status: True, observed generation: 2, current generation: 3)"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            Router::Istio.routes_not_ready(&stored_route(
+                3,
+                json!([parent("gateway", None, "False", 1)])
+            )),
+            None,
+            "only Gateway API reports acceptance"
+        );
+    }
 
     fn canary(service: CanaryService, analysis: CanaryAnalysis) -> Canary {
         let mut c = Canary::new(

@@ -87,6 +87,15 @@ impl Router {
         }
     }
 
+    /// Why `object` (as named by [`Router::routes_object`]) does not route by its current spec
+    /// yet; `None` when it does. Only Gateway API reports acceptance per parent.
+    pub fn routes_not_ready(&self, object: &DynamicObject) -> Option<String> {
+        match self {
+            Router::GatewayApi { .. } => gatewayapi::not_ready(object),
+            Router::Istio | Router::Kubernetes | Router::Nginx => None,
+        }
+    }
+
     /// The split `object` (as named by [`Router::routes_object`]) sends; `None` when it has no
     /// route to the canary Service, e.g. when someone else rewrote it.
     pub fn read_routes(&self, canary: &Canary, object: &DynamicObject) -> Option<Routes> {

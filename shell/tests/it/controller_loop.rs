@@ -103,6 +103,7 @@ fn gated() -> (Canary, Snapshot) {
             canary_weight: 0,
             mirrored: false,
         }),
+        routes_not_ready: None,
         services_present: true,
         apex_selects_primary: true,
         answers: Answers::default(),

@@ -191,13 +191,22 @@ async fn a_failed_write_stops_the_decision_and_backs_off() {
     );
     drop(ctx);
     let seen = server.await.unwrap();
-    // kube's client retries server errors a few times; nothing after the failed command is sent.
+    // kube's client retries server errors a few times; nothing after the failed command is
+    // sent, only the Warning event that reports it.
+    let (event, writes) = seen.split_last().unwrap();
     assert!(
-        seen.iter()
+        writes
+            .iter()
             .skip(2)
             .all(|s| s.path == format!("{DEPLOYMENTS}/podinfo-primary")),
         "{:?}",
         lines(&seen)
+    );
+    assert_eq!(event.line(), format!("POST {EVENTS}"));
+    assert_eq!(event.body["type"], "Warning");
+    assert_eq!(
+        event.body["note"],
+        "createPrimaryDeployment failed: creating deployment podinfo-primary.test failed: etcd is sad"
     );
 }
 
@@ -278,4 +287,70 @@ async fn nothing_is_decided_before_every_cache_is_listed() {
     let seen = server.await.unwrap();
     assert!(seen.is_empty(), "{:?}", lines(&seen));
     assert_eq!(action, Action::requeue(Duration::from_secs(1)));
+}
+
+/// A route write the API server refuses is reported once as a Warning event on the Canary, in
+/// Flagger's words; the retry that fails the same way within the window reports nothing.
+#[tokio::test]
+async fn a_failed_route_write_is_one_warning_event_in_flaggers_words() {
+    const VIRTUAL_SERVICES: &str =
+        "/apis/networking.istio.io/v1beta1/namespaces/test/virtualservices";
+    let mut canary = canary();
+    canary.spec.provider = Some("istio".into());
+    canary.status = Some(flagger_core::CanaryStatus {
+        phase: Some(Phase::Initializing),
+        last_transition_time: Some(jiff::Timestamp::now()),
+        ..Default::default()
+    });
+    let mut caches = Caches::new();
+    caches.canary(&canary);
+    caches.deployment(&deployment("podinfo", 2, "podinfo:6.0.0"));
+    caches.deployment(&deployment("podinfo-primary", 2, "podinfo:6.0.0"));
+    for s in ["podinfo", "podinfo-primary", "podinfo-canary"] {
+        caches.service(s);
+    }
+    let echo = echo(canary.clone());
+    let (client, server) = mock_client(Box::new(move |s| {
+        if s.path.starts_with(VIRTUAL_SERVICES) {
+            (
+                403,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+                    "message": "virtualservices.networking.istio.io \"podinfo\" is forbidden: User \"system:serviceaccount:flagger:flagger\" cannot patch resource \"virtualservices\""}),
+            )
+        } else {
+            echo(s)
+        }
+    }));
+    let ctx = context(client, caches.stores.clone(), settings());
+
+    let first = reconcile::reconcile(Arc::new(canary.clone()), ctx.clone()).await;
+    let second = reconcile::reconcile(Arc::new(canary.clone()), ctx.clone()).await;
+    drop(ctx);
+    let seen = server.await.unwrap();
+
+    for result in [&first, &second] {
+        assert!(
+            matches!(result, Err(Error::Command(f)) if f.command.starts_with("set routes")),
+            "{result:?}"
+        );
+    }
+    let events: Vec<&Seen> = seen.iter().filter(|s| s.path == EVENTS).collect();
+    assert_eq!(events.len(), 1, "{:?}", lines(&seen));
+    assert_eq!(events[0].body["type"], "Warning");
+    assert_eq!(events[0].body["reason"], "Synced");
+    assert_eq!(events[0].body["regarding"]["name"], "podinfo");
+    assert_eq!(
+        events[0].body["note"],
+        "VirtualService podinfo.test update failed: virtualservices.networking.istio.io \"podinfo\" \
+         is forbidden: User \"system:serviceaccount:flagger:flagger\" cannot patch resource \
+         \"virtualservices\""
+    );
+    assert_eq!(
+        seen.iter()
+            .filter(|s| s.path.starts_with(VIRTUAL_SERVICES))
+            .count(),
+        2,
+        "both reconciles tried the write: {:?}",
+        lines(&seen)
+    );
 }

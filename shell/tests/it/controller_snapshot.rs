@@ -25,6 +25,7 @@ struct Cluster {
     config_maps: Option<Vec<ConfigMap>>,
     virtual_services: Option<BTreeMap<String, Arc<DynamicObject>>>,
     ingresses: BTreeMap<String, Arc<DynamicObject>>,
+    http_routes: BTreeMap<String, Arc<DynamicObject>>,
 }
 
 impl ClusterView for Cluster {
@@ -54,6 +55,13 @@ impl ClusterView for Cluster {
         if kind == RouteKind::Ingress {
             return self
                 .ingresses
+                .get(name)
+                .cloned()
+                .map_or(RouteLookup::Missing, RouteLookup::Found);
+        }
+        if kind == RouteKind::HttpRoute {
+            return self
+                .http_routes
                 .get(name)
                 .cloned()
                 .map_or(RouteLookup::Missing, RouteLookup::Found);
@@ -419,4 +427,73 @@ fn a_deleted_canary_is_marked_deleting() {
         Answers::default(),
     );
     assert!(snap.canary.deleting);
+}
+
+/// An HTTPRoute whose Gateway has accepted only its previous generation.
+fn lagging_http_route(observed: i64) -> Arc<DynamicObject> {
+    let parent_ref = json!({"group": "gateway.networking.k8s.io", "kind": "Gateway",
+        "name": "gateway", "namespace": "istio-ingress"});
+    Arc::new(
+        serde_json::from_value(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "podinfo", "namespace": "test", "generation": 4},
+            "spec": {
+                "parentRefs": [parent_ref],
+                "rules": [{"backendRefs": [
+                    {"name": "podinfo-primary", "port": 9898, "weight": 80},
+                    {"name": "podinfo-canary", "port": 9898, "weight": 20}
+                ]}]
+            },
+            "status": {"parents": [{
+                "parentRef": parent_ref,
+                "controllerName": "istio.io/gateway-controller",
+                "conditions": [{"type": "Accepted", "status": "True",
+                    "observedGeneration": observed, "reason": "Accepted", "message": "",
+                    "lastTransitionTime": "2026-03-01T11:59:00Z"}]
+            }]}
+        }))
+        .unwrap(),
+    )
+}
+
+#[test]
+fn a_gateway_api_route_not_yet_accepted_is_observed_as_not_ready() {
+    let mut cluster = full_cluster();
+    let mut canary = istio_canary();
+    canary.spec.provider = Some("gatewayapi:v1".into());
+    cluster
+        .http_routes
+        .insert("podinfo".into(), lagging_http_route(3));
+    let build = |cluster: &Cluster| {
+        snapshot::build(
+            cluster,
+            &canary,
+            &OperatorConfig::default(),
+            now(),
+            Answers::default(),
+        )
+    };
+    let snap = build(&cluster);
+    assert_eq!(
+        snap.routes_not_ready.as_deref(),
+        Some(
+            "HTTPRoute podinfo.test parent gateway is not ready (status: True, observed generation: 3, current generation: 4)"
+        )
+    );
+    assert_eq!(snap.routes.map(|r| r.canary_weight), Some(20));
+
+    cluster
+        .http_routes
+        .insert("podinfo".into(), lagging_http_route(4));
+    assert_eq!(build(&cluster).routes_not_ready, None);
+    // Other providers never wait.
+    let snap = snapshot::build(
+        &full_cluster(),
+        &istio_canary(),
+        &OperatorConfig::default(),
+        now(),
+        Answers::default(),
+    );
+    assert_eq!(snap.routes_not_ready, None);
 }

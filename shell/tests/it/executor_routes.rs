@@ -283,3 +283,188 @@ async fn nginx_without_the_user_ingress_is_an_error_without_requests() {
     assert_eq!(result.unwrap_err(), "ingress podinfo not found");
     assert!(requests.is_empty());
 }
+
+/// A VirtualService the user made before the Canary, as stored (no owner), with `spec`.
+fn users_virtual_service(annotations: serde_json::Value) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "networking.istio.io/v1beta1",
+        "kind": "VirtualService",
+        "metadata": {"name": "podinfo", "namespace": "test", "annotations": annotations},
+        "spec": {"hosts": ["podinfo.example.com"], "gateways": ["public"],
+            "http": [{"route": [{"destination": {"host": "podinfo"}}]}]}
+    }))
+    .unwrap()
+}
+
+async fn set_routes_with(
+    c: flagger_core::Canary,
+    existing: Option<DynamicObject>,
+    primary: i32,
+    canary_weight: i32,
+) -> Vec<Captured> {
+    let mut ctx = context("istio");
+    ctx.existing_route = existing;
+    let (result, requests) = run(echo(c.clone()), |exec| async move {
+        exec.execute(
+            &c,
+            &ctx,
+            &Command::SetRoutes {
+                primary_weight: primary,
+                canary_weight,
+                mirrored: false,
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())
+    })
+    .await;
+    result.unwrap();
+    requests
+}
+
+#[tokio::test]
+async fn a_users_virtual_service_is_taken_over_without_an_owner_and_its_spec_kept() {
+    let users = users_virtual_service(json!({"team": "web"}));
+    let requests = set_routes_with(canary(), Some(users.clone()), 100, 0).await;
+    let vs = &requests[2].body;
+    assert_eq!(vs["kind"], "VirtualService");
+    assert!(
+        vs["metadata"].get("ownerReferences").is_none(),
+        "the user's object must never be garbage-collected with the Canary: {vs}"
+    );
+    let kept: serde_json::Value = serde_json::from_str(
+        vs["metadata"]["annotations"]["flagger.kubernetes.io/original-configuration"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(kept, users.data["spec"]);
+    // Its DestinationRules are new: ours, owned.
+    assert_owned_by_canary(&requests[0].body);
+    assert_owned_by_canary(&requests[1].body);
+
+    // Later writes keep the first original, not the spec we wrote since.
+    let mut taken = users_virtual_service(json!({
+        "flagger.kubernetes.io/original-configuration": users.data["spec"].to_string()
+    }));
+    taken.data["spec"]["http"][0]["route"] = vs["spec"]["http"][0]["route"].clone();
+    let requests = set_routes_with(canary(), Some(taken), 90, 10).await;
+    let vs = &requests[2].body;
+    assert_eq!(
+        vs["metadata"]["annotations"]["flagger.kubernetes.io/original-configuration"],
+        json!(users.data["spec"].to_string())
+    );
+    assert_eq!(vs["spec"]["http"][0]["route"][1]["weight"], 10);
+}
+
+#[tokio::test]
+async fn a_virtual_service_the_canary_created_stays_owned() {
+    let mut ours = users_virtual_service(json!({}));
+    ours.metadata.owner_references = Some(vec![
+        serde_json::from_value(
+            json!({"apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "name": "podinfo", "uid": canary().metadata.uid.clone().unwrap(), "controller": true}),
+        )
+        .unwrap(),
+    ]);
+    for existing in [None, Some(ours)] {
+        let requests = set_routes_with(canary(), existing, 90, 10).await;
+        let vs = &requests[2].body;
+        assert_owned_by_canary(vs);
+        assert!(
+            vs["metadata"]
+                .get("annotations")
+                .and_then(|a| a.get("flagger.kubernetes.io/original-configuration"))
+                .is_none(),
+            "{vs}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn revert_on_deletion_hands_a_users_virtual_service_its_own_spec_back() {
+    let mut deleting = canary();
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        ));
+    let original = users_virtual_service(json!({})).data["spec"].clone();
+    // From Flagger's (or our) annotation …
+    let taken = users_virtual_service(json!({
+        "flagger.kubernetes.io/original-configuration": original.to_string()
+    }));
+    let requests = set_routes_with(deleting.clone(), Some(taken), 0, 100).await;
+    assert_eq!(requests[2].body["spec"], original);
+    assert!(
+        requests[2].body["metadata"]
+            .get("ownerReferences")
+            .is_none()
+    );
+    // … or from kubectl's record, which Flagger prefers and then stores no copy of.
+    let applied = json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+        "metadata": {"name": "podinfo", "namespace": "test"},
+        "spec": {"hosts": ["podinfo"], "http": [{"route": [{"destination": {"host": "podinfo"}}]}]}});
+    let by_kubectl = users_virtual_service(json!({
+        "kubectl.kubernetes.io/last-applied-configuration": applied.to_string()
+    }));
+    let requests = set_routes_with(deleting, Some(by_kubectl.clone()), 0, 100).await;
+    assert_eq!(requests[2].body["spec"], applied["spec"]);
+    assert!(
+        requests[2].body["metadata"]
+            .get("annotations")
+            .and_then(|a| a.get("flagger.kubernetes.io/original-configuration"))
+            .is_none()
+    );
+    // While the Canary lives, the same object routes by weight.
+    let requests = set_routes_with(canary(), Some(by_kubectl), 100, 0).await;
+    assert_eq!(
+        requests[2].body["spec"]["http"][0]["route"][0]["destination"]["host"],
+        "podinfo-primary"
+    );
+}
+
+#[tokio::test]
+async fn a_users_http_route_is_taken_over_without_an_owner() {
+    let mut c = canary();
+    c.spec.service.gateway_refs = Some(vec![
+        json!({"name": "gateway", "namespace": "istio-ingress"}),
+    ]);
+    let users: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "podinfo", "namespace": "test"},
+        "spec": {"parentRefs": [{"name": "gateway"}], "rules": []}
+    }))
+    .unwrap();
+    let mut ctx = context("gatewayapi:v1");
+    ctx.existing_route = Some(users);
+    let (result, requests) = run(echo(c.clone()), |exec| async move {
+        exec.execute(
+            &c,
+            &ctx,
+            &Command::SetRoutes {
+                primary_weight: 100,
+                canary_weight: 0,
+                mirrored: false,
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())
+    })
+    .await;
+    result.unwrap();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].body["kind"], "HTTPRoute");
+    assert!(
+        requests[0].body["metadata"]
+            .get("ownerReferences")
+            .is_none()
+    );
+    // Flagger keeps no copy of an HTTPRoute's spec (and restores none).
+    assert!(
+        requests[0].body["metadata"]
+            .get("annotations")
+            .and_then(|a| a.get("flagger.kubernetes.io/original-configuration"))
+            .is_none()
+    );
+}

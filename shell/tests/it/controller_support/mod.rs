@@ -271,5 +271,6 @@ pub fn context(client: Client, stores: Stores, settings: Settings) -> Arc<Contex
         traces: None,
         failures: Mutex::new(Default::default()),
         canary_counts: Mutex::new(Default::default()),
+        failure_reports: Default::default(),
     })
 }
