@@ -33,7 +33,10 @@ fn proptest_finds_the_unsafe_policy_and_its_seed_reproduces_it() {
         let run = plan.replay(&scenario);
         for v in plan.judge(&scenario, &run) {
             if let Verdict::Broken(b) = v {
-                return Err(TestCaseError::fail(format!("{}: {}", scenario.seed, b.detail)));
+                return Err(TestCaseError::fail(format!(
+                    "{}: {}",
+                    scenario.seed, b.detail
+                )));
             }
         }
         Ok(())
