@@ -110,6 +110,16 @@ impl At {
     }
 }
 
+/// A time in RFC 3339, refused in our words rather than the parser's.
+fn rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse::<Timestamp>().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not an RFC 3339 time (such as \"2026-01-01T00:00:00Z\")"
+        ))
+    })
+}
+
 impl<'de> Deserialize<'de> for At {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
@@ -163,6 +173,7 @@ pub struct TraceFile {
     pub version: u32,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+    #[serde(deserialize_with = "rfc3339")]
     pub start: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<GoDuration>,

@@ -114,6 +114,10 @@ fn malformed_fields_are_named() {
             "version: 2 is not supported",
         ),
         (
+            Box::new(|t| t["start"] = json!("2026-13-01T00:00:00Z")),
+            "start: \"2026-13-01T00:00:00Z\" is not an RFC 3339 time (such as \"2026-01-01T00:00:00Z\")",
+        ),
+        (
             Box::new(|t| t["surprise"] = json!(1)),
             "surprise: unknown field (known fields: version,",
         ),
