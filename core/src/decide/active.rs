@@ -240,7 +240,7 @@ fn pre_rollout(t: &mut Tick) -> Step<bool> {
         match answer {
             HookAnswer::Passed => t.event(events::hook_passed("Pre-rollout", &hook.name)),
             HookAnswer::Failed(e) => {
-                t.warn(events::pre_rollout_failed(t.p, &hook.name, &e));
+                t.warn(events::pre_rollout_failed(t.p, &hook.name, e));
                 return Ok(false);
             }
         }
@@ -253,7 +253,7 @@ fn analyse(t: &mut Tick) -> Step<bool> {
     let hooks: Vec<_> = t.p.hooks_of(HookType::Rollout).collect();
     for (hook, answer) in t.ask_hooks(&hooks, Phase::Progressing)? {
         if let HookAnswer::Failed(e) = answer {
-            t.warn(events::rollout_hook_failed(t.p, &hook.name, &e));
+            t.warn(events::rollout_hook_failed(t.p, &hook.name, e));
             return Ok(false);
         }
     }

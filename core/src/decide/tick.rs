@@ -288,15 +288,16 @@ impl<'a> Tick<'a> {
         &self,
         hooks: &[&'h Hook],
         phase: Phase,
-    ) -> Step<Vec<(&'h Hook, HookAnswer)>> {
+    ) -> Step<Vec<(&'h Hook, &'a HookAnswer)>> {
         let mut known = Vec::new();
+        let snap: &'a Snapshot = self.snap;
         for (i, hook) in hooks.iter().enumerate() {
             // Looked up before any call is built: building one hashes the status for the checksum.
-            let Some(answer) = self.snap.answers.hooks.get(&hook.key) else {
+            let Some(answer) = snap.answers.hooks.get(&hook.key) else {
                 return Err(Need(self.hook_requests(&hooks[i..], phase)));
             };
             let settled = hook.hook_type.ends_sequence(answer);
-            known.push((*hook, answer.clone()));
+            known.push((*hook, answer));
             if settled {
                 break;
             }
