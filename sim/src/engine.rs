@@ -255,6 +255,39 @@ pub struct Step {
 }
 
 impl Step {
+    /// A reconcile at `at` whose status was `before`, with `applied` of its `commands` carried
+    /// out; what it led to (status after, routes, events) is set by the caller, and nothing is
+    /// folded into it or explained yet.
+    pub fn new(
+        index: usize,
+        at: Timestamp,
+        inputs: Inputs,
+        commands: Vec<Command>,
+        applied: usize,
+        before: Digest,
+    ) -> Step {
+        Step {
+            index,
+            at,
+            reasons: Vec::new(),
+            faults: Vec::new(),
+            inputs,
+            commands,
+            applied,
+            before,
+            after: before,
+            routes: None,
+            events: Vec::new(),
+            wake_at: None,
+            rule: None,
+            threshold: 0,
+            repeats: 0,
+            repeats_from: None,
+            repeats_until: None,
+            quiet: 0,
+        }
+    }
+
     /// Names the rule that decided the step under `policy`.
     pub(crate) fn explain(&mut self, policy: Result<&Policy, &flagger_core::SpecError>) {
         let Ok(p) = policy else {
@@ -793,24 +826,13 @@ impl Engine<'_> {
         }
 
         let step = Step {
-            index,
-            at: now,
             reasons,
             faults,
-            inputs,
-            commands: decision.commands,
-            applied,
-            before,
             after: Digest::of(&self.world.status),
             routes: self.world.routes,
             events: self.world.events[events_before..].to_vec(),
             wake_at: decision.wake_at,
-            rule: None,
-            threshold: 0,
-            repeats: 0,
-            repeats_from: None,
-            repeats_until: None,
-            quiet: 0,
+            ..Step::new(index, now, inputs, decision.commands, applied, before)
         };
         let found = self
             .checker

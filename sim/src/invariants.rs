@@ -311,26 +311,15 @@ mod tests {
             failed_checks: 0,
             iterations: 0,
         };
-        Step {
-            index: 7,
-            at: Timestamp::UNIX_EPOCH,
-            reasons: Vec::new(),
-            faults: Vec::new(),
-            inputs: Default::default(),
-            applied: commands.len(),
+        let applied = commands.len();
+        Step::new(
+            7,
+            Timestamp::UNIX_EPOCH,
+            Default::default(),
             commands,
-            before: digest(before),
-            after: digest(before),
-            routes: None,
-            events: Vec::new(),
-            wake_at: None,
-            rule: None,
-            threshold: 0,
-            repeats: 0,
-            repeats_from: None,
-            repeats_until: None,
-            quiet: 0,
-        }
+            applied,
+            digest(before),
+        )
     }
 
     fn world(phase: Phase, canary_weight: i32, target_replicas: i32) -> World {

@@ -111,26 +111,20 @@ fn redecide(index: usize, r: &Reconcile) -> Result<Step, String> {
     if decision != r.decision {
         return Err(difference(&decision, &r.decision));
     }
+    let applied = r.executed.min(decision.commands.len());
+    let wake_at = decision.wake_at;
     let before = Digest::of(&r.snapshot.status);
     Ok(Step {
-        index,
-        at: r.snapshot.now,
-        reasons: Vec::new(),
-        faults: Vec::new(),
-        inputs,
-        applied: r.executed.min(decision.commands.len()),
-        commands: decision.commands,
-        before,
-        after: before,
         routes: r.snapshot.routes,
-        events: Vec::new(),
-        wake_at: decision.wake_at,
-        rule: None,
-        threshold: 0,
-        repeats: 0,
-        repeats_from: None,
-        repeats_until: None,
-        quiet: 0,
+        wake_at,
+        ..Step::new(
+            index,
+            r.snapshot.now,
+            inputs,
+            decision.commands,
+            applied,
+            before,
+        )
     })
 }
 
