@@ -344,15 +344,19 @@ fn shift_to_primary(t: &mut Tick, routes: Routes) -> Step {
     } else {
         (routes.primary_weight + step).min(100)
     };
-    if primary >= 100 {
+    // Flagger's wording: all at once is "Routing all traffic to primary"; in steps, every step
+    // (the last, reaching 100, too) is "Advance ... primary weight N"; the kubernetes provider
+    // has no traffic to shift and says nothing.
+    if step == 0 && t.p.provider != Provider::Kubernetes {
         t.event(events::ROUTING_ALL_TO_PRIMARY.into());
-        t.set_routes(100, 0, false);
-        t.status.canary_weight = 0;
-        t.set_phase(Phase::Finalising);
-    } else {
-        t.set_routes(primary, 100 - primary, false);
-        t.status.canary_weight = 100 - primary;
+    }
+    t.set_routes(primary, 100 - primary, false);
+    t.status.canary_weight = 100 - primary;
+    if step > 0 {
         t.event(events::advance_primary_weight(t.p, primary));
+    }
+    if primary >= 100 {
+        t.set_phase(Phase::Finalising);
     }
     Ok(())
 }
