@@ -41,18 +41,17 @@ pub fn replay(name: &str, recording: &[Reconcile]) -> Run {
     };
     for (index, r) in recording.iter().enumerate() {
         let previous = index.checked_sub(1).map(|i| &recording[i]);
-        match redecide(index, r) {
+        // Validated per reconcile: the Canary may have been edited during the recording.
+        let policy = Policy::from_spec(
+            &r.snapshot.canary.name,
+            &r.snapshot.canary.namespace,
+            &r.snapshot.spec,
+            &r.snapshot.config,
+        );
+        match redecide(index, r, &policy) {
             Ok(step) => {
                 let mut step = carry_out(&mut run.world, step, r, previous);
-                step.explain(
-                    Policy::from_spec(
-                        &r.snapshot.canary.name,
-                        &r.snapshot.canary.namespace,
-                        &r.snapshot.spec,
-                        &r.snapshot.config,
-                    )
-                    .as_ref(),
-                );
+                step.explain(policy.as_ref());
                 run.steps.push(step);
             }
             Err(why) => {
@@ -70,13 +69,11 @@ pub fn replay(name: &str, recording: &[Reconcile]) -> Run {
 
 /// Decides the recorded snapshot again, answering from the recorded answers only; the step's
 /// inputs and commands, or why the decision differs from the recorded one.
-fn redecide(index: usize, r: &Reconcile) -> Result<Step, String> {
-    let policy = Policy::from_spec(
-        &r.snapshot.canary.name,
-        &r.snapshot.canary.namespace,
-        &r.snapshot.spec,
-        &r.snapshot.config,
-    );
+fn redecide(
+    index: usize,
+    r: &Reconcile,
+    policy: &Result<Policy, flagger_core::SpecError>,
+) -> Result<Step, String> {
     let recorded = &r.snapshot.answers;
     let mut snap = Snapshot {
         answers: Answers::default(),
@@ -100,7 +97,7 @@ fn redecide(index: usize, r: &Reconcile) -> Result<Step, String> {
             if settled && matches!(request, Request::Hook(_)) {
                 continue;
             }
-            settled |= answer(request, recorded, &mut snap.answers, &mut inputs, &policy)?;
+            settled |= answer(request, recorded, &mut snap.answers, &mut inputs, policy)?;
         }
     };
     if let Some(unused) = unused_answer(recorded, &snap.answers) {
