@@ -393,7 +393,8 @@ struct Engine<'a> {
     extra: BTreeMap<Timestamp, Vec<Reason>>,
     next_revision: usize,
     crash: Option<Crash>,
-    snap: Option<Snapshot>,
+    /// Boxed: a snapshot holds the whole spec, and moving it in and out every reconcile costs.
+    snap: Option<Box<Snapshot>>,
     record: bool,
     recording: Vec<crate::recording::Reconcile>,
     assume: Assume,
@@ -602,7 +603,7 @@ impl Engine<'_> {
         let kube_deadline = trace.readiness.kube_progress_deadline;
         // One snapshot is reused across reconciles: the spec and settings never change, and
         // cloning them every step would dominate a long replay.
-        let mut snap = self.snap.take().unwrap_or_else(|| Snapshot {
+        let mut snap = self.snap.take().unwrap_or_else(|| Box::new(Snapshot {
             now,
             canary: CanaryMeta {
                 name: trace.canary.metadata.name.clone(),
@@ -621,7 +622,7 @@ impl Engine<'_> {
             services_present: false,
             apex_selects_primary: false,
             answers: Default::default(),
-        });
+        }));
         snap.now = now;
         snap.canary.has_finalizer = self.world.finalizer;
         snap.canary.deleting = self.world.deleting;
@@ -714,7 +715,7 @@ impl Engine<'_> {
 
         if self.record {
             self.recording.push(crate::recording::Reconcile {
-                snapshot: snap.clone(),
+                snapshot: (*snap).clone(),
                 decision: decision.clone(),
                 executed: decision.commands.len(),
             });
