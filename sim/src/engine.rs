@@ -603,26 +603,28 @@ impl Engine<'_> {
         let kube_deadline = trace.readiness.kube_progress_deadline;
         // One snapshot is reused across reconciles: the spec and settings never change, and
         // cloning them every step would dominate a long replay.
-        let mut snap = self.snap.take().unwrap_or_else(|| Box::new(Snapshot {
-            now,
-            canary: CanaryMeta {
-                name: trace.canary.metadata.name.clone(),
-                namespace: trace.canary.metadata.namespace.clone(),
-                deleting: false,
-                has_finalizer: false,
-            },
-            spec: trace.canary.spec.clone(),
-            status: CanaryStatus::default(),
-            config: trace.config.clone(),
-            target: None,
-            primary: None,
-            routes: None,
-            // The sim's routing objects take effect at once: never waiting for a parent.
-            routes_not_ready: None,
-            services_present: false,
-            apex_selects_primary: false,
-            answers: Default::default(),
-        }));
+        let mut snap = self.snap.take().unwrap_or_else(|| {
+            Box::new(Snapshot {
+                now,
+                canary: CanaryMeta {
+                    name: trace.canary.metadata.name.clone(),
+                    namespace: trace.canary.metadata.namespace.clone(),
+                    deleting: false,
+                    has_finalizer: false,
+                },
+                spec: trace.canary.spec.clone(),
+                status: CanaryStatus::default(),
+                config: trace.config.clone(),
+                target: None,
+                primary: None,
+                routes: None,
+                // The sim's routing objects take effect at once: never waiting for a parent.
+                routes_not_ready: None,
+                services_present: false,
+                apex_selects_primary: false,
+                answers: Default::default(),
+            })
+        });
         snap.now = now;
         snap.canary.has_finalizer = self.world.finalizer;
         snap.canary.deleting = self.world.deleting;
