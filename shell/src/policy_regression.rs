@@ -12,8 +12,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use flagger_core::Phase;
-use flagger_sim::trace::{CanaryObject, InputError, is_recording};
-use flagger_sim::{Options, Run, Trace, recorded, recording, replay, timeline};
+use flagger_sim::trace::{CanaryObject, InputError};
+use flagger_sim::{Options, Run, Trace, recorded, replay, timeline};
+
+use crate::replay::{Input, into_trace, parse_input};
 
 /// What one file says about the changed Canary.
 enum Verdict {
@@ -26,19 +28,16 @@ enum Verdict {
     NotComparable(String),
 }
 
-/// The file as it ran, and the trace to re-run under another Canary.
+/// The file as it ran (a recording exactly, a trace under its own Canary), and the trace to
+/// re-run under another Canary: read as `flagger replay` reads it.
 fn load(path: &Path) -> Result<(Run, Trace), InputError> {
     let src = flagger_sim::strict::read_source(path)?;
-    if is_recording(path, &src.text) {
-        let rec = recording::parse(&src.file, &src.text)?;
-        let trace = recording::to_trace(&src.name, &rec).map_err(|e| InputError {
-            file: src.file.clone(),
-            what: e.what,
-        })?;
-        return Ok((recorded::replay(&src.name, &rec), trace));
-    }
-    let trace = Trace::load(path)?;
-    Ok((replay(&trace, &Options::default()), trace))
+    let input = parse_input(path, &src)?;
+    let as_ran = match &input {
+        Input::Recording(rec) => recorded::replay(&src.name, rec),
+        Input::Trace(t) => replay(t, &Options::default()),
+    };
+    Ok((as_ran, into_trace(&src, input)?))
 }
 
 fn judge(path: &Path, canary: &CanaryObject, file: &str) -> Result<Verdict, InputError> {

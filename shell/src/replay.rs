@@ -2,7 +2,7 @@
 //! core and prints the timeline. Exit codes: 0 the replay ran and kept every invariant, 1 it ran
 //! but broke an invariant or stopped early, 2 the trace or the Canary is malformed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use flagger_core::Phase;
@@ -96,7 +96,7 @@ pub fn execute(args: &ReplayArgs) -> Result<Replayed, InputError> {
         ));
     }
     let src = read_source(&args.trace)?;
-    let input = parse_input(args, &src)?;
+    let input = parse_input(&args.trace, &src)?;
     if args.compare {
         return compare(args, &src, input);
     }
@@ -119,21 +119,22 @@ pub fn execute(args: &ReplayArgs) -> Result<Replayed, InputError> {
 }
 
 /// What the file holds: a recording of a live run, or a trace.
-enum Input {
+pub(crate) enum Input {
     Recording(Vec<recording::Reconcile>),
     Trace(Box<Trace>),
 }
 
-fn parse_input(args: &ReplayArgs, src: &Source) -> Result<Input, InputError> {
-    if is_recording(&args.trace, &src.text) {
+/// Reads `src` (the text of `path`) as a recording or a trace.
+pub(crate) fn parse_input(path: &Path, src: &Source) -> Result<Input, InputError> {
+    if is_recording(path, &src.text) {
         return Ok(Input::Recording(recording::parse(&src.file, &src.text)?));
     }
-    let trace = Trace::parse_as(&src.name, &src.file, &src.text, Format::of(&args.trace))?;
+    let trace = Trace::parse_as(&src.name, &src.file, &src.text, Format::of(path))?;
     Ok(Input::Trace(Box::new(trace)))
 }
 
 /// The input as a trace the simulator re-runs (a recording's inputs placed on its timeline).
-fn into_trace(src: &Source, input: Input) -> Result<Trace, InputError> {
+pub(crate) fn into_trace(src: &Source, input: Input) -> Result<Trace, InputError> {
     match input {
         Input::Trace(t) => Ok(*t),
         Input::Recording(rec) => recording::to_trace(&src.name, &rec).map_err(|e| InputError {
