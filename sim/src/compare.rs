@@ -16,6 +16,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use crate::engine::{Run, Step};
+use crate::explain::analysing;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -29,13 +30,6 @@ pub struct Summary {
     pub exposure_percent_minutes: f64,
     /// The same, counted only while the canary was failing its checks.
     pub failing_exposure_percent_minutes: f64,
-}
-
-fn analysing(p: Option<Phase>) -> bool {
-    matches!(
-        p,
-        Some(Phase::Progressing | Phase::WaitingPromotion | Phase::Promoting | Phase::Finalising)
-    )
 }
 
 fn decided_after(steps: &[Step]) -> Option<SignedDuration> {

@@ -33,7 +33,8 @@ fn has_event(s: &Seen, text: &str) -> bool {
     s.events.iter().any(|e| e.message.contains(text))
 }
 
-fn analysing(phase: Option<Phase>) -> bool {
+/// Whether a run is under way in `phase` (between the start of an analysis and its end).
+pub(crate) fn analysing(phase: Option<Phase>) -> bool {
     matches!(
         phase,
         Some(Phase::Progressing | Phase::WaitingPromotion | Phase::Promoting | Phase::Finalising)
