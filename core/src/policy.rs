@@ -61,6 +61,8 @@ pub enum Strategy {
     BlueGreen {
         iterations: i32,
         mirror: bool,
+        /// Primary weight step while promoting (`stepWeightPromotion`); 0 shifts back at once.
+        promotion_step: i32,
     },
 }
 
@@ -341,6 +343,7 @@ impl Policy {
                     strategy = Strategy::BlueGreen {
                         iterations,
                         mirror: false,
+                        promotion_step: 0,
                     };
                 }
                 Strategy::Canary(_) => {
@@ -352,6 +355,7 @@ impl Policy {
                     strategy = Strategy::BlueGreen {
                         iterations: 10,
                         mirror: false,
+                        promotion_step: 0,
                     };
                 }
             }
@@ -491,6 +495,13 @@ fn strategy(field: &str, a: &CanaryAnalysis) -> Result<Strategy, SpecError> {
             format!("{w} is not a percentage"),
         );
     }
+    let promotion_step = a.step_weight_promotion.unwrap_or(0);
+    if !(0..=100).contains(&promotion_step) {
+        return err(
+            format!("{field}.stepWeightPromotion"),
+            format!("{promotion_step} is not a percentage"),
+        );
+    }
     let iterations = a.iterations.unwrap_or(0);
     if iterations < 0 {
         return err(
@@ -502,14 +513,11 @@ fn strategy(field: &str, a: &CanaryAnalysis) -> Result<Strategy, SpecError> {
         if a.match_.as_ref().is_some_and(|m| !m.is_empty()) {
             return Ok(Strategy::AbTesting { iterations });
         }
-        return Ok(Strategy::BlueGreen { iterations, mirror });
-    }
-    let promotion_step = a.step_weight_promotion.unwrap_or(0);
-    if !(0..=100).contains(&promotion_step) {
-        return err(
-            format!("{field}.stepWeightPromotion"),
-            format!("{promotion_step} is not a percentage"),
-        );
+        return Ok(Strategy::BlueGreen {
+            iterations,
+            mirror,
+            promotion_step,
+        });
     }
     let ladder = a.step_weights.clone().unwrap_or_default();
     let step = a.step_weight.unwrap_or(0);

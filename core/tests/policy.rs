@@ -187,7 +187,8 @@ fn flaggers_defaults_and_clamps() {
         p.strategy,
         Strategy::BlueGreen {
             iterations: 3,
-            mirror: false
+            mirror: false,
+            promotion_step: 0,
         }
     );
 
@@ -368,7 +369,8 @@ fn nginx_without_an_ingress_ref_or_with_a_mirrored_canary_is_refused() {
         p.strategy,
         Strategy::BlueGreen {
             iterations: 5,
-            mirror: false
+            mirror: false,
+            promotion_step: 0,
         }
     );
     assert_eq!(

@@ -79,3 +79,63 @@ fn blue_green_analysis_phases() {
         ]
     );
 }
+
+/// Flagger steps a blue/green promotion back by `stepWeightPromotion` from the canary's 100 %,
+/// as it does for a canary run; the phase write into Finalising zeroes the iteration counter.
+#[test]
+fn blue_green_promotion_steps_back_by_step_weight_promotion() {
+    let mut c = Cluster::new(spec(
+        json!({"interval": "1m", "threshold": 10, "iterations": 1, "stepWeightPromotion": 60}),
+    ));
+    c.tick();
+    c.tick();
+    c.new_revision("v2");
+    let mut seen = vec![];
+    for _ in 0..6 {
+        let cmds = c.tick_after(60);
+        seen.push((
+            c.phase().unwrap(),
+            c.routes.unwrap().canary_weight,
+            c.status.iterations,
+            Cluster::events(&cmds).last().cloned().unwrap_or_default(),
+        ));
+    }
+    let row =
+        |phase, weight, iterations, event: &str| (phase, weight, iterations, event.to_string());
+    assert_eq!(
+        seen,
+        vec![
+            row(
+                Phase::Progressing,
+                0,
+                0,
+                "New revision detected! Scaling up podinfo.test"
+            ),
+            row(
+                Phase::Progressing,
+                0,
+                1,
+                "Advance podinfo.test canary iteration 1/1"
+            ),
+            row(Phase::Progressing, 100, 2, "Routing all traffic to canary"),
+            row(
+                Phase::Promoting,
+                100,
+                2,
+                "Copying podinfo.test template spec to podinfo-primary.test"
+            ),
+            row(
+                Phase::Promoting,
+                40,
+                2,
+                "Advance podinfo.test primary weight 60"
+            ),
+            row(
+                Phase::Finalising,
+                0,
+                0,
+                "Advance podinfo.test primary weight 100"
+            ),
+        ]
+    );
+}

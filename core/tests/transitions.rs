@@ -957,7 +957,7 @@ fn ab_testing_routes_matched_traffic_for_each_iteration_then_promotes() {
             ),
             (
                 Phase::Finalising,
-                2,
+                0,
                 "Routing all traffic to primary".into()
             ),
         ]

@@ -135,7 +135,9 @@ pub fn step(t: &mut Tick) -> Step {
                 promote(t);
             }
         }
-        Strategy::BlueGreen { iterations, mirror } => {
+        Strategy::BlueGreen {
+            iterations, mirror, ..
+        } => {
             if t.status.iterations < iterations {
                 if mirror && !routes.mirrored {
                     t.set_routes(100, 0, true);
@@ -335,9 +337,13 @@ fn shift_to_primary(t: &mut Tick, routes: Routes) -> Step {
     if t.p.has_autoscaler {
         t.push(Command::ApplyPrimaryAutoscaler { promote: true });
     }
+    // Flagger steps back by `stepWeightPromotion` from the canary's share; an A/B run has none
+    // on the weighted route (Flagger then never finishes promoting), so it shifts at once.
     let step = match &t.p.strategy {
-        Strategy::Canary(c) if t.p.provider != Provider::Kubernetes => c.promotion_step,
-        _ => 0,
+        _ if t.p.provider == Provider::Kubernetes => 0,
+        Strategy::Canary(c) => c.promotion_step,
+        Strategy::BlueGreen { promotion_step, .. } => *promotion_step,
+        Strategy::AbTesting { .. } => 0,
     };
     let primary = if step == 0 {
         100
@@ -356,7 +362,9 @@ fn shift_to_primary(t: &mut Tick, routes: Routes) -> Step {
         t.event(events::advance_primary_weight(t.p, primary));
     }
     if primary >= 100 {
+        // Flagger's phase write zeroes the counters: a finished run has no iterations left.
         t.set_phase(Phase::Finalising);
+        t.status.iterations = 0;
     }
     Ok(())
 }
