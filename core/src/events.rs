@@ -1,10 +1,25 @@
 //! Flagger's event and alert wording, in one place, because users grep for these exact strings.
 //! `%s.%s` in Flagger is `name.namespace`; which name (Canary or target) follows Flagger line by line.
 
-use crate::api::format_go_duration;
+use crate::api::{Phase, format_go_duration};
 use crate::command::HookCall;
 use crate::policy::Policy;
 use crate::snapshot::HookAnswer;
+
+/// The phase an event announces, for the event webhooks' `phase` field. Flagger sends most events
+/// with the phase the Canary had when its tick began, but the three that announce where a run
+/// ended are sent with that phase already set: Initialized, Succeeded and Failed.
+pub fn announced_phase(message: &str) -> Option<Phase> {
+    const ANNOUNCED: [(&str, Phase); 3] = [
+        ("Initialization done! ", Phase::Initialized),
+        ("Promotion completed! ", Phase::Succeeded),
+        ("Canary failed! ", Phase::Failed),
+    ];
+    ANNOUNCED
+        .iter()
+        .find(|(prefix, _)| message.starts_with(prefix))
+        .map(|(_, phase)| *phase)
+}
 
 pub fn initialization_done(p: &Policy) -> String {
     format!("Initialization done! {}.{}", p.name, p.namespace)

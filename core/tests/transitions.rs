@@ -987,14 +987,15 @@ fn finalising_scales_down_and_succeeds_with_post_rollout_hooks() {
             analysis_status: "completed".into()
         })
     );
+    // Flagger calls the post-rollout hooks before it announces the promotion.
     assert_eq!(
-        cmds[2],
+        cmds[3],
         ev("Promotion completed! Scaling down podinfo.test")
     );
     let Command::RunPostRolloutHooks {
         phase: hook_phase,
         hooks,
-    } = &cmds[3]
+    } = &cmds[2]
     else {
         panic!("{cmds:?}")
     };

@@ -375,9 +375,10 @@ fn finalise(t: &mut Tick) -> Step {
         t.push(Command::ScaleTarget { replicas: 0 });
     }
     succeed(t, "completed");
+    // Flagger calls the post-rollout hooks before it announces the promotion.
+    post_rollout(t, Phase::Succeeded);
     t.event(events::promotion_completed(t.p));
     t.alert(AlertSeverity::Info, events::ALERT_SUCCEEDED, false);
-    post_rollout(t, Phase::Succeeded);
     Ok(())
 }
 
@@ -399,7 +400,7 @@ fn promote_without_analysis(t: &mut Tick) {
     t.push(Command::PromoteTemplate);
     t.push(Command::ScaleTarget { replicas: 0 });
     succeed(t, "skipped");
+    post_rollout(t, Phase::Succeeded);
     t.event(events::promotion_skipped(t.p));
     t.alert(AlertSeverity::Info, events::ALERT_SKIPPED, false);
-    post_rollout(t, Phase::Succeeded);
 }

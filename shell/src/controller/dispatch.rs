@@ -248,7 +248,11 @@ pub fn event_deliveries(
     let base = HookPayload {
         name: name.clone(),
         namespace: namespace.clone(),
-        phase: status.phase.map(|p| p.as_str()).unwrap_or("").to_string(),
+        phase: flagger_core::events::announced_phase(message)
+            .or(status.phase)
+            .map(|p| p.as_str())
+            .unwrap_or("")
+            .to_string(),
         checksum: hash::checksum(
             status.tracked_configs.as_ref(),
             status.last_applied_spec.as_deref(),

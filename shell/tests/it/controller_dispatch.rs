@@ -99,6 +99,43 @@ fn without_event_hooks_events_go_to_the_operators_event_webhook() {
     }
 }
 
+/// Flagger sends the events that announce where a run ended with that phase already set, and
+/// every other event with the phase the Canary had when the reconcile began (here Progressing).
+#[test]
+fn event_webhooks_carry_the_phase_an_ending_announces() {
+    let mut c = canary();
+    c.status = Some(CanaryStatus {
+        phase: Some(Phase::Progressing),
+        ..Default::default()
+    });
+    let mut s = settings();
+    s.event_webhook = Some("http://127.0.0.1:1/global".into());
+    let phase_of =
+        |message: &str| match event_deliveries(&c, &s, EventSeverity::Normal, message, at())
+            .as_slice()
+        {
+            [Delivery::EventWebhook { payload, .. }] => payload.phase.clone(),
+            _ => panic!("expected one delivery to -event-webhook"),
+        };
+    assert_eq!(
+        phase_of("Canary failed! Scaling down podinfo.test"),
+        "Failed"
+    );
+    assert_eq!(
+        phase_of("Promotion completed! Scaling down podinfo.test"),
+        "Succeeded"
+    );
+    assert_eq!(
+        phase_of("Promotion completed! Canary analysis was skipped for podinfo.test"),
+        "Succeeded"
+    );
+    assert_eq!(phase_of("Initialization done! podinfo.test"), "Initialized");
+    assert_eq!(
+        phase_of("Rolling back podinfo.test failed checks threshold reached 2"),
+        "Progressing"
+    );
+}
+
 #[test]
 fn a_deleted_canarys_target_gets_the_primarys_replicas_back() {
     let c = canary();
