@@ -231,7 +231,7 @@ mod tests {
             ),
             (
                 Method::POST,
-                "/apis/events.k8s.io/v1/namespaces/test/events",
+                "/api/v1/namespaces/test/events",
                 ("create", "events"),
             ),
             (

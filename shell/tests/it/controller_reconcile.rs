@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/test/deployments";
 const SERVICES: &str = "/api/v1/namespaces/test/services";
 const STATUS: &str = "/apis/flagger.app/v1beta1/namespaces/test/canaries/podinfo/status";
-const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/test/events";
+const EVENTS: &str = "/api/v1/namespaces/test/events";
 
 fn lines(seen: &[Seen]) -> Vec<String> {
     seen.iter().map(Seen::line).collect()
@@ -105,11 +105,11 @@ async fn a_ready_primary_finishes_initialization_with_an_event_and_scales_the_ta
     );
     assert_eq!(seen[0].body["spec"]["replicas"], json!(0));
     let event = &seen[1].body;
-    assert_eq!(event["note"], "Initialization done! podinfo.test");
+    assert_eq!(event["message"], "Initialization done! podinfo.test");
     assert_eq!(event["reason"], "Synced");
     assert_eq!(event["type"], "Normal");
-    assert_eq!(event["regarding"]["kind"], "Canary");
-    assert_eq!(event["reportingController"], "flagger");
+    assert_eq!(event["involvedObject"]["kind"], "Canary");
+    assert_eq!(event["source"]["component"], "flagger");
     assert_eq!(phase(&seen[2].body), "Initialized");
     assert_eq!(
         action,
@@ -205,7 +205,7 @@ async fn a_failed_write_stops_the_decision_and_backs_off() {
     assert_eq!(event.line(), format!("POST {EVENTS}"));
     assert_eq!(event.body["type"], "Warning");
     assert_eq!(
-        event.body["note"],
+        event.body["message"],
         "createPrimaryDeployment failed: creating deployment podinfo-primary.test failed: etcd is sad"
     );
 }
@@ -231,7 +231,7 @@ async fn an_invalid_canary_is_blocked_with_a_warning_and_waits_for_a_change() {
         vec![format!("POST {EVENTS}"), format!("PATCH {STATUS}")]
     );
     assert_eq!(seen[0].body["type"], "Warning");
-    let note = seen[0].body["note"].as_str().unwrap();
+    let note = seen[0].body["message"].as_str().unwrap();
     assert!(note.starts_with("Canary podinfo.test is invalid"), "{note}");
     let conditions = seen[1].body["status"]["conditions"].as_array().unwrap();
     assert!(conditions.iter().any(|c| c["type"] == "Blocked"));
@@ -338,9 +338,9 @@ async fn a_failed_route_write_is_one_warning_event_in_flaggers_words() {
     assert_eq!(events.len(), 1, "{:?}", lines(&seen));
     assert_eq!(events[0].body["type"], "Warning");
     assert_eq!(events[0].body["reason"], "Synced");
-    assert_eq!(events[0].body["regarding"]["name"], "podinfo");
+    assert_eq!(events[0].body["involvedObject"]["name"], "podinfo");
     assert_eq!(
-        events[0].body["note"],
+        events[0].body["message"],
         "VirtualService podinfo.test update failed: virtualservices.networking.istio.io \"podinfo\" \
          is forbidden: User \"system:serviceaccount:flagger:flagger\" cannot patch resource \
          \"virtualservices\""

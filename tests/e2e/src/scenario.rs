@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use flagger_core::api::{Canary, Phase};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Event as CoreEvent;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::events::v1::Event;
 use kube::Client;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
@@ -32,15 +32,17 @@ pub struct Scenario {
     http: reqwest::Client,
 }
 
-/// An event about a Canary, as read back from `events.k8s.io/v1`.
+/// An event about a Canary, as read back from `core/v1`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventInfo {
     pub type_: String,
     pub reason: String,
     pub note: String,
+    /// `source.component`, what event exporters filter on.
+    pub source_component: String,
     pub reporting_controller: String,
     pub reporting_instance: String,
-    /// 1 plus the series count when the same message repeated.
+    /// How often the same message was reported (client-go's `count`).
     pub count: i32,
 }
 
@@ -246,39 +248,41 @@ impl Scenario {
             .map(|o| serde_json::to_value(o).unwrap_or(Value::Null)))
     }
 
-    /// Events regarding the Canary `name`, oldest first.
+    /// Events regarding the Canary `name`, oldest first, read as Flagger users read them:
+    /// `core/v1` (`kubectl get events`, event exporters).
     pub async fn events(&self, name: &str) -> Result<Vec<EventInfo>> {
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
-        let mut list: Vec<Event> = api
+        let api: Api<CoreEvent> = Api::namespaced(self.client.clone(), &self.ns);
+        let mut list: Vec<CoreEvent> = api
             .list(&ListParams::default())
             .await?
             .items
             .into_iter()
             .filter(|e| {
-                e.regarding.as_ref().is_some_and(|r| {
-                    r.kind.as_deref() == Some("Canary") && r.name.as_deref() == Some(name)
-                })
+                e.involved_object.kind.as_deref() == Some("Canary")
+                    && e.involved_object.name.as_deref() == Some(name)
             })
             .collect();
+        // Names are `<object>.<creation time in hex nanoseconds>`, as client-go names them: within
+        // one object they sort in the order the events were first written.
         list.sort_by(|a, b| {
-            let t = |e: &Event| {
-                e.event_time.as_ref().map(|t| t.0).or(e
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .map(|t| t.0))
+            let key = |e: &CoreEvent| {
+                (
+                    e.first_timestamp.as_ref().map(|t| t.0),
+                    e.metadata.name.clone(),
+                )
             };
-            t(a).cmp(&t(b))
+            key(a).cmp(&key(b))
         });
         Ok(list
             .into_iter()
             .map(|e| EventInfo {
                 type_: e.type_.unwrap_or_default(),
                 reason: e.reason.unwrap_or_default(),
-                note: e.note.unwrap_or_default(),
-                reporting_controller: e.reporting_controller.unwrap_or_default(),
+                note: e.message.unwrap_or_default(),
+                source_component: e.source.and_then(|s| s.component).unwrap_or_default(),
+                reporting_controller: e.reporting_component.unwrap_or_default(),
                 reporting_instance: e.reporting_instance.unwrap_or_default(),
-                count: 1 + e.series.map_or(0, |s| s.count.max(1)),
+                count: e.count.unwrap_or(1),
             })
             .collect())
     }

@@ -106,10 +106,12 @@ async fn weighted_promotion(
         "healthy traffic must never halt the analysis: {notes:#?}"
     );
     let events = s.events("podinfo").await?;
+    // As Flagger's client-go recorder writes them: event exporters filter on source.component.
     assert!(
-        events
-            .iter()
-            .all(|e| e.reason == "Synced" && e.reporting_controller == "flagger")
+        events.iter().all(|e| e.reason == "Synced"
+            && e.source_component == "flagger"
+            && e.reporting_controller == "flagger"),
+        "{events:#?}"
     );
 
     if provider == "nginx" {
