@@ -3,11 +3,15 @@
 //! 0 every expectation held, 1 one broke (its shrunk counterexample is printed and written as a
 //! trace `flagger replay` reproduces), 2 bad input, with one line naming the file and field.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use flagger_sim::Crash;
 use flagger_sim::policy_test::expect::parse_suite;
-use flagger_sim::policy_test::{Counterexample, Outcome, Plan, Subject, Suite, report};
+use flagger_sim::policy_test::{
+    Counterexample, Outcome, Plan, RestartPoint, Subject, Suite, report,
+};
 use flagger_sim::trace::{InputError, canary_from_text};
 
 /// Cases per Canary when neither `--cases` nor the suite says.
@@ -40,6 +44,10 @@ pub struct TestArgs {
     /// Run this case alone (as a report names it), to reproduce it.
     #[arg(long, value_name = "I")]
     pub case: Option<usize>,
+    /// With --case: the restart sweep's point of that case, the operator dying after K commands
+    /// of reconcile R (as a report names it).
+    #[arg(long, value_name = "R:K", requires = "case", value_parser = parse_restart)]
+    pub restart: Option<Crash>,
     #[arg(long, value_enum, default_value_t = TestOutput::Text)]
     pub output: TestOutput,
     /// Where counterexample traces are written (created when one is found).
@@ -55,6 +63,16 @@ pub struct TestArgs {
     pub against: Option<PathBuf>,
 }
 
+/// `R:K`: reconcile R, after K of its commands.
+fn parse_restart(text: &str) -> Result<Crash, String> {
+    let bad = || format!("{text:?} is not RECONCILE:COMMANDS (two whole numbers, e.g. 12:3)");
+    let (r, k) = text.split_once(':').ok_or_else(bad)?;
+    Ok(Crash {
+        reconcile: r.parse().map_err(|_| bad())?,
+        keep: k.parse().map_err(|_| bad())?,
+    })
+}
+
 /// One Canary and its suite, loaded and validated.
 pub struct Loaded {
     pub file: String,
@@ -67,42 +85,193 @@ fn read(path: &Path) -> Result<String, InputError> {
         .map_err(|e| InputError::new(&path.display().to_string(), format!("cannot read: {e}")))
 }
 
-/// The Canary files named on the command line, directories expanded (sorted, not recursive).
-fn canary_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, InputError> {
-    let mut out = Vec::new();
+/// What the command line names: every file holding a Canary (with its text) and every
+/// MetricTemplate found, from files and from directory trees.
+#[derive(Debug, Default)]
+pub struct PolicyTree {
+    pub canaries: Vec<(PathBuf, String)>,
+    /// `(namespace, name)` of each MetricTemplate; an empty namespace is the applying one's.
+    pub templates: BTreeSet<(String, String)>,
+    /// A directory was searched: the tree is a whole policy set, so every `templateRef` of its
+    /// Canaries must be found in it.
+    pub complete: bool,
+}
+
+/// Every `.yaml`, `.yml` and `.json` file under `dir`, depth first, sorted by path at every
+/// level (so a run's order does not depend on the file system). Hidden entries (`.git`) are
+/// skipped, and symbolic links to directories are not followed (no loops).
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), InputError> {
+    let name = dir.display().to_string();
+    let mut entries: Vec<(PathBuf, bool)> = std::fs::read_dir(dir)
+        .map_err(|e| InputError::new(&name, format!("cannot read directory: {e}")))?
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| {
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            (e.path(), is_dir)
+        })
+        .collect();
+    entries.sort();
+    for (path, is_dir) in entries {
+        if is_dir {
+            walk(&path, out)?;
+        } else if path
+            .extension()
+            .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+            && path.is_file()
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The documents of one file (JSON: one; YAML: each of `---`), errors naming file and line.
+fn documents(file: &str, text: &str) -> Result<Vec<serde_json::Value>, InputError> {
+    if text.trim_start().starts_with('{') {
+        Ok(vec![flagger_sim::trace::from_json(file, text)?])
+    } else {
+        flagger_sim::strict::yaml_documents(file, text)
+    }
+}
+
+/// A MetricTemplate as the operator needs it: named, with a provider type and a query. Errors
+/// name the file, the document (when the file holds several) and the field.
+fn template_key(
+    file: &str,
+    text: &str,
+    doc: usize,
+    docs: usize,
+    value: serde_json::Value,
+) -> Result<(String, String), InputError> {
+    let prefix = if docs > 1 {
+        format!("document {}: ", doc + 1)
+    } else {
+        String::new()
+    };
+    let fail = |field: &str, what: &str| {
+        let e = flagger_sim::strict::located(file, text, field, what);
+        InputError::new(&e.file, format!("{prefix}{}", e.what))
+    };
+    let t: flagger_core::api::MetricTemplate =
+        flagger_sim::strict::from_value(file, text, "", value).map_err(|e| InputError {
+            what: format!("{prefix}{}", e.what),
+            ..e
+        })?;
+    if t.metadata.name.as_deref().unwrap_or("").is_empty() {
+        return Err(fail("metadata.name", "a MetricTemplate needs a name"));
+    }
+    if t.spec.provider.type_.trim().is_empty() {
+        return Err(fail("spec.provider.type", "must not be empty"));
+    }
+    if t.spec.query.trim().is_empty() {
+        return Err(fail("spec.query", "must not be empty"));
+    }
+    Ok((
+        t.metadata.namespace.unwrap_or_default(),
+        t.metadata.name.unwrap_or_default(),
+    ))
+}
+
+/// The Canaries and MetricTemplates named on the command line; directories are searched
+/// recursively. Files are read in sorted path order; other kinds (AlertProviders, Ingresses)
+/// and documents without a kind (suites) are skipped.
+pub fn policy_tree(paths: &[PathBuf]) -> Result<PolicyTree, InputError> {
+    let mut tree = PolicyTree::default();
     for path in paths {
         let name = path.display().to_string();
         if !path.is_dir() {
-            out.push((path.clone(), read(path)?));
+            let text = read(path)?;
+            // A named file is a Canary (errors say what it holds instead), or a MetricTemplate.
+            let docs = documents(&name, &text)?;
+            let kinds: Vec<&str> = docs
+                .iter()
+                .filter_map(|d| d.get("kind").and_then(|k| k.as_str()))
+                .collect();
+            if !kinds.is_empty() && kinds.iter().all(|k| *k == "MetricTemplate") {
+                let n = docs.len();
+                for (i, d) in docs.into_iter().enumerate() {
+                    tree.templates.insert(template_key(&name, &text, i, n, d)?);
+                }
+            } else {
+                tree.canaries.push((path.clone(), text));
+            }
             continue;
         }
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| InputError::new(&name, format!("cannot read directory: {e}")))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension()
-                    .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
-            })
-            .collect();
-        entries.sort();
-        let before = out.len();
-        for p in entries {
+        tree.complete = true;
+        let mut files = Vec::new();
+        walk(path, &mut files)?;
+        let before = tree.canaries.len();
+        for p in files {
             let text = read(&p)?;
             let file = p.display().to_string();
-            let value: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| {
-                let first = e.to_string();
-                InputError::new(&file, first.lines().next().unwrap_or("invalid YAML"))
-            })?;
-            // A policy directory holds MetricTemplates, AlertProviders and suites too.
-            if value.get("kind").and_then(|k| k.as_str()) == Some("Canary") {
-                out.push((p, text));
+            let docs = documents(&file, &text)?;
+            let n = docs.len();
+            let mut canary = false;
+            for (i, d) in docs.into_iter().enumerate() {
+                match d.get("kind").and_then(|k| k.as_str()) {
+                    Some("Canary") => canary = true,
+                    Some("MetricTemplate") => {
+                        tree.templates.insert(template_key(&file, &text, i, n, d)?);
+                    }
+                    _ => {}
+                }
+            }
+            if canary {
+                tree.canaries.push((p, text));
             }
         }
-        if out.len() == before {
-            return Err(InputError::new(&name, "no Canary in this directory"));
+        if tree.canaries.len() == before {
+            return Err(InputError::new(
+                &name,
+                "no Canary in this directory or below it",
+            ));
         }
     }
-    Ok(out)
+    Ok(tree)
+}
+
+/// Every `templateRef` of the Canary found among the tree's MetricTemplates (when the tree is a
+/// whole policy set, or holds any template at all).
+fn check_templates(tree: &PolicyTree, file: &str, subject: &Subject) -> Result<(), InputError> {
+    if !tree.complete && tree.templates.is_empty() {
+        return Ok(());
+    }
+    for (i, m) in subject.policy.metrics.iter().enumerate() {
+        let flagger_core::command::MetricSource::Template {
+            name, namespace, ..
+        } = &m.source
+        else {
+            continue;
+        };
+        let found = tree.templates.contains(&(namespace.clone(), name.clone()))
+            || tree.templates.contains(&(String::new(), name.clone()));
+        if !found {
+            let known: Vec<String> = tree
+                .templates
+                .iter()
+                .map(|(ns, n)| {
+                    if ns.is_empty() {
+                        n.clone()
+                    } else {
+                        format!("{n}.{ns}")
+                    }
+                })
+                .collect();
+            return Err(InputError::new(
+                file,
+                format!(
+                    "spec.analysis.metrics[{i}].templateRef: MetricTemplate {name}.{namespace} is not among the files given (MetricTemplates found: {})",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn suite_beside(canary: &Path) -> Option<PathBuf> {
@@ -121,11 +290,13 @@ pub fn load(args: &TestArgs) -> Result<Vec<Loaded>, InputError> {
         None => None,
     };
     let mut out = Vec::new();
-    for (path, text) in canary_files(&args.canaries)? {
+    let tree = policy_tree(&args.canaries)?;
+    for (path, text) in &tree.canaries {
         let file = path.display().to_string();
-        let canary = canary_from_text(&file, &text)?;
+        let canary = canary_from_text(&file, text)?;
         let subject = Subject::new(&file, canary)?;
-        let suite = match (&explicit, suite_beside(&path)) {
+        check_templates(&tree, &file, &subject)?;
+        let suite = match (&explicit, suite_beside(path)) {
             (Some((name, s)), _) => s.validate(name, &subject)?,
             (None, Some(p)) => {
                 let name = p.display().to_string();
@@ -152,9 +323,12 @@ pub fn execute(args: &TestArgs, loaded: &[Loaded]) -> Vec<Outcome> {
     loaded
         .iter()
         .map(|l| {
-            let mut o = match args.case {
-                Some(i) => l.plan.run_cases(args.seed, [i]),
-                None => l.plan.run(args.seed, l.cases),
+            let mut o = match (args.case, args.restart) {
+                (Some(case), Some(crash)) => {
+                    l.plan.run_restart(args.seed, RestartPoint { case, crash })
+                }
+                (Some(i), None) => l.plan.run_cases(args.seed, [i]),
+                (None, _) => l.plan.run(args.seed, l.cases),
             };
             o.file = l.file.clone();
             o
@@ -246,7 +420,7 @@ pub fn test(args: &TestArgs) -> (String, u8) {
 fn regressions(args: &TestArgs, dir: &Path) -> Result<(String, u8), InputError> {
     let mut out = String::new();
     let mut code = 0;
-    for (path, text) in canary_files(&args.canaries)? {
+    for (path, text) in policy_tree(&args.canaries)?.canaries {
         let file = path.display().to_string();
         let canary = canary_from_text(&file, &text)?;
         let (report, c) = crate::policy_regression::against(dir, &canary, &file)?;
@@ -294,6 +468,7 @@ mod tests {
             cases: Some(100),
             seed: 1,
             case: None,
+            restart: None,
             output: TestOutput::Text,
             counterexamples: out.to_path_buf(),
             against: None,
