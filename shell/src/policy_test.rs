@@ -554,6 +554,137 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_tree_is_one_run_recursively_in_path_order_with_its_metric_templates() {
+        let out = temp_dir("tree-out");
+        let (text, code) = test(&args(vec![fixture("")], &out));
+        assert_eq!(code, 1, "{text}");
+        // Subdirectories too, in sorted path order: payments/, podinfo.yaml, unsafe/.
+        let heads: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with(' ') && l.contains(": canary "))
+            .map(|l| l.split(':').next().unwrap())
+            .collect();
+        let root = fixture("").display().to_string();
+        let rel: Vec<String> = heads
+            .iter()
+            .map(|h| {
+                h.trim_start_matches(&root)
+                    .trim_start_matches('/')
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            rel,
+            [
+                "payments/payments.yaml",
+                "podinfo.yaml",
+                "unsafe/lax-success-rate.yaml"
+            ],
+            "{text}"
+        );
+        assert!(text.contains("restart points"), "{text}");
+        assert!(
+            text.contains("2 of 3 Canaries kept every expectation"),
+            "{text}"
+        );
+
+        // The payments Canary's templateRef must be found somewhere in the tree.
+        let dir = temp_dir("tree-missing-template");
+        std::fs::create_dir_all(dir.join("team")).unwrap();
+        std::fs::copy(
+            fixture("payments/payments.yaml"),
+            dir.join("team/payments.yaml"),
+        )
+        .unwrap();
+        let (text, code) = test(&args(vec![dir.clone()], &out));
+        assert_eq!(code, 2, "{text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.contains("team/payments.yaml: spec.analysis.metrics[1].templateRef: MetricTemplate error-rate.pay is not among the files given"),
+            "{text}"
+        );
+        // Found in another branch of the tree, it runs.
+        std::fs::create_dir_all(dir.join("shared/metrics")).unwrap();
+        std::fs::copy(
+            fixture("templates/error-rate.yaml"),
+            dir.join("shared/metrics/error-rate.yaml"),
+        )
+        .unwrap();
+        let mut a = args(vec![dir.clone()], &out);
+        a.cases = Some(20);
+        let (text, code) = test(&a);
+        assert_eq!(code, 0, "{text}");
+
+        // A bad MetricTemplate anywhere in the tree is exit 2 naming its file and field.
+        std::fs::write(
+            dir.join("shared/metrics/broken.yaml"),
+            "apiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata:\n  name: broken\nspec:\n  provider:\n    type: prometheus\n  query: \"\"\n",
+        )
+        .unwrap();
+        let (text, code) = test(&args(vec![dir.clone()], &out));
+        assert_eq!(code, 2, "{text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.contains("shared/metrics/broken.yaml")
+                && text.contains("spec.query: must not be empty"),
+            "{text}"
+        );
+        std::fs::write(
+            dir.join("shared/metrics/broken.yaml"),
+            "kind: MetricTemplate\nmetadata:\n  name: broken\nspec:\n  query: up\n",
+        )
+        .unwrap();
+        let (text, code) = test(&args(vec![dir.clone()], &out));
+        assert_eq!(code, 2, "{text}");
+        assert!(
+            text.contains("shared/metrics/broken.yaml") && text.contains("spec.provider"),
+            "{text}"
+        );
+        // And a YAML error names the file and line.
+        std::fs::write(dir.join("shared/metrics/broken.yaml"), "kind: [unclosed\n").unwrap();
+        let (text, code) = test(&args(vec![dir.clone()], &out));
+        assert_eq!(code, 2, "{text}");
+        assert!(text.contains("shared/metrics/broken.yaml:"), "{text}");
+
+        let empty = temp_dir("tree-empty");
+        std::fs::create_dir_all(empty.join("a/b")).unwrap();
+        let (text, code) = test(&args(vec![empty], &out));
+        assert_eq!(code, 2);
+        assert!(
+            text.contains("no Canary in this directory or below it"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn restart_flag_runs_one_point_of_the_sweep_and_needs_a_case() {
+        let out = temp_dir("restart");
+        let mut a = args(vec![fixture("podinfo.yaml")], &out);
+        a.case = Some(0);
+        a.restart = Some(parse_restart("12:3").unwrap());
+        let (text, code) = test(&a);
+        assert_eq!(code, 0, "{text}");
+        assert!(text.contains("0 cases and 1 restart points"), "{text}");
+        assert!(parse_restart("12").is_err());
+        assert!(
+            parse_restart("a:1")
+                .unwrap_err()
+                .contains("RECONCILE:COMMANDS")
+        );
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            test: TestArgs,
+        }
+        use clap::Parser as _;
+        let err = Wrapper::try_parse_from(["flagger", "x.yaml", "--restart", "1:2"])
+            .err()
+            .expect("--restart without --case is refused")
+            .to_string();
+        assert!(err.contains("--case"), "{err}");
+    }
+
+    #[test]
     fn bad_input_exits_2_with_one_line_naming_file_and_field() {
         let out = temp_dir("bad");
         let dir = temp_dir("bad-suite");
