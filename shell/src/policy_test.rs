@@ -201,7 +201,7 @@ pub fn policy_tree(paths: &[PathBuf]) -> Result<PolicyTree, InputError> {
         tree.complete = true;
         let mut files = Vec::new();
         walk(path, &mut files)?;
-        let before = tree.canaries.len();
+        let before = (tree.canaries.len(), tree.templates.len());
         for p in files {
             let text = read(&p)?;
             let file = p.display().to_string();
@@ -221,12 +221,19 @@ pub fn policy_tree(paths: &[PathBuf]) -> Result<PolicyTree, InputError> {
                 tree.canaries.push((p, text));
             }
         }
-        if tree.canaries.len() == before {
+        // A directory of shared MetricTemplates alone is part of a run; an empty one is a slip.
+        if (tree.canaries.len(), tree.templates.len()) == before {
             return Err(InputError::new(
                 &name,
-                "no Canary in this directory or below it",
+                "no Canary or MetricTemplate in this directory or below it",
             ));
         }
+    }
+    if tree.canaries.is_empty() {
+        let name = paths
+            .first()
+            .map_or_else(String::new, |p| p.display().to_string());
+        return Err(InputError::new(&name, "no Canary among the files given"));
     }
     Ok(tree)
 }
@@ -651,9 +658,17 @@ mod tests {
         let (text, code) = test(&args(vec![empty], &out));
         assert_eq!(code, 2);
         assert!(
-            text.contains("no Canary in this directory or below it"),
+            text.contains("no Canary or MetricTemplate in this directory or below it"),
             "{text}"
         );
+        let (text, code) = test(&args(vec![fixture("templates")], &out));
+        assert_eq!(code, 2);
+        assert!(text.contains("no Canary among the files given"), "{text}");
+        // Beside a Canary, a directory of MetricTemplates alone completes the tree.
+        let mut a = args(vec![fixture("payments"), fixture("templates")], &out);
+        a.cases = Some(20);
+        let (text, code) = test(&a);
+        assert_eq!(code, 0, "{text}");
     }
 
     #[test]
