@@ -180,7 +180,7 @@ fn a_restart_right_before_and_right_after_the_promotion_is_carried_out_there() {
         let c = outcome.tallies[0].counterexample.as_ref().unwrap();
         assert_eq!(c.restart, Some(crash));
         assert_eq!(outcome.restart_points, 1);
-        let text = flagger_sim::policy_test::report::text(&[outcome.clone()]);
+        let text = flagger_sim::policy_test::report::text(std::slice::from_ref(&outcome));
         assert!(
             text.contains(&format!("--case 0 --restart {reconcile}:{keep}")),
             "{text}"
