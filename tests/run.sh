@@ -31,15 +31,30 @@ step "cargo test (unit, property, golden, mocked API server)"
 # insta refuses to write snapshots under CI, so a changed golden timeline fails here.
 CI="${CI:-true}" cargo test --workspace --locked
 
-step "flagger test fixtures/policies (the policies keep their suites; the unsafe one is caught)"
+step "flagger test fixtures/policies (the policies keep their suites; the unsafe one is caught; JUnit valid against junit-10.xsd)"
 cargo build --locked -q -p flagger
+flagger="${CARGO_TARGET_DIR:-target}/debug/flagger"
 out="$(mktemp -d)"
-"${CARGO_TARGET_DIR:-target}/debug/flagger" test fixtures/policies/ --counterexamples "$out" --output junit >/dev/null
+# The safe policies, with the shared MetricTemplates their Canaries use: exit 0.
+"$flagger" test fixtures/policies/podinfo.yaml fixtures/policies/payments fixtures/policies/templates \
+  --counterexamples "$out/cx" --output junit >"$out/safe.xml"
+# The whole tree is one run (subdirectories too); the unsafe policy in it makes it exit 1.
 set +e
-"${CARGO_TARGET_DIR:-target}/debug/flagger" test fixtures/policies/unsafe --counterexamples "$out" >/dev/null
+"$flagger" test fixtures/policies --counterexamples "$out/cx" --output junit >"$out/tree.xml"
+tree_rc=$?
+"$flagger" test fixtures/policies/unsafe --counterexamples "$out/cx" >/dev/null
 unsafe_rc=$?
 set -e
+[ "$tree_rc" = 1 ] || { echo "fixtures/policies: expected exit 1, got $tree_rc" >&2; exit 1; }
 [ "$unsafe_rc" = 1 ] || { echo "fixtures/policies/unsafe: expected exit 1, got $unsafe_rc" >&2; exit 1; }
+grep -q '<failure ' "$out/tree.xml" || { echo "fixtures/policies: no <failure> in the JUnit output" >&2; exit 1; }
+# Both reports against the published schema, with a real XSD validator (xmllint)...
+tests/junit-schema.sh "$out/safe.xml" "$out/tree.xml"
+# ...which does reject a report that breaks it (a testcase without its required name).
+sed 's/<testcase name="[^"]*"/<testcase/' "$out/tree.xml" >"$out/broken.xml"
+if tests/junit-schema.sh "$out/broken.xml" 2>/dev/null; then
+  echo "junit-schema: a testcase without a name validated" >&2; exit 1
+fi
 rm -rf "$out"
 
 step "replay charts in headless Chromium"

@@ -3,11 +3,15 @@
 //! 0 every expectation held, 1 one broke (its shrunk counterexample is printed and written as a
 //! trace `flagger replay` reproduces), 2 bad input, with one line naming the file and field.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use flagger_sim::Crash;
 use flagger_sim::policy_test::expect::parse_suite;
-use flagger_sim::policy_test::{Counterexample, Outcome, Plan, Subject, Suite, report};
+use flagger_sim::policy_test::{
+    Counterexample, Outcome, Plan, RestartPoint, Subject, Suite, report,
+};
 use flagger_sim::trace::{InputError, canary_from_text};
 
 /// Cases per Canary when neither `--cases` nor the suite says.
@@ -40,6 +44,10 @@ pub struct TestArgs {
     /// Run this case alone (as a report names it), to reproduce it.
     #[arg(long, value_name = "I")]
     pub case: Option<usize>,
+    /// With --case: the restart sweep's point of that case, the operator dying after K commands
+    /// of reconcile R (as a report names it).
+    #[arg(long, value_name = "R:K", requires = "case", value_parser = parse_restart)]
+    pub restart: Option<Crash>,
     #[arg(long, value_enum, default_value_t = TestOutput::Text)]
     pub output: TestOutput,
     /// Where counterexample traces are written (created when one is found).
@@ -55,6 +63,16 @@ pub struct TestArgs {
     pub against: Option<PathBuf>,
 }
 
+/// `R:K`: reconcile R, after K of its commands.
+fn parse_restart(text: &str) -> Result<Crash, String> {
+    let bad = || format!("{text:?} is not RECONCILE:COMMANDS (two whole numbers, e.g. 12:3)");
+    let (r, k) = text.split_once(':').ok_or_else(bad)?;
+    Ok(Crash {
+        reconcile: r.parse().map_err(|_| bad())?,
+        keep: k.parse().map_err(|_| bad())?,
+    })
+}
+
 /// One Canary and its suite, loaded and validated.
 pub struct Loaded {
     pub file: String,
@@ -67,42 +85,200 @@ fn read(path: &Path) -> Result<String, InputError> {
         .map_err(|e| InputError::new(&path.display().to_string(), format!("cannot read: {e}")))
 }
 
-/// The Canary files named on the command line, directories expanded (sorted, not recursive).
-fn canary_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, InputError> {
-    let mut out = Vec::new();
+/// What the command line names: every file holding a Canary (with its text) and every
+/// MetricTemplate found, from files and from directory trees.
+#[derive(Debug, Default)]
+pub struct PolicyTree {
+    pub canaries: Vec<(PathBuf, String)>,
+    /// `(namespace, name)` of each MetricTemplate; an empty namespace is the applying one's.
+    pub templates: BTreeSet<(String, String)>,
+    /// A directory was searched: the tree is a whole policy set, so every `templateRef` of its
+    /// Canaries must be found in it.
+    pub complete: bool,
+}
+
+/// Every `.yaml`, `.yml` and `.json` file under `dir`, depth first, sorted by path at every
+/// level (so a run's order does not depend on the file system). Hidden entries (`.git`) are
+/// skipped, and symbolic links to directories are not followed (no loops).
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), InputError> {
+    let name = dir.display().to_string();
+    let mut entries: Vec<(PathBuf, bool)> = std::fs::read_dir(dir)
+        .map_err(|e| InputError::new(&name, format!("cannot read directory: {e}")))?
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| {
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            (e.path(), is_dir)
+        })
+        .collect();
+    entries.sort();
+    for (path, is_dir) in entries {
+        if is_dir {
+            walk(&path, out)?;
+        } else if path
+            .extension()
+            .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+            && path.is_file()
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The documents of one file (JSON: one; YAML: each of `---`), errors naming file and line.
+fn documents(file: &str, text: &str) -> Result<Vec<serde_json::Value>, InputError> {
+    if text.trim_start().starts_with('{') {
+        Ok(vec![flagger_sim::trace::from_json(file, text)?])
+    } else {
+        flagger_sim::strict::yaml_documents(file, text)
+    }
+}
+
+/// A MetricTemplate as the operator needs it: named, with a provider type and a query. Errors
+/// name the file, the document (when the file holds several) and the field.
+fn template_key(
+    file: &str,
+    text: &str,
+    doc: usize,
+    docs: usize,
+    value: serde_json::Value,
+) -> Result<(String, String), InputError> {
+    let prefix = if docs > 1 {
+        format!("document {}: ", doc + 1)
+    } else {
+        String::new()
+    };
+    let fail = |field: &str, what: &str| {
+        let e = flagger_sim::strict::located(file, text, field, what);
+        InputError::new(&e.file, format!("{prefix}{}", e.what))
+    };
+    let t: flagger_core::api::MetricTemplate =
+        flagger_sim::strict::from_value(file, text, "", value).map_err(|e| InputError {
+            what: format!("{prefix}{}", e.what),
+            ..e
+        })?;
+    if t.metadata.name.as_deref().unwrap_or("").is_empty() {
+        return Err(fail("metadata.name", "a MetricTemplate needs a name"));
+    }
+    if t.spec.provider.type_.trim().is_empty() {
+        return Err(fail("spec.provider.type", "must not be empty"));
+    }
+    if t.spec.query.trim().is_empty() {
+        return Err(fail("spec.query", "must not be empty"));
+    }
+    Ok((
+        t.metadata.namespace.unwrap_or_default(),
+        t.metadata.name.unwrap_or_default(),
+    ))
+}
+
+/// The Canaries and MetricTemplates named on the command line; directories are searched
+/// recursively. Files are read in sorted path order; other kinds (AlertProviders, Ingresses)
+/// and documents without a kind (suites) are skipped.
+pub fn policy_tree(paths: &[PathBuf]) -> Result<PolicyTree, InputError> {
+    let mut tree = PolicyTree::default();
     for path in paths {
         let name = path.display().to_string();
         if !path.is_dir() {
-            out.push((path.clone(), read(path)?));
+            let text = read(path)?;
+            // A named file is a Canary (errors say what it holds instead), or a MetricTemplate.
+            let docs = documents(&name, &text)?;
+            let kinds: Vec<&str> = docs
+                .iter()
+                .filter_map(|d| d.get("kind").and_then(|k| k.as_str()))
+                .collect();
+            if !kinds.is_empty() && kinds.iter().all(|k| *k == "MetricTemplate") {
+                let n = docs.len();
+                for (i, d) in docs.into_iter().enumerate() {
+                    tree.templates.insert(template_key(&name, &text, i, n, d)?);
+                }
+            } else {
+                tree.canaries.push((path.clone(), text));
+            }
             continue;
         }
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| InputError::new(&name, format!("cannot read directory: {e}")))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension()
-                    .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
-            })
-            .collect();
-        entries.sort();
-        let before = out.len();
-        for p in entries {
+        tree.complete = true;
+        let mut files = Vec::new();
+        walk(path, &mut files)?;
+        let before = (tree.canaries.len(), tree.templates.len());
+        for p in files {
             let text = read(&p)?;
             let file = p.display().to_string();
-            let value: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| {
-                let first = e.to_string();
-                InputError::new(&file, first.lines().next().unwrap_or("invalid YAML"))
-            })?;
-            // A policy directory holds MetricTemplates, AlertProviders and suites too.
-            if value.get("kind").and_then(|k| k.as_str()) == Some("Canary") {
-                out.push((p, text));
+            let docs = documents(&file, &text)?;
+            let n = docs.len();
+            let mut canary = false;
+            for (i, d) in docs.into_iter().enumerate() {
+                match d.get("kind").and_then(|k| k.as_str()) {
+                    Some("Canary") => canary = true,
+                    Some("MetricTemplate") => {
+                        tree.templates.insert(template_key(&file, &text, i, n, d)?);
+                    }
+                    _ => {}
+                }
+            }
+            if canary {
+                tree.canaries.push((p, text));
             }
         }
-        if out.len() == before {
-            return Err(InputError::new(&name, "no Canary in this directory"));
+        // A directory of shared MetricTemplates alone is part of a run; an empty one is a slip.
+        if (tree.canaries.len(), tree.templates.len()) == before {
+            return Err(InputError::new(
+                &name,
+                "no Canary or MetricTemplate in this directory or below it",
+            ));
         }
     }
-    Ok(out)
+    if tree.canaries.is_empty() {
+        let name = paths
+            .first()
+            .map_or_else(String::new, |p| p.display().to_string());
+        return Err(InputError::new(&name, "no Canary among the files given"));
+    }
+    Ok(tree)
+}
+
+/// Every `templateRef` of the Canary found among the tree's MetricTemplates (when the tree is a
+/// whole policy set, or holds any template at all).
+fn check_templates(tree: &PolicyTree, file: &str, subject: &Subject) -> Result<(), InputError> {
+    if !tree.complete && tree.templates.is_empty() {
+        return Ok(());
+    }
+    for (i, m) in subject.policy.metrics.iter().enumerate() {
+        let flagger_core::command::MetricSource::Template {
+            name, namespace, ..
+        } = &m.source
+        else {
+            continue;
+        };
+        let found = tree.templates.contains(&(namespace.clone(), name.clone()))
+            || tree.templates.contains(&(String::new(), name.clone()));
+        if !found {
+            let known: Vec<String> = tree
+                .templates
+                .iter()
+                .map(|(ns, n)| {
+                    if ns.is_empty() {
+                        n.clone()
+                    } else {
+                        format!("{n}.{ns}")
+                    }
+                })
+                .collect();
+            return Err(InputError::new(
+                file,
+                format!(
+                    "spec.analysis.metrics[{i}].templateRef: MetricTemplate {name}.{namespace} is not among the files given (MetricTemplates found: {})",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn suite_beside(canary: &Path) -> Option<PathBuf> {
@@ -121,11 +297,13 @@ pub fn load(args: &TestArgs) -> Result<Vec<Loaded>, InputError> {
         None => None,
     };
     let mut out = Vec::new();
-    for (path, text) in canary_files(&args.canaries)? {
+    let tree = policy_tree(&args.canaries)?;
+    for (path, text) in &tree.canaries {
         let file = path.display().to_string();
-        let canary = canary_from_text(&file, &text)?;
+        let canary = canary_from_text(&file, text)?;
         let subject = Subject::new(&file, canary)?;
-        let suite = match (&explicit, suite_beside(&path)) {
+        check_templates(&tree, &file, &subject)?;
+        let suite = match (&explicit, suite_beside(path)) {
             (Some((name, s)), _) => s.validate(name, &subject)?,
             (None, Some(p)) => {
                 let name = p.display().to_string();
@@ -152,9 +330,12 @@ pub fn execute(args: &TestArgs, loaded: &[Loaded]) -> Vec<Outcome> {
     loaded
         .iter()
         .map(|l| {
-            let mut o = match args.case {
-                Some(i) => l.plan.run_cases(args.seed, [i]),
-                None => l.plan.run(args.seed, l.cases),
+            let mut o = match (args.case, args.restart) {
+                (Some(case), Some(crash)) => {
+                    l.plan.run_restart(args.seed, RestartPoint { case, crash })
+                }
+                (Some(i), None) => l.plan.run_cases(args.seed, [i]),
+                (None, _) => l.plan.run(args.seed, l.cases),
             };
             o.file = l.file.clone();
             o
@@ -246,7 +427,7 @@ pub fn test(args: &TestArgs) -> (String, u8) {
 fn regressions(args: &TestArgs, dir: &Path) -> Result<(String, u8), InputError> {
     let mut out = String::new();
     let mut code = 0;
-    for (path, text) in canary_files(&args.canaries)? {
+    for (path, text) in policy_tree(&args.canaries)?.canaries {
         let file = path.display().to_string();
         let canary = canary_from_text(&file, &text)?;
         let (report, c) = crate::policy_regression::against(dir, &canary, &file)?;
@@ -294,6 +475,7 @@ mod tests {
             cases: Some(100),
             seed: 1,
             case: None,
+            restart: None,
             output: TestOutput::Text,
             counterexamples: out.to_path_buf(),
             against: None,
@@ -376,6 +558,145 @@ mod tests {
             again.contains(&format!("counterexample: case {case} ")),
             "{again}"
         );
+    }
+
+    #[test]
+    fn a_policy_tree_is_one_run_recursively_in_path_order_with_its_metric_templates() {
+        let out = temp_dir("tree-out");
+        let (text, code) = test(&args(vec![fixture("")], &out));
+        assert_eq!(code, 1, "{text}");
+        // Subdirectories too, in sorted path order: payments/, podinfo.yaml, unsafe/.
+        let heads: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with(' ') && l.contains(": canary "))
+            .map(|l| l.split(':').next().unwrap())
+            .collect();
+        let root = fixture("").display().to_string();
+        let rel: Vec<String> = heads
+            .iter()
+            .map(|h| {
+                h.trim_start_matches(&root)
+                    .trim_start_matches('/')
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            rel,
+            [
+                "payments/payments.yaml",
+                "podinfo.yaml",
+                "unsafe/lax-success-rate.yaml"
+            ],
+            "{text}"
+        );
+        assert!(text.contains("restart points"), "{text}");
+        assert!(
+            text.contains("2 of 3 Canaries kept every expectation"),
+            "{text}"
+        );
+
+        // The payments Canary's templateRef must be found somewhere in the tree.
+        let dir = temp_dir("tree-missing-template");
+        std::fs::create_dir_all(dir.join("team")).unwrap();
+        std::fs::copy(
+            fixture("payments/payments.yaml"),
+            dir.join("team/payments.yaml"),
+        )
+        .unwrap();
+        let (text, code) = test(&args(vec![dir.clone()], &out));
+        assert_eq!(code, 2, "{text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.contains("team/payments.yaml: spec.analysis.metrics[1].templateRef: MetricTemplate error-rate.pay is not among the files given"),
+            "{text}"
+        );
+        // Found in another branch of the tree, it runs.
+        std::fs::create_dir_all(dir.join("shared/metrics")).unwrap();
+        std::fs::copy(
+            fixture("templates/error-rate.yaml"),
+            dir.join("shared/metrics/error-rate.yaml"),
+        )
+        .unwrap();
+        let mut a = args(vec![dir.clone()], &out);
+        a.cases = Some(20);
+        let (text, code) = test(&a);
+        assert_eq!(code, 0, "{text}");
+
+        // A bad MetricTemplate anywhere in the tree is exit 2 naming its file and field.
+        std::fs::write(
+            dir.join("shared/metrics/broken.yaml"),
+            "apiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata:\n  name: broken\nspec:\n  provider:\n    type: prometheus\n  query: \"\"\n",
+        )
+        .unwrap();
+        let (text, code) = test(&args(vec![dir.clone()], &out));
+        assert_eq!(code, 2, "{text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.contains("shared/metrics/broken.yaml")
+                && text.contains("spec.query: must not be empty"),
+            "{text}"
+        );
+        std::fs::write(
+            dir.join("shared/metrics/broken.yaml"),
+            "kind: MetricTemplate\nmetadata:\n  name: broken\nspec:\n  query: up\n",
+        )
+        .unwrap();
+        let (text, code) = test(&args(vec![dir.clone()], &out));
+        assert_eq!(code, 2, "{text}");
+        assert!(
+            text.contains("shared/metrics/broken.yaml") && text.contains("spec.provider"),
+            "{text}"
+        );
+        // And a YAML error names the file and line.
+        std::fs::write(dir.join("shared/metrics/broken.yaml"), "kind: [unclosed\n").unwrap();
+        let (text, code) = test(&args(vec![dir.clone()], &out));
+        assert_eq!(code, 2, "{text}");
+        assert!(text.contains("shared/metrics/broken.yaml:"), "{text}");
+
+        let empty = temp_dir("tree-empty");
+        std::fs::create_dir_all(empty.join("a/b")).unwrap();
+        let (text, code) = test(&args(vec![empty], &out));
+        assert_eq!(code, 2);
+        assert!(
+            text.contains("no Canary or MetricTemplate in this directory or below it"),
+            "{text}"
+        );
+        let (text, code) = test(&args(vec![fixture("templates")], &out));
+        assert_eq!(code, 2);
+        assert!(text.contains("no Canary among the files given"), "{text}");
+        // Beside a Canary, a directory of MetricTemplates alone completes the tree.
+        let mut a = args(vec![fixture("payments"), fixture("templates")], &out);
+        a.cases = Some(20);
+        let (text, code) = test(&a);
+        assert_eq!(code, 0, "{text}");
+    }
+
+    #[test]
+    fn restart_flag_runs_one_point_of_the_sweep_and_needs_a_case() {
+        let out = temp_dir("restart");
+        let mut a = args(vec![fixture("podinfo.yaml")], &out);
+        a.case = Some(0);
+        a.restart = Some(parse_restart("12:3").unwrap());
+        let (text, code) = test(&a);
+        assert_eq!(code, 0, "{text}");
+        assert!(text.contains("0 cases and 1 restart points"), "{text}");
+        assert!(parse_restart("12").is_err());
+        assert!(
+            parse_restart("a:1")
+                .unwrap_err()
+                .contains("RECONCILE:COMMANDS")
+        );
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            test: TestArgs,
+        }
+        use clap::Parser as _;
+        let err = Wrapper::try_parse_from(["flagger", "x.yaml", "--restart", "1:2"])
+            .err()
+            .expect("--restart without --case is refused")
+            .to_string();
+        assert!(err.contains("--case"), "{err}");
     }
 
     #[test]

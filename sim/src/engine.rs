@@ -726,9 +726,14 @@ impl Engine<'_> {
         let mut keep = n;
         let mut restart = false;
         let mut retry = false;
-        if let Some(c) = self.crash
-            && c.reconcile == index
-        {
+        if let Some(c) = self.crash.filter(|c| c.reconcile == index).or_else(|| {
+            trace
+                .faults
+                .crashes
+                .iter()
+                .find(|c| c.reconcile == index)
+                .copied()
+        }) {
             keep = c.keep.min(n);
             restart = true;
             faults.push(format!("crash after {keep} of {n} commands"));

@@ -363,6 +363,19 @@ pub struct FaultsFile {
     pub rates: FaultRates,
     #[serde(default)]
     pub scheduled: Vec<ScheduledFault>,
+    /// Operator crashes at exact command boundaries (`flagger test`'s restart sweep).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crashes: Vec<CrashFile>,
+}
+
+/// The operator process dies after carrying out the first `afterCommands` commands of reconcile
+/// number `reconcile` (counted from 0, as `--output json` numbers reconciles), and starts again at
+/// once from what the cluster persisted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CrashFile {
+    pub reconcile: usize,
+    pub after_commands: usize,
 }
 
 /// Probability per reconcile (per metric answer for the metric faults), each within 0..=1.
@@ -535,6 +548,8 @@ pub struct Faults {
     pub seed: u64,
     pub rates: FaultRates,
     pub scheduled: Vec<(Timestamp, FaultKind)>,
+    /// `faults.crashes`, as the engine's [`crate::Crash`].
+    pub crashes: Vec<crate::Crash>,
 }
 
 impl Trace {
@@ -837,6 +852,15 @@ impl Trace {
                 .scheduled
                 .iter()
                 .map(|f| (f.at.resolve(start), f.kind))
+                .collect(),
+            crashes: raw
+                .faults
+                .crashes
+                .iter()
+                .map(|c| crate::Crash {
+                    reconcile: c.reconcile,
+                    keep: c.after_commands,
+                })
                 .collect(),
         };
 

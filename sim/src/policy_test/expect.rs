@@ -339,6 +339,53 @@ pub enum Verdict {
     Broken(Broken),
 }
 
+/// A deleted Canary must be gone by the end of the run, and with `revertOnDeletion` it must have
+/// handed the target back first: scaled up, the apex Service on the target's pods and all traffic
+/// routed to them (part of the invariants).
+fn deletion(subject: &Subject, scenario: &Scenario, run: &Run) -> Option<Broken> {
+    let t = scenario.delete_at?;
+    let at = run
+        .start
+        .checked_add(SignedDuration::from_secs(scenario.revision_at + t))
+        .ok()?;
+    if at > run.end {
+        return None;
+    }
+    let w = &run.world;
+    let broken = |detail: String| {
+        Some(Broken {
+            at: Some(at),
+            detail: format!("the Canary deleted at {} {detail}", offset(run, at)),
+        })
+    };
+    if !w.removed {
+        return broken(format!(
+            "was still there at the end ({})",
+            run.final_phase().map_or("without a phase", Phase::as_str)
+        ));
+    }
+    if !subject.reverts_on_deletion() {
+        return None;
+    }
+    if w.target.as_ref().is_none_or(|d| d.replicas == 0) {
+        return broken("left the target at zero replicas (revertOnDeletion: true)".into());
+    }
+    if w.apex_on_primary {
+        return broken(
+            "left the apex Service on the primary's pods (revertOnDeletion: true)".into(),
+        );
+    }
+    if let Some(r) = w.routes
+        && r.canary_weight != 100
+    {
+        return broken(format!(
+            "left {}% of the traffic on the primary (revertOnDeletion: true)",
+            r.primary_weight
+        ));
+    }
+    None
+}
+
 /// Judges `e` on the run of `scenario`.
 pub fn judge(e: &Expectation, subject: &Subject, scenario: &Scenario, run: &Run) -> Verdict {
     if !applies(e, subject, scenario) {
@@ -383,10 +430,13 @@ fn broken(e: &Expectation, subject: &Subject, scenario: &Scenario, run: &Run) ->
                     ),
                 });
             }
-            run.error.as_ref().map(|err| Broken {
-                at: None,
-                detail: format!("the replay stopped: {err}"),
-            })
+            if let Some(err) = &run.error {
+                return Some(Broken {
+                    at: None,
+                    detail: format!("the replay stopped: {err}"),
+                });
+            }
+            deletion(subject, scenario, run)
         }
         Expectation::PromotesHealthy | Expectation::PromotesHealthyWithin(_) => {
             let within = match e {
@@ -467,7 +517,7 @@ fn broken(e: &Expectation, subject: &Subject, scenario: &Scenario, run: &Run) ->
                 (_, Some(p)) => Some(Broken {
                     at: Some(p.at),
                     detail: format!(
-                        "the metrics failed from {} but the canary was promoted at {}",
+                        "the checks failed from {} but the canary was promoted at {}",
                         offset(run, since),
                         offset(run, p.at)
                     ),
@@ -475,7 +525,7 @@ fn broken(e: &Expectation, subject: &Subject, scenario: &Scenario, run: &Run) ->
                 (Some(s), None) => Some(Broken {
                     at: Some(s.at),
                     detail: format!(
-                        "the metrics failed from {} and the rollback came only at {} ({} later)",
+                        "the checks failed from {} and the rollback came only at {} ({} later)",
                         offset(run, since),
                         offset(run, s.at),
                         format_go_duration(s.at.duration_since(since))
@@ -484,7 +534,7 @@ fn broken(e: &Expectation, subject: &Subject, scenario: &Scenario, run: &Run) ->
                 (None, None) => Some(Broken {
                     at: None,
                     detail: format!(
-                        "the metrics failed from {} and the canary was never rolled back (ended {})",
+                        "the checks failed from {} and the canary was never rolled back (ended {})",
                         offset(run, since),
                         run.final_phase().map_or("without a phase", Phase::as_str)
                     ),

@@ -34,8 +34,30 @@ use std::time::Instant;
 pub use expect::{Broken, Expectation, Level, Suite, SuiteFile, Verdict};
 pub use scenario::{Family, Scenario, Subject};
 
+use crate::Crash;
 use crate::engine::{Options, Run, replay};
 use crate::trace::{Trace, TraceFile};
+
+/// Restart points the sweep replays per Canary at most: a healthy podinfo run has about 200
+/// command boundaries, so this covers every boundary of typical Canaries and keeps a long one
+/// (many steps, many hooks) to a few tenths of a second. Above it, boundaries are taken evenly.
+pub const MAX_RESTART_POINTS: usize = 3_000;
+
+/// One point of the restart sweep: case `case` (a base scenario) with the operator dying after
+/// `crash.keep` commands of reconcile `crash.reconcile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPoint {
+    pub case: usize,
+    pub crash: Crash,
+}
+
+/// The restart sweep of one run: which points were replayed, out of how many boundaries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sweep {
+    pub points: Vec<RestartPoint>,
+    /// Command boundaries of the base cases (points before the [`MAX_RESTART_POINTS`] cap).
+    pub boundaries: usize,
+}
 
 /// One Canary and its suite.
 #[derive(Debug, Clone)]
@@ -68,6 +90,8 @@ pub struct Counterexample {
     pub scenario: Scenario,
     /// Shrinking steps accepted.
     pub shrinks: usize,
+    /// The restart sweep's point, when the case is one (`--restart R:K`).
+    pub restart: Option<Crash>,
     pub broken: Broken,
     /// The shrunk scenario's trace and its timeline (`timeline::text`).
     pub trace: TraceFile,
@@ -92,6 +116,9 @@ pub struct Outcome {
     pub suite: String,
     pub seed: u64,
     pub cases: usize,
+    /// Restart points replayed by the sweep, and the command boundaries they were taken from.
+    pub restart_points: usize,
+    pub restart_boundaries: usize,
     pub seconds: f64,
     pub tallies: Vec<Tally>,
 }
@@ -177,13 +204,109 @@ impl Plan {
         }
     }
 
-    /// Runs `cases` cases from `seed`.
+    /// Runs `cases` cases from `seed`, then the restart sweep ([`Plan::sweep`]).
     pub fn run(&self, seed: u64, cases: usize) -> Outcome {
-        self.run_cases(seed, 0..cases)
+        let started = Instant::now();
+        let sweep = self.sweep(seed);
+        let generated = (0..cases).map(|c| (c, self.scenario(seed, c)));
+        let restarts = sweep
+            .points
+            .iter()
+            .map(|p| (p.case, self.restart_scenario(seed, *p)));
+        let mut o = self.run_scenarios(seed, generated.chain(restarts));
+        o.cases = cases;
+        o.restart_points = sweep.points.len();
+        o.restart_boundaries = sweep.boundaries;
+        o.seconds = started.elapsed().as_secs_f64();
+        o
     }
 
-    /// Runs the given case indices (one, to reproduce a reported case).
+    /// Runs the given case indices (one, to reproduce a reported case), without the sweep.
     pub fn run_cases(&self, seed: u64, cases: impl IntoIterator<Item = usize>) -> Outcome {
+        self.run_scenarios(seed, cases.into_iter().map(|c| (c, self.scenario(seed, c))))
+    }
+
+    /// Runs one point of the restart sweep alone (`flagger test --case I --restart R:K`).
+    pub fn run_restart(&self, seed: u64, point: RestartPoint) -> Outcome {
+        let mut o = self.run_scenarios(
+            seed,
+            std::iter::once((point.case, self.restart_scenario(seed, point))),
+        );
+        o.cases = 0;
+        o.restart_points = 1;
+        o.restart_boundaries = 1;
+        o
+    }
+
+    /// The cases the restart sweep starts from: the first healthy case (a promotion), the first
+    /// case where a metric fails (a rollback; a canary that never becomes ready when the spec
+    /// has no bounded metric) and, when the Canary reverts on deletion, the first deletion. Each
+    /// is the first case of its family, so its index is the family's.
+    pub fn sweep_bases(&self) -> Vec<usize> {
+        let first = |f: &dyn Fn(&Family) -> bool| self.families.iter().position(f);
+        let mut out = Vec::new();
+        out.extend(first(&|f| *f == Family::Healthy));
+        out.extend(
+            first(&|f| matches!(f, Family::MetricFails(_)))
+                .or_else(|| first(&|f| *f == Family::NeverReady)),
+        );
+        if self.subject.reverts_on_deletion() {
+            out.extend(first(&|f| *f == Family::CanaryDeleted));
+        }
+        out
+    }
+
+    /// Every command boundary of every reconcile of the base cases ([`Plan::sweep_bases`]): the
+    /// operator dies after carrying out commands `0..k` of a reconcile, for each `k` from 0 (before
+    /// the first) to all of them, then restarts and reconciles from what the cluster persisted.
+    /// At most [`MAX_RESTART_POINTS`], taken evenly when there are more.
+    pub fn sweep(&self, seed: u64) -> Sweep {
+        let mut all = Vec::new();
+        for case in self.sweep_bases() {
+            let base = self.scenario(seed, case);
+            let run = replay(
+                &self.trace(&base),
+                &Options {
+                    record: true,
+                    ..Options::default()
+                },
+            );
+            for (reconcile, r) in run.recording.iter().enumerate() {
+                let n = r.decision.commands.len();
+                if n == 0 {
+                    continue;
+                }
+                for keep in 0..=n {
+                    all.push(RestartPoint {
+                        case,
+                        crash: Crash { reconcile, keep },
+                    });
+                }
+            }
+        }
+        let boundaries = all.len();
+        let points = if boundaries <= MAX_RESTART_POINTS {
+            all
+        } else {
+            (0..MAX_RESTART_POINTS)
+                .map(|j| all[j * boundaries / MAX_RESTART_POINTS])
+                .collect()
+        };
+        Sweep { points, boundaries }
+    }
+
+    /// The scenario of a restart point: its base case with the crash.
+    pub fn restart_scenario(&self, seed: u64, point: RestartPoint) -> Scenario {
+        let mut s = self.scenario(seed, point.case);
+        s.crash = Some(point.crash);
+        s
+    }
+
+    fn run_scenarios(
+        &self,
+        seed: u64,
+        scenarios: impl IntoIterator<Item = (usize, Scenario)>,
+    ) -> Outcome {
         let started = Instant::now();
         let mut tallies: Vec<Tally> = self
             .suite
@@ -198,9 +321,8 @@ impl Plan {
             .collect();
         let mut first: Vec<Option<(usize, Scenario)>> = vec![None; tallies.len()];
         let mut count = 0;
-        for case in cases {
+        for (case, s) in scenarios {
             count += 1;
-            let s = self.scenario(seed, case);
             let run = self.replay(&s);
             for (i, v) in self.judge(&s, &run).into_iter().enumerate() {
                 match v {
@@ -227,6 +349,8 @@ impl Plan {
             suite: self.suite.name.clone(),
             seed,
             cases: count,
+            restart_points: 0,
+            restart_boundaries: 0,
             seconds: started.elapsed().as_secs_f64(),
             tallies,
         }
@@ -257,6 +381,7 @@ impl Plan {
         Counterexample {
             seed,
             case,
+            restart: original.crash,
             trace: scenario.trace(&self.subject),
             timeline: crate::timeline::text(&run, false),
             original,

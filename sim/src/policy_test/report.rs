@@ -19,7 +19,25 @@ pub fn reproduce(outcome: &Outcome, c: &Counterexample) -> String {
         },
         c.seed,
         c.case
-    )
+    ) + &c
+        .restart
+        .map(|r| format!(" --restart {}:{}", r.reconcile, r.keep))
+        .unwrap_or_default()
+}
+
+/// "200 cases and 312 restart points" (with "of N boundaries" when the sweep was capped).
+pub fn counts(o: &Outcome) -> String {
+    let mut out = format!("{} cases", o.cases);
+    if o.restart_points > 0 {
+        out.push_str(&format!(" and {} restart points", o.restart_points));
+        if o.restart_boundaries > o.restart_points {
+            out.push_str(&format!(
+                " (of {} command boundaries)",
+                o.restart_boundaries
+            ));
+        }
+    }
+    out
 }
 
 fn tally_line(out: &mut String, t: &Tally) {
@@ -47,11 +65,11 @@ pub fn text_with(outcomes: &[Outcome], trace_path: TracePath<'_>) -> String {
     for o in outcomes {
         let _ = writeln!(
             out,
-            "{}: canary {}, suite {}, {} cases from seed {} in {:.2}s",
+            "{}: canary {}, suite {}, {} from seed {} in {:.2}s",
             if o.file.is_empty() { "-" } else { &o.file },
             o.canary,
             o.suite,
-            o.cases,
+            counts(o),
             o.seed,
             o.seconds
         );
@@ -60,9 +78,15 @@ pub fn text_with(outcomes: &[Outcome], trace_path: TracePath<'_>) -> String {
             let Some(c) = &t.counterexample else {
                 continue;
             };
+            let restart = c.restart.map_or(String::new(), |r| {
+                format!(
+                    ", restart after {} command(s) of reconcile {}",
+                    r.keep, r.reconcile
+                )
+            });
             let _ = writeln!(
                 out,
-                "       counterexample: case {} ({}), shrunk in {} steps",
+                "       counterexample: case {} ({}{restart}), shrunk in {} steps",
                 c.case, c.scenario.family, c.shrinks
             );
             let _ = writeln!(out, "         scenario: {}", c.scenario.describe());
@@ -132,6 +156,7 @@ pub fn junit(outcomes: &[Outcome], trace_path: TracePath<'_>) -> String {
         for (k, v) in [
             ("seed", o.seed.to_string()),
             ("cases", o.cases.to_string()),
+            ("restartPoints", o.restart_points.to_string()),
             ("suite", o.suite.clone()),
         ] {
             let _ = writeln!(

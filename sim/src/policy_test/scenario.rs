@@ -13,11 +13,12 @@ use flagger_core::policy::{HookType, Steps, Strategy};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
+use crate::Crash;
 use crate::prng::Rng;
 use crate::trace::{
-    At, CanaryObject, FaultKind, FaultRates, FaultsFile, GoDuration, HookSampleFile, InputError,
-    OperatorFile, ReadinessFile, ReadinessRuleFile, RevisionFile, SampleFile, ScheduledFault,
-    TraceFile, WorkloadKind,
+    At, CanaryObject, CrashFile, FaultKind, FaultRates, FaultsFile, GoDuration, HookSampleFile,
+    InputError, OperatorFile, ReadinessFile, ReadinessRuleFile, RevisionFile, SampleFile,
+    ScheduledFault, TraceFile, WorkloadKind,
 };
 
 use super::expect::{Level, Suite};
@@ -62,6 +63,19 @@ pub struct Subject {
     pub hook_keys: Vec<String>,
     /// The `confirm-*` webhooks: gates a person or a system opens.
     pub gate_keys: Vec<String>,
+    /// The `pre-rollout`, `rollout` and `rollback` webhooks: checks a system answers.
+    pub check_hooks: Vec<CheckHook>,
+}
+
+/// A `pre-rollout`, `rollout` or `rollback` webhook of the Canary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckHook {
+    /// `type/name`, as the core keys its calls.
+    pub key: String,
+    pub hook_type: HookType,
+    pub url: String,
+    /// The hook's timeout (Flagger's 10s when it sets none).
+    pub timeout_secs: f64,
 }
 
 impl Subject {
@@ -115,6 +129,26 @@ impl Subject {
             })
             .map(|h| h.key.clone())
             .collect();
+        let check_hooks = policy
+            .hooks
+            .iter()
+            .filter(|h| {
+                matches!(
+                    h.hook_type,
+                    HookType::PreRollout | HookType::Rollout | HookType::Rollback
+                )
+            })
+            .map(|h| CheckHook {
+                key: h.key.clone(),
+                hook_type: h.hook_type,
+                url: h.url.clone(),
+                timeout_secs: if h.timeout.is_positive() {
+                    h.timeout.as_secs_f64()
+                } else {
+                    10.0
+                },
+            })
+            .collect();
         Ok(Subject {
             canary,
             operator,
@@ -122,6 +156,7 @@ impl Subject {
             metrics,
             hook_keys,
             gate_keys,
+            check_hooks,
         })
     }
 
@@ -163,6 +198,15 @@ impl Subject {
     fn metric(&self, name: &str) -> Option<&MetricSubject> {
         self.metrics.iter().find(|m| m.name == name)
     }
+
+    fn check_hook(&self, key: &str) -> Option<&CheckHook> {
+        self.check_hooks.iter().find(|h| h.key == key)
+    }
+
+    /// Whether the Canary hands the target back when it is deleted (`revertOnDeletion`).
+    pub fn reverts_on_deletion(&self) -> bool {
+        self.policy.revert_on_deletion
+    }
 }
 
 /// What a metric does once the new revision is live.
@@ -178,6 +222,50 @@ pub enum Behaviour {
     Missing { after: i64 },
     /// The metrics backend refuses queries from `after` on.
     Errors { after: i64 },
+    /// The query answers NaN (Prometheus' answer to 0/0, e.g. no requests in the window) from
+    /// `after` on.
+    NaN { after: i64 },
+}
+
+/// What a `pre-rollout`, `rollout` or `rollback` webhook answers once the new revision lands.
+/// Without one, pre-rollout and rollout hooks pass and rollback hooks answer that no rollback
+/// is wanted (a non-2xx answer, as Flagger reads it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum HookBehaviour {
+    /// A pre-rollout or rollout hook answers an error (HTTP 500) from `after` on.
+    Fails { after: i64 },
+    /// The hook times out (no answer within its `timeout`) from `after` on. For a rollback hook
+    /// that means no rollback is asked for.
+    TimesOut { after: i64 },
+    /// Failing and passing in turns of `period` seconds from the revision on (for a rollback
+    /// hook: asking for a rollback and not).
+    Flaps { period: i64 },
+    /// A rollback hook answers 2xx, asking for a rollback, from `after` on.
+    AsksRollback { after: i64 },
+}
+
+impl HookBehaviour {
+    /// From when the hook fails the analysis steadily (a failing pre-rollout or rollout hook, a
+    /// rollback hook asking for a rollback), in seconds after the revision.
+    pub fn fails_since(&self, hook_type: HookType) -> Option<i64> {
+        match (self, hook_type) {
+            (
+                HookBehaviour::Fails { after } | HookBehaviour::TimesOut { after },
+                HookType::PreRollout | HookType::Rollout,
+            ) => Some(*after),
+            (HookBehaviour::AsksRollback { after }, HookType::Rollback) => Some(*after),
+            _ => None,
+        }
+    }
+
+    /// Whether a run with this hook behaviour is still a healthy one: only a rollback hook that
+    /// times out (and so asks for nothing).
+    pub fn harmless(&self, hook_type: HookType) -> bool {
+        matches!(
+            (self, hook_type),
+            (HookBehaviour::TimesOut { .. }, HookType::Rollback)
+        )
+    }
 }
 
 /// What a `confirm-*` webhook answers once the new revision lands.
@@ -210,13 +298,24 @@ pub enum Family {
     MetricFlaps(String),
     MetricCreeps(String),
     MetricMissing(String),
+    MetricNaN(String),
     BackendDown,
     SlowReady,
     NeverReady,
     GateClosed(String),
     GateLate(String),
     GateFlaps(String),
+    /// A pre-rollout or rollout hook (`type/name`) fails.
+    HookFails(String),
+    /// A pre-rollout, rollout or rollback hook times out.
+    HookTimesOut(String),
+    /// A pre-rollout, rollout or rollback hook flaps.
+    HookFlaps(String),
+    /// A rollback hook asks for a rollback.
+    RollbackRequested(String),
     NewRevisionMidAnalysis,
+    /// The Canary is deleted during the analysis.
+    CanaryDeleted,
     OperatorRestarts,
     OperatorFaults,
 }
@@ -231,13 +330,19 @@ impl fmt::Display for Family {
             Family::MetricFlaps(m) => write!(f, "metric {m} flaps"),
             Family::MetricCreeps(m) => write!(f, "metric {m} creeps"),
             Family::MetricMissing(m) => write!(f, "metric {m} has no values"),
+            Family::MetricNaN(m) => write!(f, "metric {m} answers NaN"),
             Family::BackendDown => write!(f, "metrics backend down"),
             Family::SlowReady => write!(f, "slow canary rollout"),
             Family::NeverReady => write!(f, "canary never ready"),
             Family::GateClosed(g) => write!(f, "gate {g} closed"),
             Family::GateLate(g) => write!(f, "gate {g} opens late"),
             Family::GateFlaps(g) => write!(f, "gate {g} flaps"),
+            Family::HookFails(h) => write!(f, "hook {h} fails"),
+            Family::HookTimesOut(h) => write!(f, "hook {h} times out"),
+            Family::HookFlaps(h) => write!(f, "hook {h} flaps"),
+            Family::RollbackRequested(h) => write!(f, "hook {h} asks for a rollback"),
             Family::NewRevisionMidAnalysis => write!(f, "new revision mid-analysis"),
+            Family::CanaryDeleted => write!(f, "Canary deleted mid-analysis"),
             Family::OperatorRestarts => write!(f, "operator restarts"),
             Family::OperatorFaults => write!(f, "operator faults"),
         }
@@ -258,6 +363,7 @@ pub fn families(subject: &Subject, suite: &Suite) -> Vec<Family> {
             out.push(Family::MetricCreeps(m.name.clone()));
         }
         out.push(Family::MetricMissing(m.name.clone()));
+        out.push(Family::MetricNaN(m.name.clone()));
     }
     if !subject.metrics.is_empty() {
         out.push(Family::BackendDown);
@@ -268,8 +374,18 @@ pub fn families(subject: &Subject, suite: &Suite) -> Vec<Family> {
         out.push(Family::GateLate(g.clone()));
         out.push(Family::GateFlaps(g.clone()));
     }
+    for h in &subject.check_hooks {
+        if h.hook_type == HookType::Rollback {
+            out.push(Family::RollbackRequested(h.key.clone()));
+        } else {
+            out.push(Family::HookFails(h.key.clone()));
+        }
+        out.push(Family::HookTimesOut(h.key.clone()));
+        out.push(Family::HookFlaps(h.key.clone()));
+    }
     out.extend([
         Family::NewRevisionMidAnalysis,
+        Family::CanaryDeleted,
         Family::OperatorRestarts,
         Family::OperatorFaults,
     ]);
@@ -292,11 +408,17 @@ pub struct Scenario {
     pub healthy: BTreeMap<String, f64>,
     pub metrics: BTreeMap<String, Behaviour>,
     pub gates: BTreeMap<String, Gate>,
+    /// Pre-rollout, rollout and rollback hooks that misbehave, by `type/name`.
+    pub hooks: BTreeMap<String, HookBehaviour>,
     /// A further revision this long after the first one.
     pub another_revision: Option<i64>,
     /// Operator restarts, each armed at this offset from the revision and spent on the next
     /// reconcile that carries out commands (after a random prefix of them).
     pub restarts: Vec<i64>,
+    /// The operator dies at an exact command boundary (the restart sweep, [`super::Plan::run`]).
+    pub crash: Option<Crash>,
+    /// The Canary is deleted this long after the revision.
+    pub delete_at: Option<i64>,
     pub rates: FaultRates,
     /// The trace lasts this long after the revision.
     pub horizon: i64,
@@ -383,8 +505,11 @@ pub fn build(subject: &Subject, suite: &Suite, family: Family, seed: u64) -> Sce
         healthy,
         metrics: BTreeMap::new(),
         gates: BTreeMap::new(),
+        hooks: BTreeMap::new(),
         another_revision: None,
         restarts: Vec::new(),
+        crash: None,
+        delete_at: None,
         rates: FaultRates::default(),
         horizon,
     };
@@ -441,6 +566,35 @@ pub fn build(subject: &Subject, suite: &Suite, family: Family, seed: u64) -> Sce
             let a = after(&mut rng);
             s.metrics
                 .insert(name.clone(), Behaviour::Missing { after: a });
+        }
+        Family::MetricNaN(name) => {
+            let a = after(&mut rng);
+            s.metrics.insert(name.clone(), Behaviour::NaN { after: a });
+        }
+        Family::HookFails(key) | Family::HookTimesOut(key) => {
+            // A pre-rollout hook is called once, when the analysis starts: it fails from the
+            // revision on, or it would never be asked while failing.
+            let pre = subject
+                .check_hook(key)
+                .is_some_and(|h| h.hook_type == HookType::PreRollout);
+            let a = if pre { 0 } else { after(&mut rng) };
+            let b = match family {
+                Family::HookFails(_) => HookBehaviour::Fails { after: a },
+                _ => HookBehaviour::TimesOut { after: a },
+            };
+            s.hooks.insert(key.clone(), b);
+        }
+        Family::HookFlaps(key) => {
+            let period = rng.range(interval, 4 * interval);
+            s.hooks.insert(key.clone(), HookBehaviour::Flaps { period });
+        }
+        Family::RollbackRequested(key) => {
+            let a = after(&mut rng);
+            s.hooks
+                .insert(key.clone(), HookBehaviour::AsksRollback { after: a });
+        }
+        Family::CanaryDeleted => {
+            s.delete_at = Some(rng.range(1, analysis.max(2)));
         }
         Family::BackendDown => {
             let a = after(&mut rng);
@@ -513,6 +667,17 @@ fn hook(t: i64, pass: bool) -> HookSampleFile {
     }
 }
 
+/// What a rollback hook answers while no rollback is wanted.
+const NO_ROLLBACK: &str = "no rollback requested";
+
+fn hook_answer(pass: bool, message: &str) -> HookSampleFile {
+    HookSampleFile {
+        at: at(0),
+        pass,
+        message: message.into(),
+    }
+}
+
 fn template(target: &str, version: u32) -> serde_json::Value {
     json!({
         "metadata": {"labels": {"app": target}},
@@ -538,6 +703,12 @@ impl Scenario {
         let deadline = subject.policy.progress_deadline.as_secs();
         self.metrics.is_empty()
             && self.gates.is_empty()
+            && self.delete_at.is_none()
+            && self.hooks.iter().all(|(k, b)| {
+                subject
+                    .check_hook(k)
+                    .is_some_and(|h| b.harmless(h.hook_type))
+            })
             && match self.canary_ready {
                 CanaryReady::Normal => self.readiness_delay < deadline,
                 CanaryReady::Slow(d) => d < deadline,
@@ -559,8 +730,9 @@ impl Scenario {
         }
     }
 
-    /// From when a metric fails steadily by the spec's own judgment (outside its bounds, no
-    /// values or query errors): the case `rollsBackWithin` judges.
+    /// From when a check fails steadily by the spec's own judgment (a metric outside its bounds,
+    /// with no values, NaN or query errors; a pre-rollout or rollout hook failing or timing out;
+    /// a rollback hook asking for a rollback): the case `rollsBackWithin` judges.
     pub fn fails_since(&self, subject: &Subject, start: Timestamp) -> Option<Timestamp> {
         let mut first: Option<i64> = None;
         for (name, b) in &self.metrics {
@@ -569,7 +741,9 @@ impl Scenario {
             };
             let since = match b {
                 Behaviour::Fails { value, after } if !m.passes(*value) => Some(*after),
-                Behaviour::Missing { after } | Behaviour::Errors { after } => Some(*after),
+                Behaviour::Missing { after }
+                | Behaviour::Errors { after }
+                | Behaviour::NaN { after } => Some(*after),
                 Behaviour::Creeps { from, to, over } if !m.passes(*to) => {
                     creep_samples(*from, *to, *over, subject.interval_secs())
                         .into_iter()
@@ -579,6 +753,14 @@ impl Scenario {
                 _ => None,
             };
             if let Some(t) = since {
+                first = Some(first.map_or(t, |f| f.min(t)));
+            }
+        }
+        for (key, b) in &self.hooks {
+            if let Some(t) = subject
+                .check_hook(key)
+                .and_then(|h| b.fails_since(h.hook_type))
+            {
                 first = Some(first.map_or(t, |f| f.min(t)));
             }
         }
@@ -619,7 +801,27 @@ impl Scenario {
                 Behaviour::Errors { after } => {
                     format!("{name} query errors from revision+{after}s")
                 }
+                Behaviour::NaN { after } => {
+                    format!("{name} answers NaN from revision+{after}s")
+                }
             });
+        }
+        for (h, b) in &self.hooks {
+            parts.push(match b {
+                HookBehaviour::Fails { after } => format!("hook {h} fails from revision+{after}s"),
+                HookBehaviour::TimesOut { after } => {
+                    format!("hook {h} times out from revision+{after}s")
+                }
+                HookBehaviour::Flaps { period } => {
+                    format!("hook {h} fails/passes every {period}s")
+                }
+                HookBehaviour::AsksRollback { after } => {
+                    format!("hook {h} asks for a rollback from revision+{after}s")
+                }
+            });
+        }
+        if let Some(t) = self.delete_at {
+            parts.push(format!("Canary deleted at revision+{t}s"));
         }
         for (g, b) in &self.gates {
             parts.push(match b {
@@ -633,6 +835,12 @@ impl Scenario {
         }
         for t in &self.restarts {
             parts.push(format!("operator restart at revision+{t}s"));
+        }
+        if let Some(c) = self.crash {
+            parts.push(format!(
+                "operator restarts after {} command(s) of reconcile {}",
+                c.keep, c.reconcile
+            ));
         }
         if self.rates.any() {
             parts.push("random operator faults".into());
@@ -727,6 +935,11 @@ impl Scenario {
                     value: None,
                     ..value(r + after, 0.0)
                 }),
+                Some(Behaviour::NaN { after }) => series.push(SampleFile {
+                    nan: true,
+                    value: None,
+                    ..value(r + after, 0.0)
+                }),
             }
             metrics.insert(m.name.clone(), series);
         }
@@ -748,6 +961,56 @@ impl Scenario {
                 }
             };
             webhooks.insert(g.clone(), series);
+        }
+        for h in &subject.check_hooks {
+            let rollback = h.hook_type == HookType::Rollback;
+            // What the hook answers when all is well, and when it misbehaves.
+            let fine = hook_answer(!rollback, if rollback { NO_ROLLBACK } else { "" });
+            let bad = |t: i64| {
+                if rollback {
+                    hook(t, true)
+                } else {
+                    HookSampleFile {
+                        at: at(t),
+                        ..hook_answer(false, "500 Internal Server Error")
+                    }
+                }
+            };
+            let timeout = HookSampleFile {
+                message: format!("POST {} timed out after {}s", h.url, h.timeout_secs),
+                ..hook_answer(false, "")
+            };
+            let mut series = vec![fine.clone()];
+            match self.hooks.get(&h.key) {
+                None => {}
+                Some(HookBehaviour::Fails { after }) => series.push(bad(r + after)),
+                Some(HookBehaviour::AsksRollback { after }) => series.push(bad(r + after)),
+                Some(HookBehaviour::TimesOut { after }) => series.push(HookSampleFile {
+                    at: at(r + after),
+                    ..timeout
+                }),
+                Some(HookBehaviour::Flaps { period }) => {
+                    let mut t = r;
+                    let mut failing = true;
+                    while t < end {
+                        series.push(if failing {
+                            bad(t)
+                        } else {
+                            HookSampleFile {
+                                at: at(t),
+                                ..fine.clone()
+                            }
+                        });
+                        failing = !failing;
+                        t += (*period).max(1);
+                    }
+                }
+            }
+            // A pre-rollout or rollout hook that passes needs no answers (a hook without one
+            // passes); a rollback hook always does, or it would ask for a rollback.
+            if rollback || series.len() > 1 {
+                webhooks.insert(h.key.clone(), series);
+            }
         }
         TraceFile {
             version: crate::trace::FORMAT_VERSION,
@@ -776,10 +1039,18 @@ impl Scenario {
                         kind: FaultKind::Restart,
                     })
                     .collect(),
+                crashes: self
+                    .crash
+                    .map(|c| CrashFile {
+                        reconcile: c.reconcile,
+                        after_commands: c.keep,
+                    })
+                    .into_iter()
+                    .collect(),
             },
             answers: Vec::new(),
             initial: Default::default(),
-            delete_at: None,
+            delete_at: self.delete_at.map(|t| at(r + t)),
         }
     }
 }

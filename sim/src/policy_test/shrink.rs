@@ -4,7 +4,7 @@
 //! shrink costs at most `BUDGET` replays.
 
 use super::Plan;
-use super::scenario::{Behaviour, CanaryReady, Gate, Scenario, round};
+use super::scenario::{Behaviour, CanaryReady, Gate, HookBehaviour, Scenario, round};
 
 /// Replays spent on shrinking one counterexample at most.
 pub const BUDGET: usize = 400;
@@ -58,8 +58,19 @@ fn candidates(s: &Scenario) -> Vec<Scenario> {
             c.restarts.remove(i);
         }));
     }
+    if s.crash.is_some() {
+        out.push(with(&|c| c.crash = None));
+    }
     if s.another_revision.is_some() {
         out.push(with(&|c| c.another_revision = None));
+    }
+    if s.delete_at.is_some() {
+        out.push(with(&|c| c.delete_at = None));
+    }
+    for name in s.hooks.keys() {
+        out.push(with(&|c| {
+            c.hooks.remove(name);
+        }));
     }
     for name in s.metrics.keys() {
         out.push(with(&|c| {
@@ -169,7 +180,38 @@ fn candidates(s: &Scenario) -> Vec<Scenario> {
                 out.push(set(Behaviour::Errors { after: 0 }));
                 out.push(set(Behaviour::Errors { after: after / 2 }));
             }
+            Behaviour::NaN { after } => {
+                out.push(set(Behaviour::NaN { after: 0 }));
+                out.push(set(Behaviour::NaN { after: after / 2 }));
+            }
         }
+    }
+    for (name, h) in &s.hooks {
+        let set = |b: HookBehaviour| {
+            with(&|c| {
+                c.hooks.insert(name.clone(), b.clone());
+            })
+        };
+        match *h {
+            HookBehaviour::Fails { after } => {
+                out.push(set(HookBehaviour::Fails { after: 0 }));
+                out.push(set(HookBehaviour::Fails { after: after / 2 }));
+            }
+            HookBehaviour::TimesOut { after } => {
+                out.push(set(HookBehaviour::TimesOut { after: 0 }));
+                out.push(set(HookBehaviour::TimesOut { after: after / 2 }));
+            }
+            HookBehaviour::AsksRollback { after } => {
+                out.push(set(HookBehaviour::AsksRollback { after: 0 }));
+                out.push(set(HookBehaviour::AsksRollback { after: after / 2 }));
+            }
+            HookBehaviour::Flaps { period } => {
+                out.push(set(HookBehaviour::Flaps { period: period / 2 }));
+            }
+        }
+    }
+    if let Some(t) = s.delete_at {
+        out.push(with(&|c| c.delete_at = Some((t / 2).max(1))));
     }
     for (name, g) in &s.gates {
         match *g {
@@ -223,6 +265,9 @@ fn valid(s: &Scenario) -> bool {
         _ => true,
     }) && s.gates.values().all(|g| match g {
         Gate::Flaps { period } => *period > 0,
+        _ => true,
+    }) && s.hooks.values().all(|h| match h {
+        HookBehaviour::Flaps { period } => *period > 0,
         _ => true,
     }) && s.revision_at >= 1
 }
