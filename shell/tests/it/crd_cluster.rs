@@ -111,7 +111,7 @@ async fn the_api_server_keeps_good_canaries_and_refuses_malformed_ones() {
     create("good", valid_spec()).await.unwrap();
     let typed: Api<Canary> = Api::namespaced(client.clone(), &ns);
     let stored = typed.get("good").await.unwrap();
-    let service = &stored.spec.service;
+    let service = stored.spec.service();
     assert_eq!(service.target_port, Some(json!("http")));
     assert_eq!(
         service.match_,
