@@ -104,7 +104,7 @@ async fn flagger_canaries_not_supported_yet_are_blocked() -> Result<()> {
         "metadata": {"name": "consumer", "namespace": ns},
         "spec": {
             "provider": "istio",
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "consumer"},
             "autoscalerRef": {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "podinfo-so",
                               "primaryScalerQueries": {"lag": "sum(lag)"}},
             "service": {"port": 9898},
@@ -116,7 +116,6 @@ async fn flagger_canaries_not_supported_yet_are_blocked() -> Result<()> {
         .as_object_mut()
         .expect("spec")
         .remove("provider");
-    from_flag["spec"]["targetRef"]["name"] = json!("podinfo");
     let supported = fixtures::weighted_canary(&ns, "podinfo", "istio");
     for canary in [&knative, &keda, &from_flag, &supported] {
         s.apply(canary).await?;
