@@ -16,14 +16,63 @@ use crate::snapshot::{HookAnswer, OperatorConfig};
 pub struct SpecError {
     pub field: String,
     pub message: String,
+    /// The spec is valid for Flagger but asks for something this operator does not do yet (a
+    /// mesh provider, a target or autoscaler kind), as opposed to a spec that is wrong.
+    pub unsupported: bool,
+}
+
+impl SpecError {
+    /// The reason of the `Blocked` condition.
+    pub fn reason(&self) -> &'static str {
+        if self.unsupported {
+            "NotSupported"
+        } else {
+            "InvalidSpec"
+        }
+    }
 }
 
 fn err<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T, SpecError> {
     Err(SpecError {
         field: field.into(),
         message: message.into(),
+        unsupported: false,
     })
 }
+
+fn not_yet<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T, SpecError> {
+    Err(SpecError {
+        field: field.into(),
+        message: message.into(),
+        unsupported: true,
+    })
+}
+
+/// The `spec.provider` values Flagger's Canary CRD accepts.
+pub const FLAGGER_PROVIDERS: &[&str] = &[
+    "apisix",
+    "appmesh",
+    "appmesh:v1beta2",
+    "contour",
+    "gatewayapi:v1",
+    "gatewayapi:v1beta1",
+    "gloo",
+    "istio",
+    "knative",
+    "kubernetes",
+    "kuma",
+    "linkerd",
+    "nginx",
+    "osm",
+    "skipper",
+    "smi:v1alpha1",
+    "smi:v1alpha2",
+    "smi:v1alpha3",
+    "traefik",
+];
+
+/// What the supported list reads in messages.
+pub const SUPPORTED_PROVIDERS: &str = "istio, gatewayapi:v1, kubernetes, nginx";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
@@ -47,6 +96,36 @@ impl Provider {
             "nginx" => Some(Provider::Nginx),
             _ => None,
         }
+    }
+
+    /// Whether Flagger's router factory routes with `name` (as `spec.provider` or
+    /// `-mesh-provider`): its exact names and the prefixes it matches (`smi:v1alpha3:linkerd`,
+    /// `appmesh:v1beta2`, `gloo…`, `gatewayapi:v1…`). Such a provider that [`Provider::parse`]
+    /// refuses is one this operator does not support yet; any other name is a mistake.
+    pub fn known_to_flagger(name: &str) -> bool {
+        const EXACT: &[&str] = &[
+            "apisix",
+            "appmesh",
+            "contour",
+            "istio",
+            "knative",
+            "kubernetes",
+            "kuma",
+            "linkerd",
+            "nginx",
+            "osm",
+            "skipper",
+            "traefik",
+        ];
+        const PREFIXES: &[&str] = &[
+            "appmesh:v1beta2",
+            "smi:v1alpha1",
+            "smi:v1alpha2",
+            "smi:v1alpha3",
+            "gloo",
+            "gatewayapi:v1",
+        ];
+        EXACT.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
     }
 }
 
@@ -252,32 +331,77 @@ impl Policy {
         if spec.target_ref.name.is_empty() {
             return err("spec.targetRef.name", "must not be empty");
         }
-        if let Some(kind) = spec.target_ref.kind.as_deref()
-            && kind != "Deployment"
-        {
-            return err(
-                "spec.targetRef.kind",
-                format!("{kind:?} is not supported (only Deployment)"),
-            );
-        }
-        if !(1..=65535).contains(&spec.service.port) {
-            return err(
-                "spec.service.port",
-                format!("{} is not a valid port", spec.service.port),
-            );
-        }
         let provider_name = spec
             .provider
             .clone()
             .unwrap_or_else(|| config.mesh_provider.clone());
         let Some(provider) = Provider::parse(&provider_name) else {
+            let from_flag = if spec.provider.is_none() {
+                " (from -mesh-provider)"
+            } else {
+                ""
+            };
+            if Provider::known_to_flagger(&provider_name) {
+                return not_yet(
+                    "spec.provider",
+                    format!(
+                        "provider {provider_name:?}{from_flag} is not supported yet (supported: {SUPPORTED_PROVIDERS})"
+                    ),
+                );
+            }
             return err(
                 "spec.provider",
                 format!(
-                    "unsupported mesh provider {provider_name:?} (supported: istio, gatewayapi:v1, kubernetes, nginx)"
+                    "unsupported mesh provider {provider_name:?}{from_flag} (supported: {SUPPORTED_PROVIDERS})"
                 ),
             );
         };
+        match spec.target_ref.kind.as_deref() {
+            None | Some("Deployment") => {}
+            Some(kind @ ("DaemonSet" | "Service")) => {
+                return not_yet(
+                    "spec.targetRef.kind",
+                    format!("{kind} targets are not supported yet (only Deployment)"),
+                );
+            }
+            Some(kind) => {
+                return err(
+                    "spec.targetRef.kind",
+                    format!("{kind:?} is not a target kind (Deployment, DaemonSet or Service)"),
+                );
+            }
+        }
+        match spec.autoscaler_ref.as_ref().and_then(|a| a.kind.as_deref()) {
+            None | Some("HorizontalPodAutoscaler") => {}
+            Some("ScaledObject") => {
+                return not_yet(
+                    "spec.autoscalerRef.kind",
+                    "KEDA ScaledObject autoscalers are not supported yet (only HorizontalPodAutoscaler)",
+                );
+            }
+            Some(kind) => {
+                return err(
+                    "spec.autoscalerRef.kind",
+                    format!(
+                        "{kind:?} is not an autoscaler kind (HorizontalPodAutoscaler or ScaledObject)"
+                    ),
+                );
+            }
+        }
+        let Some(service) = &spec.service else {
+            return err(
+                "spec.service",
+                format!(
+                    "is required by the {provider_name} provider (the Services and routes are made from it)"
+                ),
+            );
+        };
+        if !(1..=65535).contains(&service.port) {
+            return err(
+                "spec.service.port",
+                format!("{} is not a valid port", service.port),
+            );
+        }
         if provider == Provider::Nginx
             && spec.ingress_ref.as_ref().is_none_or(|r| r.name.is_empty())
         {
@@ -534,7 +658,8 @@ fn strategy(field: &str, a: &CanaryAnalysis) -> Result<Strategy, SpecError> {
                 "one of stepWeight, stepWeights or iterations must be set (got none)",
             );
         }
-        let max = a.max_weight.unwrap_or(100);
+        // 0 is Go's zero value, which Flagger reads as "not set".
+        let max = a.max_weight.filter(|m| *m != 0).unwrap_or(100);
         if !(1..=100).contains(&max) {
             return err(
                 format!("{field}.maxWeight"),

@@ -248,8 +248,8 @@ fn bad_values_are_errors_that_name_the_field() {
             "spec.analysis.stepWeights[1]: weights must increase strictly",
         ),
         (
-            json!({"stepWeight": 10, "maxWeight": 0}),
-            "spec.analysis.maxWeight: 0 must be between 1 and 100",
+            json!({"stepWeight": 10, "maxWeight": -5}),
+            "spec.analysis.maxWeight: -5 must be between 1 and 100",
         ),
         (
             json!({"stepWeight": 10, "metrics": [{"name": "error-rate"}]}),
@@ -293,15 +293,28 @@ fn bad_values_are_errors_that_name_the_field() {
     let got = policy(
         json!({"provider": "linkerd", "targetRef": {"name": "podinfo"}, "service": {"port": 80}}),
     );
-    assert!(
-        got.unwrap_err()
-            .starts_with("spec.provider: unsupported mesh provider \"linkerd\"")
+    assert_eq!(
+        got.unwrap_err(),
+        "spec.provider: provider \"linkerd\" is not supported yet (supported: istio, gatewayapi:v1, kubernetes, nginx)"
+    );
+    let got = policy(
+        json!({"provider": "linkerdd", "targetRef": {"name": "podinfo"}, "service": {"port": 80}}),
+    );
+    assert_eq!(
+        got.unwrap_err(),
+        "spec.provider: unsupported mesh provider \"linkerdd\" (supported: istio, gatewayapi:v1, kubernetes, nginx)"
     );
     let got =
         policy(json!({"targetRef": {"kind": "DaemonSet", "name": "x"}, "service": {"port": 80}}));
     assert_eq!(
         got.unwrap_err(),
-        "spec.targetRef.kind: \"DaemonSet\" is not supported (only Deployment)"
+        "spec.targetRef.kind: DaemonSet targets are not supported yet (only Deployment)"
+    );
+    let got =
+        policy(json!({"targetRef": {"kind": "StatefulSet", "name": "x"}, "service": {"port": 80}}));
+    assert_eq!(
+        got.unwrap_err(),
+        "spec.targetRef.kind: \"StatefulSet\" is not a target kind (Deployment, DaemonSet or Service)"
     );
 }
 
@@ -376,5 +389,69 @@ fn nginx_without_an_ingress_ref_or_with_a_mirrored_canary_is_refused() {
     assert_eq!(
         p.provider_warnings,
         vec!["Traffic mirroring is not supported when using the nginx provider".to_string()]
+    );
+}
+
+/// Every provider Flagger's CRD accepts either routes here or is "not supported yet" (reason
+/// NotSupported), never "unknown"; the operator's default provider counts the same way.
+#[test]
+fn flaggers_providers_are_supported_or_not_supported_yet() {
+    for name in flagger_core::policy::FLAGGER_PROVIDERS {
+        let canary: Canary = serde_json::from_value(json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": "test"},
+            "spec": {"provider": name, "targetRef": {"name": "podinfo"}, "service": {"port": 80},
+                     "ingressRef": {"name": "podinfo"}},
+        }))
+        .unwrap();
+        let got = Policy::from_spec("podinfo", "test", &canary.spec, &OperatorConfig::default());
+        match Provider::parse(name) {
+            Some(p) => assert_eq!(got.unwrap().provider, p, "{name}"),
+            None => {
+                let e = got.unwrap_err();
+                assert_eq!(e.reason(), "NotSupported", "{name}");
+                assert_eq!(e.field, "spec.provider");
+                assert!(
+                    e.message
+                        .contains(&format!("{name:?} is not supported yet"))
+                );
+            }
+        }
+    }
+    let config = OperatorConfig {
+        mesh_provider: "smi:v1alpha3:linkerd".into(),
+        ..OperatorConfig::default()
+    };
+    let canary: Canary = serde_json::from_value(json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": "test"},
+        "spec": {"targetRef": {"name": "podinfo"}, "service": {"port": 80}},
+    }))
+    .unwrap();
+    let e = Policy::from_spec("podinfo", "test", &canary.spec, &config).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "spec.provider: provider \"smi:v1alpha3:linkerd\" (from -mesh-provider) is not supported yet (supported: istio, gatewayapi:v1, kubernetes, nginx)"
+    );
+}
+
+#[test]
+fn max_weight_zero_means_unset_as_in_flagger() {
+    let p = policy(
+        json!({"targetRef": {"name": "podinfo"}, "service": {"port": 80},
+        "analysis": {"interval": "1m", "threshold": 5, "stepWeight": 10, "maxWeight": 0}}),
+    )
+    .unwrap();
+    let Strategy::Canary(c) = &p.strategy else {
+        panic!("canary strategy expected")
+    };
+    assert_eq!(c.max_weight, 100);
+    assert!(
+        policy(
+            json!({"targetRef": {"name": "podinfo"}, "service": {"port": 80},
+            "analysis": {"interval": "1m", "threshold": 5, "stepWeight": 10, "maxWeight": 150}})
+        )
+        .unwrap_err()
+        .starts_with("spec.analysis.maxWeight: 150 must be between 1 and 100")
     );
 }

@@ -1034,6 +1034,87 @@ fn an_invalid_spec_is_reported_once_and_blocks_nothing_else() {
     assert_eq!(c.phase(), Some(Phase::Initializing));
 }
 
+/// Flagger YAML for what is not built yet is blocked with the real cause, once, and nothing else
+/// happens: a Knative Canary (no `service`, a Knative Service target), a KEDA autoscaler, a
+/// DaemonSet target.
+#[test]
+fn flagger_specs_not_supported_yet_are_blocked_with_their_cause() {
+    let analysis = json!({"interval": "1m", "threshold": 5, "maxWeight": 50, "stepWeight": 10});
+    let cases = [
+        (
+            json!({
+                "provider": "knative",
+                "targetRef": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "podinfo"},
+                "analysis": analysis,
+            }),
+            "Canary podinfo.test cannot be run here: spec.provider: provider \"knative\" is not supported yet (supported: istio, gatewayapi:v1, kubernetes, nginx)",
+        ),
+        (
+            json!({
+                "provider": "istio",
+                "targetRef": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "podinfo"},
+                "analysis": analysis,
+            }),
+            "Canary podinfo.test cannot be run here: spec.targetRef.kind: Service targets are not supported yet (only Deployment)",
+        ),
+        (
+            json!({
+                "targetRef": {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "podinfo"},
+                "service": {"port": 9898},
+                "analysis": analysis,
+            }),
+            "Canary podinfo.test cannot be run here: spec.targetRef.kind: DaemonSet targets are not supported yet (only Deployment)",
+        ),
+        (
+            json!({
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                "autoscalerRef": {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "podinfo"},
+                "service": {"port": 9898},
+                "analysis": analysis,
+            }),
+            "Canary podinfo.test cannot be run here: spec.autoscalerRef.kind: KEDA ScaledObject autoscalers are not supported yet (only HorizontalPodAutoscaler)",
+        ),
+    ];
+    for (spec, message) in cases {
+        let mut c = Cluster::new(serde_json::from_value(spec).unwrap());
+        let (cmds, phase) = shape(c.tick());
+        assert_eq!(cmds, vec![warn(message)]);
+        assert_eq!(phase, None, "{message}");
+        let blocked = c
+            .status
+            .conditions
+            .iter()
+            .find(|x| x.type_ == "Blocked")
+            .unwrap();
+        assert_eq!(
+            (blocked.reason.as_str(), blocked.message.as_str()),
+            ("NotSupported", message)
+        );
+        assert_eq!(c.tick_after(60), vec![], "{message}");
+    }
+}
+
+/// A Canary without `service` for a provider that routes through Services is wrong, not
+/// unsupported: the field is named.
+#[test]
+fn a_missing_service_is_invalid_for_the_supported_providers() {
+    let mut c = Cluster::new(
+        serde_json::from_value(json!({
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "analysis": {"interval": "1m", "threshold": 5, "stepWeight": 10},
+        }))
+        .unwrap(),
+    );
+    let (cmds, _) = shape(c.tick());
+    assert_eq!(
+        cmds,
+        vec![warn(
+            "Canary podinfo.test is invalid: spec.service: is required by the istio provider (the Services and routes are made from it)"
+        )]
+    );
+    assert_eq!(c.status.conditions[0].reason, "InvalidSpec");
+}
+
 #[test]
 fn a_missing_target_is_reported_once() {
     let mut c = Cluster::new(canary_spec());

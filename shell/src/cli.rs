@@ -311,11 +311,15 @@ fn positive_duration_value(s: &str) -> Result<SignedDuration, String> {
     }
 }
 
+/// Every provider Flagger routes with is accepted at start, so an operator configured for
+/// Flagger starts; the Canaries that use one not supported yet are blocked with a condition that
+/// names it. A name Flagger does not know either is a mistake and refused here.
 fn mesh_provider_value(s: &str) -> Result<String, String> {
-    match Provider::parse(s) {
-        Some(_) => Ok(s.to_string()),
-        None => Err(format!(
-            "unsupported mesh provider {s:?} (supported: istio, gatewayapi, gatewayapi:v1, gatewayapi:v1beta1, kubernetes, nginx)"
-        )),
+    if Provider::parse(s).is_some() || Provider::known_to_flagger(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "unknown mesh provider {s:?} (supported: istio, gatewayapi, gatewayapi:v1, gatewayapi:v1beta1, kubernetes, nginx; Flagger's other providers are accepted and their Canaries blocked as not supported yet)"
+        ))
     }
 }

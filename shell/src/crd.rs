@@ -3,7 +3,7 @@
 //! The derive gives the structural schema, the status subresource and the printer columns; this
 //! module adds the value rules the derive cannot express but Flagger's CRD has (or that make the
 //! API server reject a spec the operator would refuse anyway): the analysis must pick exactly one
-//! strategy, weights are percentages, the port is a port, the provider is one we can route with.
+//! strategy, the port is a port, the provider and the kinds are ones Flagger knows.
 //!
 //! Output format: YAML (`serde-saphyr`), one document per CRD separated by `---`, the format Helm's
 //! `crds/` directory and `kubectl apply -f` expect. `charts/flagger/crds/crd.yaml` holds exactly
@@ -14,15 +14,30 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::{Value, json};
 
-/// The providers `flagger_core::policy::Provider::parse` accepts; anything else is refused at
-/// admission instead of surfacing later as a reconcile error.
+/// Every provider Flagger's CRD accepts, and bare `gatewayapi` (ours; Flagger's CRD refuses it).
+/// The core blocks the ones it cannot route with yet, naming the provider, so a Flagger Canary
+/// is never refused at `kubectl apply`.
 pub const PROVIDERS: &[&str] = &[
-    "istio",
+    "apisix",
+    "appmesh",
+    "appmesh:v1beta2",
+    "contour",
     "gatewayapi",
     "gatewayapi:v1",
     "gatewayapi:v1beta1",
+    "gloo",
+    "istio",
+    "knative",
     "kubernetes",
+    "kuma",
+    "linkerd",
     "nginx",
+    "osm",
+    "skipper",
+    "smi:v1alpha1",
+    "smi:v1alpha2",
+    "smi:v1alpha3",
+    "traefik",
 ];
 
 /// The analysis settings that make a strategy; Flagger's CRD requires exactly one combination.
@@ -34,16 +49,19 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
             Canary::crd(),
             "Canary is the Schema for the Canary API.",
             Some(restrict_spec),
+            false,
         ),
         edit(
             MetricTemplate::crd(),
             "MetricTemplate is a specification for a canary analysis metric.",
             None,
+            true,
         ),
         edit(
             AlertProvider::crd(),
             "AlertProvider is a specification for an alerting provider.",
             None,
+            true,
         ),
     ]
 }
@@ -54,12 +72,16 @@ pub fn render_yaml() -> String {
 }
 
 /// Flagger's description in place of the derive's, the uninstall guard and the spec rules.
+/// `status_subresource`: Flagger's MetricTemplate and AlertProvider CRDs declare a status
+/// subresource without a status schema (nothing writes one); the derive only adds it with a status
+/// type, so it is added here.
 /// `helm.sh/resource-policy: keep`: Helm never deletes `crds/`, but a rendered chart applied and
 /// deleted with kubectl would, and deleting the CRD deletes every Canary.
 fn edit(
     crd: CustomResourceDefinition,
     description: &str,
     restrict: Option<fn(&mut Value)>,
+    status_subresource: bool,
 ) -> CustomResourceDefinition {
     let mut value = serde_json::to_value(&crd).expect("a CustomResourceDefinition serializes");
     value["metadata"]["annotations"]["helm.sh/resource-policy"] = json!("keep");
@@ -67,6 +89,9 @@ fn edit(
         .as_array_mut()
         .expect("a derived CRD has versions")
     {
+        if status_subresource {
+            version["subresources"]["status"] = json!({});
+        }
         let root = &mut version["schema"]["openAPIV3Schema"];
         root["description"] = json!(description);
         if let Some(restrict) = restrict {
@@ -79,16 +104,21 @@ fn edit(
 fn restrict_spec(spec: &mut Value) {
     let props = &mut spec["properties"];
     props["provider"]["enum"] = json!(PROVIDERS);
-    // The only workload and autoscaler kinds the executor can copy; absent means these.
-    props["targetRef"]["properties"]["kind"]["enum"] = json!(["Deployment"]);
-    props["autoscalerRef"]["properties"]["kind"]["enum"] = json!(["HorizontalPodAutoscaler"]);
+    // Flagger's kinds; the core blocks those it cannot handle yet, naming them.
+    props["targetRef"]["properties"]["kind"]["enum"] =
+        json!(["DaemonSet", "Deployment", "Service"]);
+    props["autoscalerRef"]["properties"]["kind"]["enum"] =
+        json!(["HorizontalPodAutoscaler", "ScaledObject"]);
+    // A port outside this range has no meaning for Flagger either: its Service write fails.
     bound(&mut props["service"]["properties"]["port"], 1, 65535);
-    at_least(&mut props["progressDeadlineSeconds"], 1);
     for analysis in ["analysis", "canaryAnalysis"] {
         restrict_analysis(&mut props[analysis]);
     }
 }
 
+/// Flagger's rule: one strategy setting besides interval and threshold. The values themselves
+/// (weights, counts, readiness percentages) are not bounded here, as in Flagger's CRD: the core
+/// refuses the ones that have no meaning with a `Blocked` condition naming the field.
 fn restrict_analysis(analysis: &mut Value) {
     analysis["oneOf"] = Value::Array(
         STRATEGY_KEYS
@@ -96,31 +126,13 @@ fn restrict_analysis(analysis: &mut Value) {
             .map(|key| json!({ "required": ["interval", "threshold", key] }))
             .collect(),
     );
-    let props = &mut analysis["properties"];
-    for percent in [
-        "maxWeight",
-        "stepWeight",
-        "stepWeightPromotion",
-        "mirrorWeight",
-        "primaryReadyThreshold",
-        "canaryReadyThreshold",
-    ] {
-        bound(&mut props[percent], 0, 100);
-    }
-    bound(&mut props["stepWeights"]["items"], 0, 100);
-    at_least(&mut props["iterations"], 0);
-    at_least(&mut props["threshold"], 0);
 }
 
 fn bound(schema: &mut Value, min: i64, max: i64) {
-    at_least(schema, min);
-    schema["maximum"] = json!(max);
-}
-
-fn at_least(schema: &mut Value, min: i64) {
     assert!(
         schema.is_object(),
         "schema post-processing names a field the derive no longer generates"
     );
     schema["minimum"] = json!(min);
+    schema["maximum"] = json!(max);
 }

@@ -12,6 +12,7 @@ use super::metric_template::LocalRef;
     version = "v1beta1",
     kind = "AlertProvider",
     plural = "alertproviders",
+    category = "all",
     namespaced,
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type")
 )]

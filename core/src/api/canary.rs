@@ -91,7 +91,10 @@ pub struct CanarySpec {
     pub route_ref: Option<ObjectReference>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_ref: Option<ObjectReference>,
-    pub service: CanaryService,
+    /// Optional as in Flagger (a Knative target has none); every provider this operator routes
+    /// with needs it, which [`crate::policy`] checks. Read it through [`CanarySpec::service`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<CanaryService>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<CanaryAnalysis>,
     /// The seed's (`v1alpha1`) name for `analysis`; used only when `analysis` is absent.
@@ -348,4 +351,41 @@ impl CanarySpec {
     pub fn analysis(&self) -> Option<&CanaryAnalysis> {
         self.analysis.as_ref().or(self.canary_analysis.as_ref())
     }
+
+    /// `service`, or an empty one (port 0, nothing set) when the spec has none. The policy
+    /// refuses a Canary without `service` before anything acts on it, so the empty one is only
+    /// ever seen by code that reads a spec without acting on it.
+    pub fn service(&self) -> &CanaryService {
+        self.service.as_ref().unwrap_or(&NO_SERVICE)
+    }
 }
+
+static NO_SERVICE: CanaryService = CanaryService {
+    name: None,
+    port: 0,
+    port_name: None,
+    target_port: None,
+    app_protocol: None,
+    port_discovery: None,
+    headless: None,
+    timeout: None,
+    backend_timeout: None,
+    gateways: None,
+    gateway_refs: None,
+    hosts: None,
+    delegation: None,
+    traffic_policy: None,
+    match_: None,
+    rewrite: None,
+    retries: None,
+    headers: None,
+    cors_policy: None,
+    mirror: None,
+    mesh_name: None,
+    backends: None,
+    apex: None,
+    primary: None,
+    canary: None,
+    traffic_distribution: None,
+    unmanaged_metadata: None,
+};

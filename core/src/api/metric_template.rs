@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
     version = "v1beta1",
     kind = "MetricTemplate",
     plural = "metrictemplates",
+    category = "all",
     namespaced,
     printcolumn(name = "Provider", type_ = "string", json_path = ".spec.provider.type")
 )]

@@ -41,11 +41,16 @@ pub fn run(policy: Result<&Policy, &SpecError>, snap: &Snapshot) -> Step<Decisio
     let policy = match policy {
         Ok(p) => p,
         Err(e) => {
+            let verdict = if e.unsupported {
+                "cannot be run here"
+            } else {
+                "is invalid"
+            };
             let message = format!(
-                "Canary {}.{} is invalid: {e}",
+                "Canary {}.{} {verdict}: {e}",
                 snap.canary.name, snap.canary.namespace
             );
-            return Ok(blocked(snap, "InvalidSpec", message));
+            return Ok(blocked(snap, e.reason(), message));
         }
     };
     let mut t = Tick {
@@ -329,7 +334,7 @@ impl<'a> Tick<'a> {
                     service: self
                         .snap
                         .spec
-                        .service
+                        .service()
                         .name
                         .clone()
                         .unwrap_or_else(|| self.p.target.clone()),

@@ -44,7 +44,7 @@ pub fn build(
         observe::workload(d, hpa.as_deref(), Default::default())
     });
     let apex = spec
-        .service
+        .service()
         .name
         .clone()
         .filter(|n| !n.is_empty())

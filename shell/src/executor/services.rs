@@ -135,7 +135,7 @@ pub(super) async fn revert_apex(
 pub fn desired_services(canary: &Canary, ctx: &ExecContext) -> Result<[Service; 3], ExecError> {
     let selector = ctx.selector(canary)?;
     let names = Names::of(canary);
-    let spec = &canary.spec.service;
+    let spec = &canary.spec.service();
     let ports = service_ports(canary, ctx.target.as_ref());
     let headless = spec.headless.unwrap_or(false);
     let canary_svc = owned_service(
@@ -243,7 +243,7 @@ fn owned_service(
     for (k, v) in FLUX_ANNOTATIONS {
         annotations.insert(k.to_string(), v.to_string());
     }
-    if let Some(unmanaged) = &canary.spec.service.unmanaged_metadata {
+    if let Some(unmanaged) = &canary.spec.service().unmanaged_metadata {
         unmanaged.strip(&mut labels, &mut annotations);
     }
     let mut service = bare_service(canary, name, selector, selector_value, ports);
@@ -278,17 +278,17 @@ fn bare_service(
                 selector_value.to_string(),
             )])),
             ports: Some(ports),
-            traffic_distribution: canary.spec.service.traffic_distribution.clone(),
+            traffic_distribution: canary.spec.service().traffic_distribution.clone(),
             ..ServiceSpec::default()
         }),
         status: None,
     }
 }
 
-/// `spec.service.port` (named `portName`, default `http`) and, with `portDiscovery`, every other
+/// `spec.service().port` (named `portName`, default `http`) and, with `portDiscovery`, every other
 /// container port of the target except the sidecars'.
 pub fn service_ports(canary: &Canary, target: Option<&Deployment>) -> Vec<ServicePort> {
-    let spec = &canary.spec.service;
+    let spec = &canary.spec.service();
     let target_port = match &spec.target_port {
         Some(Value::Number(n)) => n
             .as_i64()

@@ -1,4 +1,4 @@
-//! Gateway API: an HTTPRoute `<svc>` attached to `spec.service.gatewayRefs`, with weighted
+//! Gateway API: an HTTPRoute `<svc>` attached to `spec.service().gatewayRefs`, with weighted
 //! backendRefs to `<svc>-primary` and `<svc>-canary`.
 //!
 //! The Canary spec speaks Istio (`match`, `headers`, `rewrite`), so its conditions and header
@@ -20,7 +20,7 @@ pub fn http_route_resource(version: &str) -> ApiResource {
 
 pub fn desired_objects(canary: &Canary, version: &str, routes: Routes) -> Vec<DynamicObject> {
     let names = Names::of(canary);
-    let service = &canary.spec.service;
+    let service = &canary.spec.service();
     let analysis = canary.spec.analysis();
     let port = service.port;
     // Group and kind spelled out as Flagger writes them (they are also the API defaults).
@@ -102,7 +102,7 @@ fn rule(
     backends: Vec<Value>,
     mirror: Option<Value>,
 ) -> Value {
-    let service = &canary.spec.service;
+    let service = &canary.spec.service();
     let mut rule = Map::new();
     rule.insert("matches".into(), Value::Array(matches));
     let mut filters = header_filters(service.headers.as_ref());
@@ -634,13 +634,13 @@ mod tests {
                     name: "podinfo".into(),
                     ..ObjectReference::default()
                 },
-                service: CanaryService {
+                service: Some(CanaryService {
                     port: 9898,
                     gateway_refs: Some(vec![
                         json!({ "name": "gateway", "namespace": "istio-ingress" }),
                     ]),
                     ..service
-                },
+                }),
                 analysis: Some(analysis),
                 ..CanarySpec::default()
             },

@@ -1,5 +1,5 @@
 //! Istio: a VirtualService `<svc>` splitting traffic between `<svc>-primary` and `<svc>-canary`,
-//! and one DestinationRule per destination carrying `spec.service.trafficPolicy`.
+//! and one DestinationRule per destination carrying `spec.service().trafficPolicy`.
 //!
 //! `networking.istio.io/v1beta1` is used, as Flagger does: istio.io/api v1.32 still serves it
 //! next to `v1` (the storage version), and older Istio releases serve only `v1beta1`.
@@ -26,7 +26,7 @@ pub fn destination_rule_resource() -> ApiResource {
 
 pub fn desired_objects(canary: &Canary, routes: Routes) -> Vec<DynamicObject> {
     let names = Names::of(canary);
-    let service = &canary.spec.service;
+    let service = &canary.spec.service();
     let rule = |host: &str| {
         let mut spec = Map::new();
         spec.insert("host".into(), json!(host));
@@ -47,7 +47,7 @@ pub fn desired_objects(canary: &Canary, routes: Routes) -> Vec<DynamicObject> {
 }
 
 fn virtual_service(canary: &Canary, names: &Names, routes: Routes) -> DynamicObject {
-    let service = &canary.spec.service;
+    let service = &canary.spec.service();
     let analysis = canary.spec.analysis();
     // As in Flagger, the port is named only where a gateway (or a delegating VirtualService)
     // forwards to a multi-port Service; inside the mesh a request keeps the port it was sent
@@ -130,9 +130,9 @@ fn virtual_service(canary: &Canary, names: &Names, routes: Routes) -> DynamicObj
     )
 }
 
-/// `spec.service.hosts` plus the apex Service, unless it (or the wildcard) is already listed.
+/// `spec.service().hosts` plus the apex Service, unless it (or the wildcard) is already listed.
 fn hosts(canary: &Canary, names: &Names) -> Vec<String> {
-    let mut hosts = canary.spec.service.hosts.clone().unwrap_or_default();
+    let mut hosts = canary.spec.service().hosts.clone().unwrap_or_default();
     if !hosts.iter().any(|h| *h == names.apex_service || h == "*") {
         hosts.push(names.apex_service.clone());
     }
@@ -145,7 +145,7 @@ fn http_route(
     matches: Option<&Vec<Value>>,
     destinations: Vec<Value>,
 ) -> Map<String, Value> {
-    let service = &canary.spec.service;
+    let service = &canary.spec.service();
     let mut route = Map::new();
     if let Some(name) = name {
         route.insert("name".into(), json!(name));
@@ -186,7 +186,7 @@ impl<F: Fn(i32, i32) -> Vec<Value>> RouteVocabulary for HttpRoutes<'_, F> {
     type Route = Map<String, Value>;
 
     fn sticky(&self, cookie: &StickyCookie, primary: i32, canary: i32) -> Self::Route {
-        let service_match = self.canary.spec.service.match_.as_deref();
+        let service_match = self.canary.spec.service().match_.as_deref();
         let matches = with_cookie_match(service_match, &cookie.regex);
         http_route(
             self.canary,
@@ -320,10 +320,10 @@ mod tests {
                     name: "podinfo".into(),
                     ..ObjectReference::default()
                 },
-                service: CanaryService {
+                service: Some(CanaryService {
                     port: 9898,
                     ..service
-                },
+                }),
                 analysis: Some(analysis),
                 ..CanarySpec::default()
             },

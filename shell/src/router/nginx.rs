@@ -217,10 +217,10 @@ mod tests {
                     name: "web".into(),
                     ..ObjectReference::default()
                 }),
-                service: CanaryService {
+                service: Some(CanaryService {
                     port: 9898,
                     ..CanaryService::default()
-                },
+                }),
                 analysis: Some(analysis),
                 ..CanarySpec::default()
             },

@@ -148,6 +148,19 @@ fn go_style_and_gnu_style_parse_the_same() {
 }
 
 #[test]
+fn every_provider_flagger_routes_with_is_accepted_at_start() {
+    // The supported ones, Flagger's CRD names, and the prefixed forms Flagger's factory matches.
+    let names = flagger_core::policy::FLAGGER_PROVIDERS
+        .iter()
+        .copied()
+        .chain(["gatewayapi", "smi:v1alpha3:linkerd", "appmesh:v1beta2"]);
+    for name in names {
+        let args = parse(&[&format!("-mesh-provider={name}")]).unwrap();
+        assert_eq!(args.mesh_provider, name);
+    }
+}
+
+#[test]
 fn booleans_accept_bare_true_and_false() {
     let _env = clean_env();
     assert!(
@@ -256,7 +269,8 @@ fn bad_values_are_rejected_with_a_one_line_cause() {
         (&["-control-loop-interval=10"], "invalid duration"),
         (&["-min-analysis-interval=0s"], "must be positive"),
         (&["-min-analysis-interval=1d"], "invalid duration"),
-        (&["-mesh-provider=linkerd"], "unsupported mesh provider"),
+        (&["-mesh-provider=linkerdd"], "unknown mesh provider"),
+        (&["-mesh-provider=smi"], "unknown mesh provider"),
         (&["-threadiness=0"], "not in 1.."),
     ];
     for (args, cause) in cases {

@@ -31,7 +31,7 @@ fn unknown_or_invalid_flags_fail_with_one_line() {
     for args in [
         &["-no-such-flag=1"][..],
         &["-log-level=loud"][..],
-        &["-mesh-provider=linkerd"][..],
+        &["-mesh-provider=linkerdd"][..],
         &["run", "-port=notanumber"][..],
     ] {
         let (code, _, err) = flagger(args);

@@ -232,9 +232,16 @@ async fn an_invalid_canary_is_blocked_with_a_warning_and_waits_for_a_change() {
     );
     assert_eq!(seen[0].body["type"], "Warning");
     let note = seen[0].body["message"].as_str().unwrap();
-    assert!(note.starts_with("Canary podinfo.test is invalid"), "{note}");
+    assert_eq!(
+        note,
+        "Canary podinfo.test cannot be run here: spec.provider: provider \"linkerd\" is not supported yet (supported: istio, gatewayapi:v1, kubernetes, nginx)"
+    );
     let conditions = seen[1].body["status"]["conditions"].as_array().unwrap();
-    assert!(conditions.iter().any(|c| c["type"] == "Blocked"));
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c["type"] == "Blocked" && c["reason"] == "NotSupported")
+    );
     assert_eq!(action, Action::await_change());
 }
 

@@ -1,6 +1,7 @@
 //! The generated CRDs on a real API server (tests/cluster/cluster.sh up): installed as
-//! `flagger crd` prints them, they must accept Flagger's YAML, keep the mesh fields verbatim and
-//! refuse the malformed specs the schema rules target.
+//! `flagger crd` prints them, they must accept Flagger's YAML (the whole compatibility corpus,
+//! stored exactly as sent), keep the mesh fields verbatim and refuse the malformed specs the
+//! schema rules target.
 //! Run with `KUBECONFIG=<state>/kubeconfig cargo test -p flagger --test it -- --ignored crd_cluster::`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,6 +11,8 @@ use flagger_core::Canary;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+
+use crate::compat_corpus;
 use kube::core::{DynamicObject, GroupVersionKind};
 use kube::{Client, discovery::ApiResource};
 use serde_json::{Value, json};
@@ -111,7 +114,7 @@ async fn the_api_server_keeps_good_canaries_and_refuses_malformed_ones() {
     create("good", valid_spec()).await.unwrap();
     let typed: Api<Canary> = Api::namespaced(client.clone(), &ns);
     let stored = typed.get("good").await.unwrap();
-    let service = &stored.spec.service;
+    let service = stored.spec.service();
     assert_eq!(service.target_port, Some(json!("http")));
     assert_eq!(
         service.match_,
@@ -147,17 +150,21 @@ async fn the_api_server_keeps_good_canaries_and_refuses_malformed_ones() {
             }),
         ),
         (
-            "weight-over-100",
+            "weight-not-a-number",
             edit(|s| {
                 s["analysis"].as_object_mut().unwrap().remove("iterations");
-                s["analysis"]["stepWeight"] = json!(110);
+                s["analysis"]["stepWeight"] = json!("ten");
             }),
         ),
         (
             "unknown-provider",
-            edit(|s| s["provider"] = json!("linkerd")),
+            edit(|s| s["provider"] = json!("linkerdd")),
         ),
         ("port-zero", edit(|s| s["service"]["port"] = json!(0))),
+        (
+            "port-too-big",
+            edit(|s| s["service"]["port"] = json!(70000)),
+        ),
         (
             "no-port",
             edit(|s| {
@@ -165,8 +172,15 @@ async fn the_api_server_keeps_good_canaries_and_refuses_malformed_ones() {
             }),
         ),
         (
-            "daemonset",
-            edit(|s| s["targetRef"]["kind"] = json!("DaemonSet")),
+            "statefulset",
+            edit(|s| s["targetRef"]["kind"] = json!("StatefulSet")),
+        ),
+        (
+            "unknown-autoscaler",
+            edit(|s| {
+                s["autoscalerRef"] =
+                    json!({ "apiVersion": "v1", "kind": "Autoscaler", "name": "podinfo" })
+            }),
         ),
         (
             "no-target",
@@ -188,6 +202,80 @@ async fn the_api_server_keeps_good_canaries_and_refuses_malformed_ones() {
         }
     }
 
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+async fn namespace(client: &Client, prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let ns = format!("{prefix}-{nanos}");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let mut namespace = Namespace::default();
+    namespace.metadata.name = Some(ns.clone());
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+    ns
+}
+
+/// Every document of `fixtures/compat` (Flagger-valid YAML using every field of Flagger's
+/// schemas, and the values only the core refuses) is accepted by a server-side dry-run apply,
+/// as `kubectl apply --server-side --dry-run=server` sends it, and comes back exactly as sent:
+/// a field our schema pruned or defaulted would show as a difference. The Canaries the server
+/// returns then mean to the operator what their annotation says.
+#[tokio::test]
+#[ignore = "needs a cluster: tests/cluster/cluster.sh up, then KUBECONFIG"]
+async fn the_compatibility_corpus_is_stored_as_sent() {
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG points at a running test cluster");
+    install(&client).await;
+    let ns = namespace(&client, "compat").await;
+    let docs = compat_corpus::documents();
+    let mut canaries = 0;
+    for (file, mut doc) in docs {
+        doc["metadata"]["namespace"] = json!(ns);
+        let kind = doc["kind"].as_str().unwrap().to_string();
+        let name = doc["metadata"]["name"].as_str().unwrap().to_string();
+        let resource =
+            ApiResource::from_gvk(&GroupVersionKind::gvk("flagger.app", "v1beta1", &kind));
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
+        let params = PatchParams::apply("compat-corpus").dry_run();
+        let stored = match api.patch(&name, &params, &Patch::Apply(&doc)).await {
+            Ok(stored) => stored,
+            Err(e) => panic!("{file}: {kind} {name} was refused: {e}"),
+        };
+        let stored = serde_json::to_value(&stored).unwrap();
+        assert_eq!(
+            stored["spec"], doc["spec"],
+            "{file}: {kind} {name} is not stored as sent"
+        );
+        assert_eq!(
+            stored["metadata"]["annotations"], doc["metadata"]["annotations"],
+            "{file}: {kind} {name}"
+        );
+        if kind == "Canary" {
+            canaries += 1;
+            assert_eq!(
+                compat_corpus::outcome(&stored),
+                compat_corpus::expectation(&doc),
+                "{file}: {name} as the API server returns it"
+            );
+        }
+        // A dry run stores nothing.
+        assert!(
+            api.get_opt(&name).await.unwrap().is_none(),
+            "{file}: {name}"
+        );
+    }
+    assert!(canaries >= 30, "{canaries}");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .delete(&ns, &DeleteParams::default())
         .await

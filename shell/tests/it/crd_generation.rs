@@ -89,10 +89,10 @@ fn canary_has_status_subresource_and_flaggers_printer_columns() {
 }
 
 #[test]
-fn target_ref_and_service_port_are_required() {
+fn target_ref_is_required_and_service_is_optional_as_in_flagger() {
     let spec = spec_schema();
     let required = spec["required"].as_array().unwrap();
-    assert!(required.contains(&"targetRef".into()) && required.contains(&"service".into()));
+    assert_eq!(required, &vec![Value::from("targetRef")]);
     assert_eq!(
         spec["properties"]["service"]["required"],
         serde_json::json!(["port"])
@@ -109,7 +109,7 @@ fn target_ref_and_service_port_are_required() {
 }
 
 #[test]
-fn analysis_must_choose_exactly_one_strategy() {
+fn analysis_must_choose_exactly_one_strategy_and_values_are_left_to_the_core() {
     let spec = spec_schema();
     for field in ["analysis", "canaryAnalysis"] {
         let one_of = spec["properties"][field]["oneOf"].as_array().unwrap();
@@ -133,25 +133,31 @@ fn analysis_must_choose_exactly_one_strategy() {
             ],
             "{field}"
         );
+        // Flagger's CRD bounds none of these; the core blocks the values without meaning.
         let props = &spec["properties"][field]["properties"];
-        for weight in [
+        for number in [
             "maxWeight",
             "stepWeight",
             "stepWeightPromotion",
             "mirrorWeight",
+            "primaryReadyThreshold",
+            "canaryReadyThreshold",
+            "iterations",
+            "threshold",
         ] {
-            assert_eq!(props[weight]["maximum"].as_f64(), Some(100.0), "{weight}");
-            assert_eq!(props[weight]["minimum"].as_f64(), Some(0.0), "{weight}");
+            assert!(props[number].is_object(), "{number}");
+            assert_eq!(props[number].get("minimum"), None, "{number}");
+            assert_eq!(props[number].get("maximum"), None, "{number}");
         }
-        assert_eq!(
-            props["stepWeights"]["items"]["maximum"].as_f64(),
-            Some(100.0)
-        );
     }
+    assert_eq!(
+        spec["properties"]["progressDeadlineSeconds"].get("minimum"),
+        None
+    );
 }
 
 #[test]
-fn provider_and_kinds_are_limited_to_what_the_operator_supports() {
+fn provider_and_kinds_are_flaggers() {
     let spec = spec_schema();
     let allowed: Vec<&str> = spec["properties"]["provider"]["enum"]
         .as_array()
@@ -160,19 +166,39 @@ fn provider_and_kinds_are_limited_to_what_the_operator_supports() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert_eq!(allowed, PROVIDERS);
+    for name in flagger_core::policy::FLAGGER_PROVIDERS {
+        assert!(allowed.contains(name), "{name} is in Flagger's CRD");
+    }
     assert_eq!(
         spec["properties"]["targetRef"]["properties"]["kind"]["enum"],
-        serde_json::json!(["Deployment"])
+        serde_json::json!(["DaemonSet", "Deployment", "Service"])
     );
     assert_eq!(
         spec["properties"]["autoscalerRef"]["properties"]["kind"]["enum"],
-        serde_json::json!(["HorizontalPodAutoscaler"])
+        serde_json::json!(["HorizontalPodAutoscaler", "ScaledObject"])
     );
     for provider in PROVIDERS {
-        assert!(
-            flagger_core::policy::Provider::parse(provider).is_some(),
-            "{provider} is allowed by the CRD but refused by core"
+        let core = flagger_core::policy::Provider::parse(provider).is_some()
+            || flagger_core::policy::Provider::known_to_flagger(provider);
+        assert!(core, "{provider} is allowed by the CRD but unknown to core");
+    }
+}
+
+#[test]
+fn every_kind_has_flaggers_status_subresource_and_category() {
+    for crd in crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        assert_eq!(
+            crd.spec.names.categories,
+            Some(vec!["all".to_string()]),
+            "{name}"
         );
+        let version = &crd.spec.versions[0];
+        let status = version
+            .subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref());
+        assert!(status.is_some(), "{name}");
     }
 }
 

@@ -342,10 +342,10 @@ async fn routing_objects_pass_the_real_crds_validation() {
     ] {
         let canary = create_canary(&client, &ns, |canary| {
             canary.metadata.name = Some(name.into());
-            canary.spec.service = CanaryService {
+            canary.spec.service = Some(CanaryService {
                 name: Some(name.into()),
                 ..service.clone()
-            };
+            });
             canary.spec.analysis = Some(analysis);
         })
         .await;
@@ -521,7 +521,7 @@ async fn unmanaged_metadata_written_by_another_tool_survives_reapplying() {
     create_target(&client, &ns).await;
     let canary = create_canary(&client, &ns, |canary| {
         let ours = |k: &str| [(k.to_string(), "ours".to_string())].into();
-        canary.spec.service.apex = Some(CustomMetadata {
+        canary.spec.service.as_mut().unwrap().apex = Some(CustomMetadata {
             labels: Some(ours("team")),
             annotations: Some(
                 [
@@ -531,7 +531,7 @@ async fn unmanaged_metadata_written_by_another_tool_survives_reapplying() {
                 .into(),
             ),
         });
-        canary.spec.service.unmanaged_metadata = Some(UnmanagedMetadata {
+        canary.spec.service.as_mut().unwrap().unmanaged_metadata = Some(UnmanagedMetadata {
             labels: Some(vec!["team".into()]),
             annotations: Some(vec!["owner".into()]),
         });
@@ -607,7 +607,7 @@ async fn sticky_routes_pass_the_real_crds_validation() {
     let (client, ns) = setup().await;
     let exec = Executor::new(client.clone());
     let mut canary = create_canary(&client, &ns, |canary| {
-        canary.spec.service = CanaryService {
+        canary.spec.service = Some(CanaryService {
             port: 9898,
             hosts: Some(vec!["app.example.com".into()]),
             gateways: Some(vec!["istio-system/public".into()]),
@@ -621,7 +621,7 @@ async fn sticky_routes_pass_the_real_crds_validation() {
             })),
             timeout: Some("30s".into()),
             ..CanaryService::default()
-        };
+        });
         if let Some(analysis) = canary.spec.analysis.as_mut() {
             analysis.session_affinity = Some(json!({
                 "cookieName": "flagger-cookie",

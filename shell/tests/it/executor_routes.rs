@@ -82,14 +82,14 @@ async fn istio_applies_destination_rules_then_the_virtual_service() {
 #[tokio::test]
 async fn mesh_objects_carry_the_apex_metadata_but_not_its_unmanaged_keys() {
     let mut c = canary();
-    c.spec.service.apex = Some(CustomMetadata {
+    c.spec.service.as_mut().unwrap().apex = Some(CustomMetadata {
         labels: Some(BTreeMap::from([
             ("team".to_string(), "ours".to_string()),
             ("tier".to_string(), "web".to_string()),
         ])),
         annotations: Some(BTreeMap::from([("owner".to_string(), "ours".to_string())])),
     });
-    c.spec.service.unmanaged_metadata = Some(UnmanagedMetadata {
+    c.spec.service.as_mut().unwrap().unmanaged_metadata = Some(UnmanagedMetadata {
         labels: Some(vec!["team".into()]),
         annotations: Some(vec!["owner".into()]),
     });
@@ -426,7 +426,7 @@ async fn revert_on_deletion_hands_a_users_virtual_service_its_own_spec_back() {
 #[tokio::test]
 async fn a_users_http_route_is_taken_over_without_an_owner() {
     let mut c = canary();
-    c.spec.service.gateway_refs = Some(vec![
+    c.spec.service.as_mut().unwrap().gateway_refs = Some(vec![
         json!({"name": "gateway", "namespace": "istio-ingress"}),
     ]);
     let users: DynamicObject = serde_json::from_value(json!({

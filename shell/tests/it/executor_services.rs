@@ -111,7 +111,7 @@ async fn creates_canary_primary_and_apex_services_owned_by_the_canary() {
 #[tokio::test]
 async fn port_settings_and_per_service_metadata_are_applied() {
     let mut canary = canary();
-    let service = &mut canary.spec.service;
+    let service = canary.spec.service.as_mut().unwrap();
     service.name = Some("web".into());
     service.port_name = Some("grpc".into());
     service.target_port = Some(json!("grpc-port"));
@@ -148,7 +148,7 @@ async fn port_settings_and_per_service_metadata_are_applied() {
 #[tokio::test]
 async fn port_discovery_adds_the_other_container_ports_but_not_sidecars() {
     let mut canary = canary();
-    canary.spec.service.port_discovery = Some(true);
+    canary.spec.service.as_mut().unwrap().port_discovery = Some(true);
     let mut ctx = context("istio");
     let mut target = target();
     let pod = target
@@ -294,7 +294,7 @@ async fn revert_works_from_the_primary_when_the_target_is_gone() {
 #[tokio::test]
 async fn unmanaged_label_and_annotation_keys_are_never_sent() {
     let mut canary = canary();
-    let service = &mut canary.spec.service;
+    let service = canary.spec.service.as_mut().unwrap();
     let pairs = |kv: &[(&str, &str)]| {
         Some(
             kv.iter()

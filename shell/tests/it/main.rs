@@ -11,6 +11,7 @@ mod clients_operator_metrics;
 mod clients_prometheus;
 mod clients_promql_escaping;
 mod clients_webhooks;
+mod compat_corpus;
 mod controller_binary;
 mod controller_dispatch;
 mod controller_events;

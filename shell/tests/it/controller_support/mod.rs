@@ -189,10 +189,10 @@ pub fn canary() -> Canary {
                 name: "podinfo".into(),
                 namespace: None,
             },
-            service: CanaryService {
+            service: Some(CanaryService {
                 port: 9898,
                 ..CanaryService::default()
-            },
+            }),
             analysis: Some(CanaryAnalysis {
                 interval: Some("1m".into()),
                 threshold: Some(2),
