@@ -921,6 +921,30 @@ fn skip_analysis_promotes_once_the_canary_is_ready() {
     assert_eq!(phase, Some(Phase::Succeeded));
 }
 
+/// Flagger reconciles the primary's autoscaler from the target's when it skips the analysis too.
+#[test]
+fn skip_analysis_with_an_autoscaler_gives_the_primary_the_targets_bounds() {
+    let mut s = canary_spec();
+    s.skip_analysis = Some(true);
+    s.autoscaler_ref = Some(
+        serde_json::from_value(json!({"apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler", "name": "podinfo"}))
+        .unwrap(),
+    );
+    let mut c = Cluster::new(s);
+    c.start_run();
+    let (cmds, _) = shape(c.tick_after(60));
+    assert_eq!(
+        cmds[..4],
+        [
+            ev("Copying podinfo.test template spec to podinfo-primary.test"),
+            Command::PromoteTemplate,
+            Command::ApplyPrimaryAutoscaler { promote: true },
+            Command::ScaleTarget { replicas: 0 },
+        ]
+    );
+}
+
 #[test]
 fn ab_testing_routes_matched_traffic_for_each_iteration_then_promotes() {
     let mut c = Cluster::new(spec(

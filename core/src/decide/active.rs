@@ -398,6 +398,10 @@ fn promote_without_analysis(t: &mut Tick) {
     t.set_routes(100, 0, false);
     t.event(events::copying_template(t.p));
     t.push(Command::PromoteTemplate);
+    // As when promoting after an analysis, the primary's autoscaler takes the target's bounds.
+    if t.p.has_autoscaler {
+        t.push(Command::ApplyPrimaryAutoscaler { promote: true });
+    }
     t.push(Command::ScaleTarget { replicas: 0 });
     succeed(t, "skipped");
     post_rollout(t, Phase::Succeeded);
