@@ -13,6 +13,7 @@ mod clients_promql_escaping;
 mod clients_webhooks;
 mod controller_binary;
 mod controller_dispatch;
+mod controller_drift;
 mod controller_events;
 mod controller_kube_requests;
 mod controller_loop;

@@ -241,6 +241,7 @@ pub fn settings() -> Settings {
         metrics_server: "http://127.0.0.1:9".into(),
         event_webhook: None,
         config_tracking: false,
+        labels: LabelSettings::default(),
         // Nothing updates the hand-filled caches after a write: do not wait for them.
         status_sync_timeout: Duration::from_millis(10),
     }
