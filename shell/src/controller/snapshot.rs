@@ -161,6 +161,14 @@ fn drift(
     let weights_object = Router::for_provider(&ctx.provider)
         .ok()
         .and_then(|r| r.routes_kind(canary));
+    // Until the weights' own object exists the routes have never been written (the core writes
+    // them all once the primary serves): nothing can have drifted yet.
+    let routes_written = weights_object
+        .as_ref()
+        .is_some_and(|(kind, name)| matches!(view.route(*kind, &ns, name), RouteLookup::Found(_)));
+    if !routes_written {
+        return drift;
+    }
     for desired in &objects {
         let (Some(kind), Some(object_name)) =
             (RouteKind::of(desired), desired.metadata.name.clone())
@@ -169,12 +177,10 @@ fn drift(
         };
         let why = match view.route(kind, &ns, &object_name) {
             RouteLookup::Found(actual) => executor_routes::object_drift(desired, &actual),
-            // The weights' own object missing is the core's to see (no routes); another one
-            // (a DestinationRule) is created by the next write of the routes.
-            RouteLookup::Missing if weights_object != Some((kind, object_name.clone())) => {
-                Some("missing".to_string())
-            }
-            RouteLookup::Missing | RouteLookup::Unavailable => None,
+            // Another object of the routes (a DestinationRule) deleted: the next write of the
+            // routes creates it.
+            RouteLookup::Missing => Some("missing".to_string()),
+            RouteLookup::Unavailable => None,
         };
         if let Some(why) = why {
             tracing::info!(canary = %format!("{name}.{ns}"), kind = kind.group_and_kind().1, object = %object_name, field = %why, "routing object drifted");
