@@ -31,6 +31,10 @@ pub struct Snapshot {
     /// Whether the apex Service exists and selects exactly the primary's pods.
     #[serde(default)]
     pub apex_selects_primary: bool,
+    /// Which existing generated objects no longer carry what this Canary's spec makes of them
+    /// (an edited `spec.service`, a hand edit). Absent: none did, or it was not observed.
+    #[serde(default, skip_serializing_if = "Drift::is_none")]
+    pub drift: Drift,
     /// Answers to the [`crate::Request`]s of earlier passes of this same reconcile.
     #[serde(default)]
     pub answers: Answers,
@@ -115,6 +119,30 @@ pub struct Routes {
     pub canary_weight: i32,
     #[serde(default)]
     pub mirrored: bool,
+}
+
+/// Objects that exist but differ from what the operator would write for the current state, in
+/// the fields it writes (server defaults and other writers' fields are not drift). Flagger
+/// rewrites these objects on every reconcile; this operator writes them only when they differ.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Drift {
+    /// The primary or canary Service.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub services: bool,
+    /// The apex Service, apart from its selector (see [`Snapshot::apex_selects_primary`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub apex: bool,
+    /// The provider's routing objects (VirtualService and DestinationRules, HTTPRoute, canary
+    /// Ingress), apart from the weights they send (see [`Snapshot::routes`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub routes: bool,
+}
+
+impl Drift {
+    pub fn is_none(&self) -> bool {
+        *self == Drift::default()
+    }
 }
 
 /// Answers keyed by what was asked, in a sorted map so iteration order never depends on hashing.

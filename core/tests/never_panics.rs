@@ -168,6 +168,7 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
                     routes_not_ready: routes_waiting.then(|| "parent gw is not ready".to_string()),
                     services_present: flags.2,
                     apex_selects_primary: flags.1,
+                    drift: Default::default(),
                     answers: Default::default(),
                 }
             },

@@ -1504,3 +1504,153 @@ fn a_new_revision_starts_no_run_until_the_routes_are_ready() {
     );
     assert_eq!(phase, Some(Phase::Progressing));
 }
+
+fn initialized() -> Cluster {
+    let mut c = Cluster::new(canary_spec());
+    c.tick();
+    c.tick();
+    assert_eq!(c.phase(), Some(Phase::Initialized));
+    assert_eq!(
+        c.tick_after(600),
+        vec![],
+        "an idle canary whose objects match writes nothing"
+    );
+    c
+}
+
+#[test]
+fn drifted_services_at_rest_are_reapplied_once_without_a_status_write() {
+    let mut c = initialized();
+    c.drift.services = true;
+    assert_eq!(c.tick_after(60), vec![Command::ApplyServices]);
+    assert_eq!(c.tick_after(60), vec![], "repaired: nothing more");
+    c.drift.apex = true;
+    assert_eq!(c.tick_after(60), vec![Command::ApplyApexService]);
+    assert_eq!(c.tick_after(60), vec![]);
+}
+
+#[test]
+fn drifted_routes_at_rest_are_rewritten_with_all_traffic_on_the_primary() {
+    let mut c = initialized();
+    c.drift.routes = true;
+    assert_eq!(c.tick_after(60), vec![routes(100, 0)]);
+    assert_eq!(c.tick_after(60), vec![]);
+    // Weights edited by hand while nothing runs (the canary has no pods) are put back too.
+    c.routes = Some(flagger_core::Routes {
+        primary_weight: 50,
+        canary_weight: 50,
+        mirrored: false,
+    });
+    assert_eq!(c.tick_after(60), vec![routes(100, 0)]);
+    assert_eq!(c.tick_after(60), vec![]);
+}
+
+#[test]
+fn every_kind_of_drift_at_once_is_repaired_in_one_reconcile() {
+    let mut c = initialized();
+    c.drift = flagger_core::snapshot::Drift {
+        services: true,
+        apex: true,
+        routes: true,
+    };
+    assert_eq!(
+        c.tick(),
+        vec![
+            Command::ApplyServices,
+            Command::ApplyApexService,
+            routes(100, 0)
+        ]
+    );
+    assert!(c.drift.is_none());
+}
+
+#[test]
+fn drifted_routes_mid_run_keep_the_current_weights_between_steps() {
+    let mut c = progressing_at(20);
+    c.drift.routes = true;
+    // Not due: the objects are rewritten with the weights they send now, nothing else moves.
+    assert_eq!(c.tick_after(10), vec![routes(80, 20)]);
+    assert_eq!(c.status.canary_weight, 20);
+    assert_eq!(c.tick_after(10), vec![]);
+    // Drift found when a step is due: one write, with the step's weights.
+    c.drift.routes = true;
+    c.drift.services = true;
+    let (cmds, phase) = shape(c.tick_after(40));
+    assert_eq!(
+        cmds,
+        vec![
+            Command::ApplyServices,
+            recorded("request-success-rate", 100.0),
+            recorded("request-duration", 0.1),
+            routes(70, 30),
+            ev("Advance podinfo.test canary weight 30"),
+        ]
+    );
+    assert_eq!(phase, Some(Phase::Progressing));
+}
+
+#[test]
+fn drifted_routes_keep_mirroring_while_it_runs() {
+    let mut s = canary_spec();
+    s.analysis.as_mut().unwrap().mirror = Some(true);
+    let mut c = Cluster::new(s);
+    c.start_run();
+    c.tick_after(60);
+    assert_eq!(c.routes.map(|r| r.mirrored), Some(true));
+    c.drift.routes = true;
+    assert_eq!(
+        c.tick_after(10),
+        vec![Command::SetRoutes {
+            primary_weight: 100,
+            canary_weight: 0,
+            mirrored: true
+        }]
+    );
+}
+
+#[test]
+fn drifted_routes_wait_for_the_primary_during_initialization() {
+    let mut c = Cluster::new(canary_spec());
+    c.manual_readiness = true;
+    c.tick();
+    c.routes = Some(flagger_core::Routes {
+        primary_weight: 100,
+        canary_weight: 0,
+        mirrored: false,
+    });
+    c.drift = flagger_core::snapshot::Drift {
+        services: true,
+        apex: false,
+        routes: true,
+    };
+    // The primary does not serve yet: Services are reconciled, routes are not (as in Flagger,
+    // whose mesh router runs only once the primary is ready).
+    let (cmds, phase) = shape(c.tick_after(60));
+    assert_eq!(cmds[0], Command::ApplyServices);
+    assert!(
+        !cmds.iter().any(|x| matches!(x, Command::SetRoutes { .. })),
+        "{cmds:?}"
+    );
+    assert_eq!(phase, Some(Phase::Initializing));
+    c.make_primary_ready();
+    let cmds = c.tick_after(60);
+    assert!(cmds.contains(&routes(100, 0)), "{cmds:?}");
+    assert!(!c.drift.routes);
+}
+
+#[test]
+fn drift_is_left_alone_while_suspended_and_without_routes_for_kubernetes() {
+    let mut c = progressing_at(10);
+    c.spec.suspend = Some(true);
+    c.drift.routes = true;
+    c.drift.services = true;
+    assert_eq!(c.tick_after(600), vec![]);
+
+    let mut s = canary_spec();
+    s.provider = Some("kubernetes".into());
+    let mut c = Cluster::new(s);
+    c.tick();
+    c.tick();
+    c.drift.routes = true;
+    assert_eq!(c.tick_after(60), vec![], "no routing object to repair");
+}

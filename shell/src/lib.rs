@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod controller;
 pub mod crd;
+pub mod drift;
 pub mod events;
 pub mod executor;
 pub mod identity;

@@ -306,12 +306,13 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         &args.include_label_prefix.join(","),
     );
     let exec_client = client.clone();
+    let exec_labels = labels.clone();
     let mesh_provider = args.mesh_provider.clone();
     let make_executor = move |stores: &controller::watch::Stores| -> Arc<dyn KubeExecutor> {
         Arc::new(CachedExecutor {
             executor: Executor::new(exec_client),
             stores: stores.clone(),
-            labels,
+            labels: exec_labels,
             mesh_provider,
         })
     };
@@ -322,6 +323,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
             metrics_server: args.metrics_server.clone(),
             event_webhook: args.event_webhook().map(str::to_string),
             config_tracking: args.enable_config_tracking,
+            labels,
             status_sync_timeout: Duration::from_secs(5),
         },
         // Flagger runs every Canary's analysis in its own goroutine; `-threadiness` only sizes its

@@ -211,6 +211,7 @@ mod tests {
             routes_not_ready: None,
             services_present: true,
             apex_selects_primary: true,
+            drift: Default::default(),
             answers: Default::default(),
         }
     }

@@ -72,6 +72,7 @@ fn snapshot() -> Snapshot {
         routes_not_ready: None,
         services_present: true,
         apex_selects_primary: true,
+        drift: Default::default(),
         answers,
     }
 }

@@ -622,6 +622,7 @@ impl Engine<'_> {
                 routes_not_ready: None,
                 services_present: false,
                 apex_selects_primary: false,
+                drift: Default::default(),
                 answers: Default::default(),
             })
         });

@@ -2,8 +2,8 @@
 //! move — a weight step, an iteration, promotion, or the traffic shift back to the primary.
 
 use super::lifecycle::{
-    Rollback, apply_services, point_apex_at_primary, post_rollout, restart_run, revision_changed,
-    rollback, wait_for_primary, wait_for_routes,
+    Rollback, apply_services, point_apex_at_primary, post_rollout, reconcile_routes, restart_run,
+    revision_changed, rollback, wait_for_primary, wait_for_routes,
 };
 use super::tick::{Step, Tick};
 use crate::api::Phase;
@@ -22,6 +22,7 @@ pub fn step(t: &mut Tick) -> Step {
     }
     apply_services(t);
     point_apex_at_primary(t);
+    reconcile_routes(t);
     if matches!(phase, Phase::Progressing | Phase::WaitingPromotion) && revision_changed(t) {
         restart_run(t);
         return Ok(());

@@ -8,9 +8,9 @@ use super::tick::{Step, Tick, blocked};
 use crate::api::Phase;
 use crate::command::{AlertSeverity, Command, MetricRecord};
 use crate::events;
-use crate::policy::HookType;
+use crate::policy::{HookType, Provider};
 use crate::readiness::{Readiness, readiness};
-use crate::snapshot::HookAnswer;
+use crate::snapshot::{HookAnswer, Routes};
 
 pub fn reconcile(t: &mut Tick) -> Step {
     let snap = t.snap;
@@ -70,6 +70,7 @@ fn initialize(t: &mut Tick) -> Step {
         return Ok(());
     }
     point_apex_at_primary(t);
+    reconcile_routes(t);
     let target = t.target().cloned().unwrap_or_default();
     if target.replicas != 0 {
         t.push(Command::ScaleTarget { replicas: 0 });
@@ -157,7 +158,19 @@ fn rest(t: &mut Tick) -> Step {
     }
     apply_services(t);
     point_apex_at_primary(t);
-    if t.snap.routes.is_none() {
+    reconcile_routes(t);
+    // At rest all traffic goes to the primary: a missing object, or weights edited by hand
+    // (the canary is scaled to zero), are put back.
+    let at_rest = matches!(
+        t.phase(),
+        Some(Phase::Initialized | Phase::Succeeded | Phase::Failed | Phase::Waiting)
+    );
+    let all_primary = Routes {
+        primary_weight: 100,
+        canary_weight: 0,
+        mirrored: false,
+    };
+    if t.snap.routes.is_none() || (at_rest && t.routes != Some(all_primary)) {
         t.set_routes(100, 0, false);
     }
     if adopt(t) {
@@ -226,9 +239,9 @@ pub fn restart_run(t: &mut Tick) {
     t.status.tracked_configs = tracked(&target.configs);
 }
 
-/// The primary and canary Services, when one is missing.
+/// The primary and canary Services, when one is missing or differs from the spec.
 pub fn apply_services(t: &mut Tick) {
-    if !t.snap.services_present {
+    if !t.snap.services_present || t.snap.drift.services {
         t.push(Command::ApplyServices);
     }
 }
@@ -236,9 +249,21 @@ pub fn apply_services(t: &mut Tick) {
 /// The apex Service moves to the primary's pods only once they serve; until then it keeps
 /// selecting what it selects now (the target's pods, for a Service that existed before the
 /// Canary). Flagger skips this check, like every readiness check, when analysis is skipped.
+/// An apex that already selects the primary is rewritten when the rest of it drifted.
 pub fn point_apex_at_primary(t: &mut Tick) {
-    if !t.snap.apex_selects_primary && (t.p.skip_analysis || primary_serves(t)) {
+    let snap = t.snap;
+    let move_to_primary = !snap.apex_selects_primary && (t.p.skip_analysis || primary_serves(t));
+    let repair = snap.apex_selects_primary && snap.drift.apex;
+    if move_to_primary || repair {
         t.push(Command::ApplyApexService);
+    }
+}
+
+/// Flagger re-applies its routing objects on every reconcile once the primary serves; here
+/// they are rewritten, with the weights they send now, only when they drifted from the spec.
+pub fn reconcile_routes(t: &mut Tick) {
+    if t.snap.drift.routes && t.p.provider != Provider::Kubernetes {
+        t.routes_to_repair = true;
     }
 }
 

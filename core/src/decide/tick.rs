@@ -35,6 +35,8 @@ pub struct Tick<'a> {
     pub keep_blocked: bool,
     /// The object is about to disappear: write no status.
     pub skip_status: bool,
+    /// The routing objects drifted and no `SetRoutes` of this decision has rewritten them yet.
+    pub routes_to_repair: bool,
 }
 
 pub fn run(policy: Result<&Policy, &SpecError>, snap: &Snapshot) -> Step<Decision> {
@@ -62,6 +64,7 @@ pub fn run(policy: Result<&Policy, &SpecError>, snap: &Snapshot) -> Step<Decisio
         touched: false,
         keep_blocked: false,
         skip_status: false,
+        routes_to_repair: false,
         p: policy,
     };
     if t.p.provider == Provider::Kubernetes {
@@ -194,15 +197,34 @@ impl<'a> Tick<'a> {
             mirrored,
         };
         self.keep_session_cookies(canary_weight);
-        // Only changes are written: the mesh object is left alone when it already routes so.
-        if self.p.provider != Provider::Kubernetes && self.routes != Some(routes) {
+        // Only changes are written: the mesh object is left alone when it already routes so
+        // (and carries the rest of its spec, see `routes_to_repair`).
+        if self.p.provider != Provider::Kubernetes
+            && (self.routes != Some(routes) || self.routes_to_repair)
+        {
             self.push(Command::SetRoutes {
                 primary_weight,
                 canary_weight,
                 mirrored,
             });
             self.routes = Some(routes);
+            self.routes_to_repair = false;
         }
+    }
+
+    /// Drifted routing objects are rewritten with the weights they send now (the weights
+    /// themselves are the decision's, see [`Tick::set_routes`]), once per decision.
+    fn repair_routes(&mut self) {
+        if !self.routes_to_repair {
+            return;
+        }
+        let w = self.status.canary_weight;
+        let routes = self.routes.unwrap_or(Routes {
+            primary_weight: 100 - w,
+            canary_weight: w,
+            mirrored: false,
+        });
+        self.set_routes(routes.primary_weight, routes.canary_weight, routes.mirrored);
     }
 
     /// Flagger's session-affinity bookkeeping, done where it routes: while the canary takes
@@ -358,6 +380,7 @@ impl<'a> Tick<'a> {
 
     /// Gauges for the resulting state, then the status write (always last), and the wake-up.
     fn finish(mut self) -> Decision {
+        self.repair_routes();
         let phase = self.status.phase;
         let status_value = match phase {
             Some(Phase::Progressing) => 0,

@@ -60,6 +60,8 @@ pub struct Cluster {
     pub services: bool,
     /// The apex Service selects the primary's pods.
     pub apex_on_primary: bool,
+    /// What the shell observes as drifted; the matching command repairs it.
+    pub drift: flagger_core::snapshot::Drift,
     pub has_finalizer: bool,
     pub deleting: bool,
     pub config: OperatorConfig,
@@ -84,6 +86,7 @@ impl Cluster {
             routes_not_ready: None,
             services: false,
             apex_on_primary: false,
+            drift: Default::default(),
             has_finalizer: false,
             deleting: false,
             config: OperatorConfig::default(),
@@ -112,6 +115,7 @@ impl Cluster {
             routes_not_ready: self.routes_not_ready.clone(),
             services_present: self.services,
             apex_selects_primary: self.apex_on_primary,
+            drift: self.drift,
             answers: Default::default(),
         }
     }
@@ -185,8 +189,14 @@ impl Cluster {
                 }
                 self.primary = Some(p);
             }
-            Command::ApplyServices => self.services = true,
-            Command::ApplyApexService => self.apex_on_primary = true,
+            Command::ApplyServices => {
+                self.services = true;
+                self.drift.services = false;
+            }
+            Command::ApplyApexService => {
+                self.apex_on_primary = true;
+                self.drift.apex = false;
+            }
             Command::PromoteTemplate => {
                 let hash = self.target.as_ref().unwrap().template_hash.clone();
                 let p = self.primary.as_mut().unwrap();
@@ -216,7 +226,8 @@ impl Cluster {
                     primary_weight: *primary_weight,
                     canary_weight: *canary_weight,
                     mirrored: *mirrored,
-                })
+                });
+                self.drift.routes = false;
             }
             Command::AddFinalizer => self.has_finalizer = true,
             Command::RemoveFinalizer => self.has_finalizer = false,

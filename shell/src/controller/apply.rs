@@ -47,18 +47,16 @@ pub fn exec_context(
         .clone()
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| mesh_provider.to_string());
-    let route_kind = match flagger_core::policy::Provider::parse(&provider) {
-        Some(flagger_core::policy::Provider::Istio) => Some(RouteKind::VirtualService),
-        Some(flagger_core::policy::Provider::GatewayApi) => Some(RouteKind::HttpRoute),
-        _ => None,
-    };
-    let existing_route = route_kind.and_then(|kind| {
-        let apex = crate::router::Names::of(canary).apex_service;
-        match view.route(kind, &ns, &apex) {
+    // The object named after the apex (VirtualService, HTTPRoute), which may be the user's;
+    // nginx's canary Ingress is always ours.
+    let existing_route = crate::router::Router::for_provider(&provider)
+        .ok()
+        .and_then(|r| r.routes_kind(canary))
+        .filter(|(kind, _)| *kind != RouteKind::Ingress)
+        .and_then(|(kind, name)| match view.route(kind, &ns, &name) {
             RouteLookup::Found(o) => Some((*o).clone()),
             RouteLookup::Missing | RouteLookup::Unavailable => None,
-        }
-    });
+        });
     ExecContext {
         existing_route,
         primary: view

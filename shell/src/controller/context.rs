@@ -65,6 +65,9 @@ pub struct Settings {
     pub event_webhook: Option<String>,
     /// `-enable-config-tracking`.
     pub config_tracking: bool,
+    /// `-selector-labels` and `-include-label-prefix`: what the generated objects look like,
+    /// against which the cached ones are compared.
+    pub labels: crate::executor::LabelSettings,
     /// How long a reconcile waits for the watch cache to show the status it just wrote, so the
     /// next reconcile never decides on the status from before.
     pub status_sync_timeout: Duration,

@@ -59,10 +59,11 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action,
         );
     }
     let now = Timestamp::now();
-    let snap = snapshot::build(
+    let snap = snapshot::build_with(
         &ctx.stores,
         &canary,
         &ctx.settings.config,
+        &ctx.settings.labels,
         now,
         Answers::default(),
     );

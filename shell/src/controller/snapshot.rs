@@ -2,14 +2,17 @@
 //! Canary, the cached objects, the operator's settings and `now`.
 
 use flagger_core::api::Canary;
-use flagger_core::policy::Provider;
-use flagger_core::snapshot::{Answers, CanaryMeta, OperatorConfig, Routes, Snapshot};
+use flagger_core::snapshot::{Answers, CanaryMeta, Drift, OperatorConfig, Routes, Snapshot};
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
 
+use super::apply::exec_context;
 use super::watch::{ClusterView, RouteKind, RouteLookup};
+use crate::executor::routes as executor_routes;
+use crate::executor::{LabelSettings, services};
 use crate::observe;
+use crate::router::{Names, Router};
 
 pub const FINALIZER: &str = "finalizer.flagger.app";
 
@@ -17,6 +20,25 @@ pub fn build(
     view: &impl ClusterView,
     canary: &Canary,
     config: &OperatorConfig,
+    now: Timestamp,
+    answers: Answers,
+) -> Snapshot {
+    build_with(
+        view,
+        canary,
+        config,
+        &LabelSettings::default(),
+        now,
+        answers,
+    )
+}
+
+/// [`build`] under the operator's `-selector-labels` (which the generated Services select by).
+pub fn build_with(
+    view: &impl ClusterView,
+    canary: &Canary,
+    config: &OperatorConfig,
+    labels: &LabelSettings,
     now: Timestamp,
     answers: Answers,
 ) -> Snapshot {
@@ -61,7 +83,8 @@ pub fn build(
         .clone()
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| config.mesh_provider.clone());
-    let (routes, routes_not_ready) = routes(view, canary, &provider, &namespace, &apex);
+    let (routes, routes_not_ready) = routes(view, canary, &provider, &namespace);
+    let drift = drift(view, canary, labels, &config.mesh_provider, routes);
     Snapshot {
         now,
         canary: CanaryMeta {
@@ -79,8 +102,99 @@ pub fn build(
         routes_not_ready,
         services_present,
         apex_selects_primary,
+        drift,
         answers,
     }
+}
+
+/// Which existing generated objects differ from what the executor would write now: the
+/// Services, and the routing objects with the weights they send now (so that weights, which
+/// are the core's to judge, never count as drift). Errors building the desired objects (no
+/// selector label, no Ingress to clone) are the executor's to report when it writes.
+fn drift(
+    view: &impl ClusterView,
+    canary: &Canary,
+    labels: &LabelSettings,
+    mesh_provider: &str,
+    observed: Option<Routes>,
+) -> Drift {
+    let ctx = exec_context(view, canary, labels, mesh_provider);
+    let ns = canary.namespace().unwrap_or_default();
+    let names = Names::of(canary);
+    let mut drift = Drift::default();
+    let cached = [
+        view.service(&ns, &names.canary_service),
+        view.service(&ns, &names.primary_service),
+        view.service(&ns, &names.apex_service),
+    ];
+    let name = canary.name_any();
+    if let Ok([canary_svc, primary_svc, apex]) =
+        services::drift(canary, &ctx, cached.each_ref().map(Option::as_deref))
+    {
+        for (service, why) in [
+            (&names.canary_service, &canary_svc),
+            (&names.primary_service, &primary_svc),
+            (&names.apex_service, &apex),
+        ] {
+            if let Some(why) = why {
+                tracing::info!(canary = %format!("{name}.{ns}"), service = %service, field = %why, "Service drifted");
+            }
+        }
+        drift.services = canary_svc.is_some() || primary_svc.is_some();
+        drift.apex = apex.is_some();
+    }
+    let weights = observed.filter(plausible).unwrap_or_else(|| {
+        let w = canary
+            .status
+            .as_ref()
+            .map_or(0, |s| s.canary_weight)
+            .clamp(0, 100);
+        Routes {
+            primary_weight: 100 - w,
+            canary_weight: w,
+            mirrored: false,
+        }
+    });
+    let Ok(objects) = executor_routes::prepared_objects(canary, &ctx, weights) else {
+        return drift;
+    };
+    let weights_object = Router::for_provider(&ctx.provider)
+        .ok()
+        .and_then(|r| r.routes_kind(canary));
+    // Until the weights' own object exists the routes have never been written (the core writes
+    // them all once the primary serves): nothing can have drifted yet.
+    let routes_written = weights_object
+        .as_ref()
+        .is_some_and(|(kind, name)| matches!(view.route(*kind, &ns, name), RouteLookup::Found(_)));
+    if !routes_written {
+        return drift;
+    }
+    for desired in &objects {
+        let (Some(kind), Some(object_name)) =
+            (RouteKind::of(desired), desired.metadata.name.clone())
+        else {
+            continue;
+        };
+        let why = match view.route(kind, &ns, &object_name) {
+            RouteLookup::Found(actual) => executor_routes::object_drift(desired, &actual),
+            // Another object of the routes (a DestinationRule) deleted: the next write of the
+            // routes creates it.
+            RouteLookup::Missing => Some("missing".to_string()),
+            RouteLookup::Unavailable => None,
+        };
+        if let Some(why) = why {
+            tracing::info!(canary = %format!("{name}.{ns}"), kind = kind.group_and_kind().1, object = %object_name, field = %why, "routing object drifted");
+            drift.routes = true;
+        }
+    }
+    drift
+}
+
+/// Weights that add up; anything else the core treats as a missing object.
+fn plausible(r: &Routes) -> bool {
+    (0..=100).contains(&r.primary_weight)
+        && (0..=100).contains(&r.canary_weight)
+        && r.primary_weight + r.canary_weight == 100
 }
 
 /// Checksums of the configs the target's pods use, when config tracking is on.
@@ -103,20 +217,13 @@ fn routes(
     canary: &Canary,
     provider: &str,
     namespace: &str,
-    apex: &str,
 ) -> (Option<Routes>, Option<String>) {
-    let Some(parsed) = Provider::parse(provider) else {
+    // The Kubernetes provider has no object: the core derives its routing from the status.
+    let Some((kind, name)) = Router::for_provider(provider)
+        .ok()
+        .and_then(|r| r.routes_kind(canary))
+    else {
         return (None, None);
-    };
-    let (kind, name) = match parsed {
-        Provider::Istio => (RouteKind::VirtualService, apex.to_string()),
-        Provider::GatewayApi => (RouteKind::HttpRoute, apex.to_string()),
-        Provider::Nginx => match crate::router::nginx::canary_ingress_name(canary) {
-            Some(name) => (RouteKind::Ingress, name),
-            None => return (None, None),
-        },
-        // The core derives the Kubernetes provider's routing from the status.
-        Provider::Kubernetes => return (None, None),
     };
     let apex = name.as_str();
     match view.route(kind, namespace, apex) {

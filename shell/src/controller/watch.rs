@@ -20,32 +20,7 @@ use serde::de::DeserializeOwned;
 
 use crate::observe::ConfigRefs;
 
-/// The mesh objects whose weights are read back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RouteKind {
-    /// Istio `VirtualService`.
-    VirtualService,
-    /// Gateway API `HTTPRoute`.
-    HttpRoute,
-    /// `networking.k8s.io` `Ingress`: both the user's (nginx clones it) and the canary clone.
-    Ingress,
-}
-
-impl RouteKind {
-    pub const ALL: [RouteKind; 3] = [
-        RouteKind::VirtualService,
-        RouteKind::HttpRoute,
-        RouteKind::Ingress,
-    ];
-
-    pub fn group_and_kind(self) -> (&'static str, &'static str) {
-        match self {
-            RouteKind::VirtualService => ("networking.istio.io", "VirtualService"),
-            RouteKind::HttpRoute => ("gateway.networking.k8s.io", "HTTPRoute"),
-            RouteKind::Ingress => ("networking.k8s.io", "Ingress"),
-        }
-    }
-}
+pub use crate::router::RouteKind;
 
 /// Read access to the cluster as last observed. Implemented by the watch caches, and by plain
 /// maps in tests, so that building a snapshot needs no cluster.
@@ -171,8 +146,18 @@ where
     }
 }
 
-/// A watch that fills `writer` and yields every object it sees change or disappear. Managed
-/// fields are dropped: they are large and nothing here reads them.
+/// Managed fields are large and mostly of no use here: only our own server-side apply entry is
+/// kept, which tells the fields we set last (see [`crate::drift`]).
+pub fn keep_own_apply_entry<K: Resource>(object: &mut K) {
+    object.managed_fields_mut().retain(|e| {
+        e.manager.as_deref() == Some(crate::executor::FIELD_MANAGER)
+            && e.operation.as_deref() == Some("Apply")
+            && e.subresource.as_deref().unwrap_or("").is_empty()
+    });
+}
+
+/// A watch that fills `writer` and yields every object it sees change or disappear, keeping
+/// only our own managed-fields entry ([`keep_own_apply_entry`]).
 pub fn reflected<K>(
     api: Api<K>,
     writer: reflector::store::Writer<K>,
@@ -183,7 +168,7 @@ where
 {
     watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
+        .modify(keep_own_apply_entry)
         .reflect(writer)
         .touched_objects()
 }
@@ -207,7 +192,7 @@ where
         watcher::Config::default().any_semantic().fields(fields),
     )
     .default_backoff()
-    .modify(|o| o.managed_fields_mut().clear())
+    .modify(keep_own_apply_entry)
     .reflect(writer)
     .touched_objects()
 }
@@ -219,7 +204,7 @@ pub fn reflected_dynamic(
 ) -> impl Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static {
     watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
+        .modify(keep_own_apply_entry)
         .reflect(writer)
         .touched_objects()
 }

@@ -39,14 +39,7 @@ pub const FIELD_MANAGER: &str = "flagger";
 /// label whose value becomes `<value>-primary` on the primary.
 pub const DEFAULT_SELECTOR_LABELS: &[&str] = &["app", "name", "app.kubernetes.io/name"];
 
-/// Annotations that stop Flux from reverting objects Flagger generates.
-pub const FLUX_ANNOTATIONS: &[(&str, &str)] = &[
-    ("kustomize.toolkit.fluxcd.io/reconcile", "disabled"),
-    ("helm.toolkit.fluxcd.io/driftDetection", "disabled"),
-];
-
-/// Keys containing this belong to Flux's ownership tracking and are never copied.
-pub const TOOLKIT_MARKER: &str = "toolkit.fluxcd.io";
+pub use crate::router::{FLUX_ANNOTATIONS, TOOLKIT_MARKER};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {

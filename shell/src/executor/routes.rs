@@ -6,7 +6,7 @@ use kube::api::Api;
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 
 use super::{ExecContext, ExecError, Executor, namespace, wrap};
-use crate::router::Router;
+use crate::router::{RouteKind, Router};
 
 pub(super) async fn apply(
     exec: &Executor,
@@ -14,16 +14,8 @@ pub(super) async fn apply(
     ctx: &ExecContext,
     routes: Routes,
 ) -> Result<(), ExecError> {
-    let router = Router::for_provider(&ctx.provider)?;
     let ns = namespace(canary)?;
-    for mut object in router.desired_objects(canary, ctx.ingress.as_ref(), routes)? {
-        if let Some(users) = ctx
-            .existing_route
-            .as_ref()
-            .filter(|e| same_object(e, &object))
-        {
-            take_over(canary, users, &mut object);
-        }
+    for object in prepared_objects(canary, ctx, routes)? {
         let resource = resource_of(&object);
         let api: Api<DynamicObject> = Api::namespaced_with(exec.client.clone(), &ns, &resource);
         let name = object.metadata.name.clone().unwrap_or_default();
@@ -32,6 +24,47 @@ pub(super) async fn apply(
             .await?;
     }
     Ok(())
+}
+
+/// The provider's routing objects for `routes` exactly as [`apply`] writes them, in order.
+pub fn prepared_objects(
+    canary: &Canary,
+    ctx: &ExecContext,
+    routes: Routes,
+) -> Result<Vec<DynamicObject>, ExecError> {
+    let router = Router::for_provider(&ctx.provider)?;
+    let mut objects = router.desired_objects(canary, ctx.ingress.as_ref(), routes)?;
+    for object in &mut objects {
+        if let Some(users) = ctx
+            .existing_route
+            .as_ref()
+            .filter(|e| same_object(e, object))
+        {
+            take_over(canary, users, object);
+        }
+    }
+    Ok(objects)
+}
+
+/// How the cached `actual` differs from `desired` (one of [`prepared_objects`]) in the fields
+/// we write; `None` when applying `desired` would change nothing.
+pub fn object_drift(desired: &DynamicObject, actual: &DynamicObject) -> Option<String> {
+    let kind = RouteKind::of(desired)?;
+    let shape = crate::router::shape(kind);
+    let desired_json = serde_json::to_value(desired).ok()?;
+    let actual_json = serde_json::to_value(actual).ok()?;
+    crate::drift::value_drift(
+        &crate::drift::written_parts(&desired_json),
+        &crate::drift::written_parts(&actual_json),
+        &shape,
+    )
+    .or_else(|| {
+        let ours = crate::drift::our_apply_entry(
+            actual.metadata.managed_fields.as_deref(),
+            super::FIELD_MANAGER,
+        );
+        crate::drift::owned_field_drift(ours, &desired_json)
+    })
 }
 
 /// Flagger's annotation holding the spec a routing object had before the Canary took it over.

@@ -16,7 +16,12 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, Patch};
 use serde_json::{Value, json};
 
-use super::{ExecContext, ExecError, Executor, FLUX_ANNOTATIONS, Selector, namespace, wrap};
+use super::{
+    ExecContext, ExecError, Executor, FIELD_MANAGER, FLUX_ANNOTATIONS, Selector, namespace, wrap,
+};
+use crate::drift::{
+    Shape, metadata_keyed, our_apply_entry, owned_field_drift, value_drift, written_parts,
+};
 use crate::router::{Names, owner_references};
 
 /// Sidecars whose ports are the mesh's, not the application's.
@@ -215,6 +220,66 @@ pub fn take_over_patch(
         })
         .collect();
     json!({ "spec": { "selector": selector, "ports": ports } })
+}
+
+/// How the Services as cached differ from what [`apply`] and [`apply_apex`] would write
+/// (canary, primary, apex; `None` where nothing differs or the Service is missing). A Service
+/// of ours is compared in everything we write; a user's apex only in its ports, the one field
+/// besides the selector that taking it over writes (the selector is the core's own question).
+pub fn drift(
+    canary: &Canary,
+    ctx: &ExecContext,
+    cached: [Option<&Service>; 3],
+) -> Result<[Option<String>; 3], ExecError> {
+    let desired = desired_services(canary, ctx)?;
+    let mut out: [Option<String>; 3] = Default::default();
+    for (i, (desired, actual)) in desired.iter().zip(cached).enumerate() {
+        let Some(actual) = actual else { continue };
+        out[i] = if i < 2 || owned_by(actual, canary) {
+            owned_service_drift(desired, actual)
+        } else {
+            user_apex_drift(canary, ctx, actual)
+        };
+    }
+    Ok(out)
+}
+
+/// Ports merge by port and protocol; the API server adds node ports (to non-ClusterIP types).
+const SERVICE_SHAPE: Shape = Shape {
+    keyed: |path| match path {
+        ["spec", "ports"] => Some(&["port", "protocol"]),
+        other => metadata_keyed(other),
+    },
+    server_default: |key, _| key == "nodePort",
+};
+
+fn owned_service_drift(desired: &Service, actual: &Service) -> Option<String> {
+    let desired = serde_json::to_value(desired).ok()?;
+    let actual_json = serde_json::to_value(actual).ok()?;
+    value_drift(
+        &written_parts(&desired),
+        &written_parts(&actual_json),
+        &SERVICE_SHAPE,
+    )
+    .or_else(|| {
+        let ours = our_apply_entry(actual.metadata.managed_fields.as_deref(), FIELD_MANAGER);
+        owned_field_drift(ours, &desired)
+    })
+}
+
+/// Taking a user's apex over writes its whole port list (a merge patch replaces lists).
+fn user_apex_drift(canary: &Canary, ctx: &ExecContext, actual: &Service) -> Option<String> {
+    let ports = service_ports(canary, ctx.target.as_ref());
+    let actual_ports = actual.spec.as_ref().and_then(|s| s.ports.clone());
+    let shape = Shape {
+        keyed: |_| None,
+        server_default: |key, _| key == "nodePort",
+    };
+    value_drift(
+        &json!({ "ports": ports }),
+        &json!({ "ports": actual_ports }),
+        &shape,
+    )
 }
 
 fn owned_by(service: &Service, canary: &Canary) -> bool {

@@ -96,6 +96,23 @@ pub fn desired_objects(canary: &Canary, version: &str, routes: Routes) -> Vec<Dy
     )]
 }
 
+/// Whether the Gateway API CRDs fill in `key: value` when a writer leaves `key` out: the group
+/// and kind of parent and backend references, backend weights, match types and the default
+/// path match.
+pub fn server_default(key: &str, value: &Value) -> bool {
+    let default_path = json!({ "type": "PathPrefix", "value": "/" });
+    match key {
+        "group" => value == "gateway.networking.k8s.io" || value == "",
+        "kind" => value == "Gateway" || value == "Service",
+        "weight" => value == 1,
+        "type" => value == "Exact" || value == "PathPrefix",
+        "value" => value == "/",
+        "path" => *value == default_path,
+        "matches" => *value == json!([{ "path": default_path }]),
+        _ => false,
+    }
+}
+
 fn rule(
     canary: &Canary,
     matches: Vec<Value>,

@@ -17,6 +17,55 @@ use kube::Resource;
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::{Map, Value};
 
+/// Annotations that stop Flux from reverting objects Flagger generates.
+pub const FLUX_ANNOTATIONS: &[(&str, &str)] = &[
+    ("kustomize.toolkit.fluxcd.io/reconcile", "disabled"),
+    ("helm.toolkit.fluxcd.io/driftDetection", "disabled"),
+];
+
+/// Keys containing this belong to Flux's ownership tracking and are never copied.
+pub const TOOLKIT_MARKER: &str = "toolkit.fluxcd.io";
+
+/// The routing kinds the routers write, each watched once (see `controller::watch`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RouteKind {
+    /// Istio `VirtualService`.
+    VirtualService,
+    /// Istio `DestinationRule`.
+    DestinationRule,
+    /// Gateway API `HTTPRoute`.
+    HttpRoute,
+    /// `networking.k8s.io` `Ingress`: both the user's (nginx clones it) and the canary clone.
+    Ingress,
+}
+
+impl RouteKind {
+    pub const ALL: [RouteKind; 4] = [
+        RouteKind::VirtualService,
+        RouteKind::DestinationRule,
+        RouteKind::HttpRoute,
+        RouteKind::Ingress,
+    ];
+
+    pub fn group_and_kind(self) -> (&'static str, &'static str) {
+        match self {
+            RouteKind::VirtualService => ("networking.istio.io", "VirtualService"),
+            RouteKind::DestinationRule => ("networking.istio.io", "DestinationRule"),
+            RouteKind::HttpRoute => ("gateway.networking.k8s.io", "HTTPRoute"),
+            RouteKind::Ingress => ("networking.k8s.io", "Ingress"),
+        }
+    }
+
+    /// The kind of an object a router built (routers always set apiVersion and kind).
+    pub fn of(object: &DynamicObject) -> Option<RouteKind> {
+        let types = object.types.as_ref()?;
+        let group = types.api_version.split_once('/').map_or("", |(g, _)| g);
+        RouteKind::ALL
+            .into_iter()
+            .find(|k| k.group_and_kind() == (group, types.kind.as_str()))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
     #[error("unsupported mesh provider {0:?} (supported: istio, gatewayapi:v1, kubernetes, nginx)")]
@@ -72,6 +121,17 @@ impl Router {
         })
     }
 
+    /// The kind and name of the object whose weights [`Router::read_routes`] reads, as watched.
+    pub fn routes_kind(&self, canary: &Canary) -> Option<(RouteKind, String)> {
+        let name = Names::of(canary).apex_service;
+        match self {
+            Router::Istio => Some((RouteKind::VirtualService, name)),
+            Router::GatewayApi { .. } => Some((RouteKind::HttpRoute, name)),
+            Router::Kubernetes => None,
+            Router::Nginx => nginx::canary_ingress_name(canary).map(|n| (RouteKind::Ingress, n)),
+        }
+    }
+
     /// The kind and name of the object whose weights [`Router::read_routes`] reads.
     pub fn routes_object(&self, canary: &Canary) -> Option<(ApiResource, String)> {
         let name = Names::of(canary).apex_service;
@@ -105,6 +165,20 @@ impl Router {
             Router::Kubernetes => None,
             Router::Nginx => nginx::read_routes(canary, object),
         }
+    }
+}
+
+/// How a routing kind merges under server-side apply and what its API server fills in (see
+/// [`crate::drift`]). Istio's CRDs default nothing; Gateway API's fill in the group and kind of
+/// references, match types, the default path match and backend weights.
+pub fn shape(kind: RouteKind) -> crate::drift::Shape {
+    let server_default: fn(&str, &Value) -> bool = match kind {
+        RouteKind::HttpRoute => gatewayapi::server_default,
+        RouteKind::VirtualService | RouteKind::DestinationRule | RouteKind::Ingress => |_, _| false,
+    };
+    crate::drift::Shape {
+        keyed: crate::drift::metadata_keyed,
+        server_default,
     }
 }
 

@@ -13,8 +13,7 @@ use kube::core::{ApiResource, DynamicObject};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-use super::{Names, RouterError, api_resource, owned_object};
-use crate::executor::FLUX_ANNOTATIONS;
+use super::{FLUX_ANNOTATIONS, Names, RouterError, api_resource, owned_object};
 
 /// The controller's annotation prefix (Flagger's `-ingress-annotations-prefix` default).
 pub const PREFIX: &str = "nginx.ingress.kubernetes.io";

@@ -106,6 +106,7 @@ fn gated() -> (Canary, Snapshot) {
         routes_not_ready: None,
         services_present: true,
         apex_selects_primary: true,
+        drift: Default::default(),
         answers: Answers::default(),
     };
     (c, snap)

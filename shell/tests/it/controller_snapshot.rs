@@ -66,6 +66,9 @@ impl ClusterView for Cluster {
                 .cloned()
                 .map_or(RouteLookup::Missing, RouteLookup::Found);
         }
+        if kind == RouteKind::DestinationRule {
+            return RouteLookup::Unavailable;
+        }
         assert_eq!(kind, RouteKind::VirtualService);
         match &self.virtual_services {
             None => RouteLookup::Unavailable,

@@ -4,6 +4,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use flagger::controller::watch::keep_own_apply_entry;
+use flagger::executor::routes::{object_drift, prepared_objects};
 use flagger::executor::{ExecContext, Executor};
 use flagger::router::Router;
 use flagger_core::api::{CanaryStatus, Phase};
@@ -357,8 +359,88 @@ async fn routing_objects_pass_the_real_crds_validation() {
                 Some(routes),
                 "{name} via {provider}"
             );
+            // Read back as the watch caches hold them (server defaults filled in, only our own
+            // managed-fields entry kept), the objects match what would be written: no drift.
+            let ctx = context(&client, &ns, provider).await;
+            for desired in prepared_objects(&canary, &ctx, routes).unwrap() {
+                let mut stored = read_back(&client, &ns, &desired).await;
+                keep_own_apply_entry(&mut stored);
+                assert_eq!(
+                    object_drift(&desired, &stored),
+                    None,
+                    "{name} via {provider}: {}",
+                    serde_json::to_string_pretty(&stored).unwrap()
+                );
+                // A field we wrote, removed by hand, is drift.
+                let mut edited = stored.clone();
+                edited.data["spec"]
+                    .as_object_mut()
+                    .unwrap()
+                    .retain(|k, _| k == "host" || k == "parentRefs");
+                assert!(object_drift(&desired, &edited).is_some(), "{name}");
+            }
         }
     }
+
+    delete_namespace(&client, &ns).await;
+}
+
+/// `object` as stored, fetched by its own apiVersion and kind.
+async fn read_back(client: &Client, ns: &str, object: &DynamicObject) -> DynamicObject {
+    let gvk = kube::core::GroupVersionKind::try_from(object.types.as_ref().unwrap()).unwrap();
+    let resource = kube::core::ApiResource::from_gvk(&gvk);
+    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource)
+        .get(&object.name_any())
+        .await
+        .unwrap()
+}
+
+/// The generated Services, applied to the real API server and read back with everything it
+/// fills in (cluster IPs, IP families, session affinity), have not drifted; a changed port has.
+#[tokio::test]
+#[ignore = "needs a cluster: tests/cluster/cluster.sh up, then KUBECONFIG"]
+async fn services_read_back_from_the_api_server_have_not_drifted() {
+    let (client, ns) = setup().await;
+    let exec = Executor::new(client.clone());
+    create_target(&client, &ns).await;
+    let mut canary = create_canary(&client, &ns, |c| {
+        c.spec.service.app_protocol = Some("http".into());
+        c.spec.service.apex = Some(flagger_core::api::CustomMetadata {
+            labels: Some([("tier".to_string(), "web".to_string())].into()),
+            annotations: None,
+        });
+    })
+    .await;
+    let ctx = context(&client, &ns, "istio").await;
+    twice(&exec, &canary, &ctx, Command::ApplyServices).await;
+    twice(&exec, &canary, &ctx, Command::ApplyApexService).await;
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let mut stored = Vec::new();
+    for name in ["podinfo-canary", "podinfo-primary", "podinfo"] {
+        let mut s = services.get(name).await.unwrap();
+        assert!(
+            s.spec.as_ref().unwrap().cluster_ip.is_some(),
+            "server-filled"
+        );
+        keep_own_apply_entry(&mut s);
+        stored.push(s);
+    }
+    let cached = [Some(&stored[0]), Some(&stored[1]), Some(&stored[2])];
+    assert_eq!(
+        flagger::executor::services::drift(&canary, &ctx, cached).unwrap(),
+        [None, None, None]
+    );
+    canary.spec.service.app_protocol = None;
+    let [c, p, a] = flagger::executor::services::drift(&canary, &ctx, cached).unwrap();
+    assert!(
+        c.is_some() && p.is_some() && a.is_some(),
+        "appProtocol dropped"
+    );
+    canary.spec.service.app_protocol = Some("http".into());
+    canary.spec.service.apex = None;
+    let [c, p, a] = flagger::executor::services::drift(&canary, &ctx, cached).unwrap();
+    assert_eq!((c, p), (None, None));
+    assert!(a.is_some(), "apex label dropped");
 
     delete_namespace(&client, &ns).await;
 }

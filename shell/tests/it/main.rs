@@ -14,6 +14,7 @@ mod clients_webhooks;
 mod compat_corpus;
 mod controller_binary;
 mod controller_dispatch;
+mod controller_drift;
 mod controller_events;
 mod controller_kube_requests;
 mod controller_loop;

@@ -156,26 +156,48 @@ impl Caches {
             .apply_watcher_event(&watcher::Event::Apply(d.clone()));
     }
 
-    /// A Service as the operator leaves it: `<x>-canary` selects the target's pods (`app: <x>`),
-    /// `<x>-primary` and the apex `<x>` the primary's.
+    /// A Service as the operator leaves it (owned by [`canary`], with our labels, annotations
+    /// and port, and what the API server adds): `<x>-canary` selects the target's pods
+    /// (`app: <x>`), `<x>-primary` and the apex `<x>` the primary's.
     pub fn service(&mut self, name: &str) {
         let app = match name.strip_suffix("-canary") {
             Some(target) => target.to_string(),
             None if name.ends_with("-primary") => name.to_string(),
             None => format!("{name}-primary"),
         };
-        self.service_selecting(name, &app);
-    }
-
-    pub fn service_selecting(&mut self, name: &str, app: &str) {
-        let s: Service = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": "test"},
-            "spec": {"selector": {"app": app}, "ports": [{"port": 9898}]}
-        }))
-        .unwrap();
+        let c = canary();
+        let mut s = served_service(name, &app);
+        s["metadata"]["labels"] = json!({"app": name});
+        s["metadata"]["annotations"] = json!({
+            "helm.toolkit.fluxcd.io/driftDetection": "disabled",
+            "kustomize.toolkit.fluxcd.io/reconcile": "disabled"
+        });
+        s["metadata"]["ownerReferences"] = json!([{
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary", "name": c.metadata.name,
+            "uid": c.metadata.uid, "controller": true
+        }]);
+        let s: Service = serde_json::from_value(s).unwrap();
         self.services.apply_watcher_event(&watcher::Event::Apply(s));
     }
+
+    /// A user's Service selecting `app: <app>`, with the port a Canary of port 9898 writes.
+    pub fn service_selecting(&mut self, name: &str, app: &str) {
+        let s: Service = serde_json::from_value(served_service(name, app)).unwrap();
+        self.services.apply_watcher_event(&watcher::Event::Apply(s));
+    }
+}
+
+fn served_service(name: &str, app: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "test"},
+        "spec": {
+            "type": "ClusterIP", "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
+            "sessionAffinity": "None", "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+            "selector": {"app": app},
+            "ports": [{"name": "http", "port": 9898, "protocol": "TCP", "targetPort": 9898}]
+        }
+    })
 }
 
 pub fn canary() -> Canary {
@@ -241,6 +263,7 @@ pub fn settings() -> Settings {
         metrics_server: "http://127.0.0.1:9".into(),
         event_webhook: None,
         config_tracking: false,
+        labels: LabelSettings::default(),
         // Nothing updates the hand-filled caches after a write: do not wait for them.
         status_sync_timeout: Duration::from_millis(10),
     }

@@ -8,6 +8,7 @@ mod ab_testing;
 mod blue_green;
 mod chart;
 mod confirm_promotion;
+mod drift;
 mod leader_election;
 mod missing_target;
 mod progress_deadline;
