@@ -404,8 +404,8 @@ async fn services_read_back_from_the_api_server_have_not_drifted() {
     let exec = Executor::new(client.clone());
     create_target(&client, &ns).await;
     let mut canary = create_canary(&client, &ns, |c| {
-        c.spec.service.app_protocol = Some("http".into());
-        c.spec.service.apex = Some(flagger_core::api::CustomMetadata {
+        c.spec.service.as_mut().unwrap().app_protocol = Some("http".into());
+        c.spec.service.as_mut().unwrap().apex = Some(flagger_core::api::CustomMetadata {
             labels: Some([("tier".to_string(), "web".to_string())].into()),
             annotations: None,
         });
@@ -430,14 +430,14 @@ async fn services_read_back_from_the_api_server_have_not_drifted() {
         flagger::executor::services::drift(&canary, &ctx, cached).unwrap(),
         [None, None, None]
     );
-    canary.spec.service.app_protocol = None;
+    canary.spec.service.as_mut().unwrap().app_protocol = None;
     let [c, p, a] = flagger::executor::services::drift(&canary, &ctx, cached).unwrap();
     assert!(
         c.is_some() && p.is_some() && a.is_some(),
         "appProtocol dropped"
     );
-    canary.spec.service.app_protocol = Some("http".into());
-    canary.spec.service.apex = None;
+    canary.spec.service.as_mut().unwrap().app_protocol = Some("http".into());
+    canary.spec.service.as_mut().unwrap().apex = None;
     let [c, p, a] = flagger::executor::services::drift(&canary, &ctx, cached).unwrap();
     assert_eq!((c, p), (None, None));
     assert!(a.is_some(), "apex label dropped");
