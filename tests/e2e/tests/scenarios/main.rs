@@ -9,6 +9,7 @@ mod blue_green;
 mod chart;
 mod confirm_promotion;
 mod leader_election;
+mod migration;
 mod missing_target;
 mod progress_deadline;
 mod prometheus_down;
