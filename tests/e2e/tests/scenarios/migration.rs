@@ -270,7 +270,7 @@ async fn flagger_to_ours() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(32)).await;
     let adopted = s.canary("podinfo").await?.status.expect("status");
     assert_eq!(adopted.phase, Some(Phase::Succeeded));
-    // Adoption records our hashes and nothing else: Flagger's condition stays as it left it.
+    // Adoption records our hashes and nothing else: Flagger's condition and transition time stay.
     let adopted_json = s
         .get("flagger.app/v1beta1", "Canary", "podinfo")
         .await?
@@ -283,6 +283,10 @@ async fn flagger_to_ours() -> Result<()> {
     assert_eq!(
         adopted_json["conditions"], left_status["conditions"],
         "conditions after adoption"
+    );
+    assert_eq!(
+        adopted_json["lastTransitionTime"], left_status["lastTransitionTime"],
+        "adoption is no transition"
     );
     assert_ne!(
         adopted_json["lastAppliedSpec"], left_status["lastAppliedSpec"],
