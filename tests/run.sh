@@ -19,9 +19,11 @@ cargo fmt --all -- --check
 if [ "${FLAGGER_SKIP_CLUSTER:-0}" != 1 ]; then
   # Before any Rust is built: a cold Go build needs a few GB of scratch space for a few minutes,
   # which is then freed, so the two never need room at the same time.
-  step "control-plane and helm binaries (built from Go modules once, then cached)"
+  step "control-plane, helm and Flagger binaries (built from Go modules once, then cached)"
   tests/cluster/build.sh
   tests/tools/helm/build.sh >/dev/null
+  # The real Flagger v1.44.0, which the migration scenario replaces with ours.
+  tests/tools/flagger/build.sh >/dev/null
 fi
 
 step "cargo clippy"

@@ -84,7 +84,10 @@ fn a_succeeded_canary_whose_primary_runs_the_target_is_adopted_without_a_run() {
     for phase in [Phase::Succeeded, Phase::Initialized, Phase::Failed] {
         let mut c = left_by_flagger(phase, "id-v1");
         let before = c.status.clone();
-        // Only our hash recorded, in the same phase: no event, no scale-up, no analysis.
+        // Ours starts a while after Flagger's last write.
+        c.now += jiff::SignedDuration::from_mins(5);
+        // Only our hash recorded, in the same phase: no event, no scale-up, no analysis, and
+        // Flagger's lastTransitionTime kept (nothing transitioned).
         assert_eq!(
             c.tick(),
             vec![Command::WriteStatus(adopted(before))],
@@ -141,5 +144,101 @@ fn an_unknown_identity_is_never_taken_for_a_match() {
     let mut c = left_by_flagger(Phase::Succeeded, "");
     c.target = Some(with_identity(ready("ours-v1", 0), ""));
     c.tick();
+    assert_eq!(c.phase(), Some(Phase::Progressing));
+}
+
+/// The cluster as Flagger leaves a Canary it stopped mid-analysis: the target runs the new
+/// template (identity `id-v2`) at full scale and takes `canary_weight` percent, the primary still
+/// runs the promoted one (`id-v1`), the status records both as Flagger's hashes.
+fn left_mid_analysis(canary_weight: i32) -> Cluster {
+    let mut c = left_by_flagger(Phase::Progressing, "id-v1");
+    c.target = Some(with_identity(ready("ours-v2", 2), "id-v2"));
+    c.routes = Some(Routes {
+        primary_weight: 100 - canary_weight,
+        canary_weight,
+        mirrored: false,
+    });
+    c.status.last_applied_spec = Some("7f9c6d5b8a".into());
+    c.status.canary_weight = canary_weight;
+    c.status.conditions = vec![CanaryCondition {
+        type_: "Promoted".into(),
+        status: ConditionStatus::Unknown,
+        last_update_time: Some(c.now),
+        last_transition_time: Some(c.now),
+        reason: "Progressing".into(),
+        message: "New revision detected, progressing canary analysis.".into(),
+    }];
+    c
+}
+
+#[test]
+fn a_canary_left_mid_analysis_restarts_from_the_primary_as_flagger_does_for_a_changed_target() {
+    let mut c = left_mid_analysis(20);
+    let before = c.status.clone();
+    let restarted = CanaryStatus {
+        canary_weight: 0,
+        failed_checks: 0,
+        iterations: 0,
+        last_applied_spec: Some("ours-v2".into()),
+        tracked_configs: None,
+        ..before.clone()
+    };
+    // At once, not one interval later: every share of the traffic back on the primary, which
+    // runs the promoted revision and is ready; the run starts over for the target's revision.
+    assert_eq!(
+        c.tick(),
+        vec![
+            Command::EmitEvent {
+                severity: EventSeverity::Normal,
+                message: "New revision detected! Restarting analysis for podinfo.test".into()
+            },
+            Command::SetRoutes {
+                primary_weight: 100,
+                canary_weight: 0,
+                mirrored: false
+            },
+            Command::WriteStatus(restarted.clone()),
+        ]
+    );
+    assert_eq!(
+        c.tick(),
+        vec![],
+        "nothing more until the interval has passed"
+    );
+    // Then the steps again, from the first, and the target's revision is promoted.
+    let mut weights = Vec::new();
+    for _ in 0..12 {
+        let cmds = c.tick_after(60);
+        weights.extend(cmds.iter().filter_map(|cmd| match cmd {
+            Command::SetRoutes { canary_weight, .. } => Some(*canary_weight),
+            _ => None,
+        }));
+        if c.phase() == Some(Phase::Succeeded) {
+            break;
+        }
+    }
+    assert_eq!(weights, [10, 20, 30, 40, 50, 0]);
+    assert_eq!(c.phase(), Some(Phase::Succeeded));
+    assert_eq!(
+        c.primary.as_ref().map(|p| p.template_hash.as_str()),
+        Some("ours-v2")
+    );
+    assert_eq!(c.status.last_promoted_spec.as_deref(), Some("ours-v2"));
+}
+
+#[test]
+fn a_canary_left_waiting_for_promotion_restarts_too() {
+    let mut c = left_mid_analysis(50);
+    c.status.phase = Some(Phase::WaitingPromotion);
+    let cmds = c.tick();
+    assert_eq!(
+        Cluster::events(&cmds),
+        ["New revision detected! Restarting analysis for podinfo.test"]
+    );
+    assert!(cmds.contains(&Command::SetRoutes {
+        primary_weight: 100,
+        canary_weight: 0,
+        mirrored: false
+    }));
     assert_eq!(c.phase(), Some(Phase::Progressing));
 }

@@ -5,7 +5,7 @@
 #   tests/e2e/run.sh                 build what is missing, start everything, run every scenario
 #   tests/e2e/run.sh <filter>        only the scenarios whose name contains <filter>
 #
-# Needs: go (first run only, to build the control plane), openssl, curl, prometheus (Debian
+# Needs: go (first run only, to build the control plane and Flagger), openssl, curl, prometheus (Debian
 # package; .ci/run installs it). Logs: target/e2e-logs/ (one directory per scenario with the
 # operator's log, its recorded traces and their replays). Everything listens on 127.0.0.1 and
 # everything started here is stopped here, by recorded PID.
@@ -92,6 +92,13 @@ wait_http() { # what url pid
 t0=$SECONDS
 tests/cluster/build.sh >"$LOGS/build-cluster.log" 2>&1 || { tail -n 30 "$LOGS/build-cluster.log"; die "building the control plane failed"; }
 log "control-plane binaries ready ($((SECONDS - t0))s)"
+t0=$SECONDS
+# The real Flagger (cmd/flagger of the Go module pinned in tests/tools/flagger/go.mod), which the
+# migration scenario runs first and then replaces with ours; built once, then cached.
+FLAGGER_E2E_FLAGGER_GO=${FLAGGER_E2E_FLAGGER_GO:-$(tests/tools/flagger/build.sh 2>"$LOGS/build-flagger-go.log")} ||
+  { tail -n 30 "$LOGS/build-flagger-go.log"; die "building Flagger from its Go module failed"; }
+export FLAGGER_E2E_FLAGGER_GO
+log "Flagger $(basename "$(dirname "$FLAGGER_E2E_FLAGGER_GO")") ready ($((SECONDS - t0))s)"
 t0=$SECONDS
 cargo build --locked --workspace --bins 2>&1 | tail -n 3
 cargo test --locked --workspace --test scenarios --no-run 2>&1 | tail -n 2

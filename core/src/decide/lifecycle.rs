@@ -122,7 +122,8 @@ pub fn revision_changed(t: &Tick) -> bool {
 /// A Canary another operator (Flagger) left at rest records its revisions as hashes of its own,
 /// which never equal ours: taken at face value, the target would look new and run a whole
 /// analysis. When the primary already runs the target's template and the recorded configs are
-/// the target's, nothing is new: record our hash of it as applied and promoted, and stay.
+/// the target's, nothing is new: record our hash of it as applied and promoted (keeping the
+/// status's `lastTransitionTime`), and stay.
 fn adopt(t: &mut Tick) -> bool {
     if !matches!(
         t.phase(),
@@ -147,6 +148,8 @@ fn adopt(t: &mut Tick) -> bool {
     let hash = target.template_hash.clone();
     t.status.last_applied_spec = Some(hash.clone());
     t.status.last_promoted_spec = Some(hash);
+    // Flagger would have written nothing: `kubectl get canary` keeps showing its last transition.
+    t.keep_transition_time = true;
     true
 }
 

@@ -37,6 +37,9 @@ pub struct Tick<'a> {
     pub skip_status: bool,
     /// The routing objects drifted and no `SetRoutes` of this decision has rewritten them yet.
     pub routes_to_repair: bool,
+    /// The status write only records facts about the revisions (an adopted Canary's hashes):
+    /// nothing transitioned, so `lastTransitionTime` keeps its value.
+    pub keep_transition_time: bool,
 }
 
 pub fn run(policy: Result<&Policy, &SpecError>, snap: &Snapshot) -> Step<Decision> {
@@ -65,6 +68,7 @@ pub fn run(policy: Result<&Policy, &SpecError>, snap: &Snapshot) -> Step<Decisio
         keep_blocked: false,
         skip_status: false,
         routes_to_repair: false,
+        keep_transition_time: false,
         p: policy,
     };
     if t.p.provider == Provider::Kubernetes {
@@ -406,7 +410,8 @@ impl<'a> Tick<'a> {
             update_promoted_condition(&mut self.status.conditions, phase, self.now);
         }
         let changed = !self.skip_status && (self.touched || self.status != self.snap.status);
-        let last = if changed {
+        let stamp = changed && !self.keep_transition_time;
+        let last = if stamp {
             self.now
         } else {
             self.status.last_transition_time.unwrap_or(self.now)
@@ -438,7 +443,9 @@ impl<'a> Tick<'a> {
         let mut commands = self.commands;
         if changed {
             let mut status = self.status;
-            status.last_transition_time = Some(self.now);
+            if stamp {
+                status.last_transition_time = Some(self.now);
+            }
             commands.push(Command::WriteStatus(status));
         }
         Decision { commands, wake_at }

@@ -8,11 +8,13 @@
 pub mod env;
 pub mod fidelity;
 pub mod fixtures;
+pub mod flagger_go;
 pub mod gate;
 pub mod operator;
 pub mod prometheus;
 pub mod scenario;
 pub mod telemetry;
+pub mod traffic;
 pub mod watch;
 
 use std::path::Path;

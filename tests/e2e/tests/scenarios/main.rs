@@ -10,6 +10,7 @@ mod chart;
 mod confirm_promotion;
 mod drift;
 mod leader_election;
+mod migration;
 mod missing_target;
 mod progress_deadline;
 mod prometheus_down;
