@@ -7,10 +7,12 @@ use crate::policy::Policy;
 use crate::snapshot::HookAnswer;
 
 /// The phase an event announces, for the event webhooks' `phase` field. Flagger sends most events
-/// with the phase the Canary had when its tick began, but the three that announce where a run
-/// ended are sent with that phase already set: Initialized, Succeeded and Failed.
+/// with the phase the Canary had when its tick began, but the four that announce where a run
+/// starts or ends are sent with that phase already set: Progressing, Initialized, Succeeded and
+/// Failed.
 pub fn announced_phase(message: &str) -> Option<Phase> {
-    const ANNOUNCED: [(&str, Phase); 3] = [
+    const ANNOUNCED: [(&str, Phase); 4] = [
+        ("New revision detected! Scaling up ", Phase::Progressing),
         ("Initialization done! ", Phase::Initialized),
         ("Promotion completed! ", Phase::Succeeded),
         ("Canary failed! ", Phase::Failed),

@@ -99,7 +99,7 @@ fn without_event_hooks_events_go_to_the_operators_event_webhook() {
     }
 }
 
-/// Flagger sends the events that announce where a run ended with that phase already set, and
+/// Flagger sends the events that announce where a run starts or ends with that phase set, and
 /// every other event with the phase the Canary had when the reconcile began (here Progressing).
 #[test]
 fn event_webhooks_carry_the_phase_an_ending_announces() {
@@ -130,6 +130,14 @@ fn event_webhooks_carry_the_phase_an_ending_announces() {
         "Succeeded"
     );
     assert_eq!(phase_of("Initialization done! podinfo.test"), "Initialized");
+    assert_eq!(
+        phase_of("New revision detected! Scaling up podinfo.test"),
+        "Progressing"
+    );
+    assert_eq!(
+        phase_of("New revision detected! Restarting analysis for podinfo-primary.test"),
+        "Progressing"
+    );
     assert_eq!(
         phase_of("Rolling back podinfo.test failed checks threshold reached 2"),
         "Progressing"
