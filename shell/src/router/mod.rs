@@ -237,15 +237,21 @@ pub(crate) fn owned_object(
     let mut object = DynamicObject::new(name, resource).data(serde_json::json!({ "spec": spec }));
     object.metadata.namespace = canary.metadata.namespace.clone();
     object.metadata.owner_references = owner_references(canary);
-    if apex_metadata && let Some(apex) = &canary.spec.service().apex {
-        let mut labels = apex.labels.clone().unwrap_or_default();
-        let mut annotations = apex.annotations.clone().unwrap_or_default();
-        if let Some(unmanaged) = &canary.spec.service().unmanaged_metadata {
-            unmanaged.strip(&mut labels, &mut annotations);
-        }
-        object.metadata.labels = Some(labels).filter(|m| !m.is_empty());
-        object.metadata.annotations = Some(annotations).filter(|m| !m.is_empty());
+    let apex = apex_metadata
+        .then(|| canary.spec.service().apex.clone())
+        .flatten()
+        .unwrap_or_default();
+    let mut labels = apex.labels.unwrap_or_default();
+    let mut annotations = apex.annotations.unwrap_or_default();
+    // As Flagger marks every routing object it writes: Flux must not put the weights back.
+    for (k, v) in FLUX_ANNOTATIONS {
+        annotations.insert(k.to_string(), v.to_string());
     }
+    if let Some(unmanaged) = &canary.spec.service().unmanaged_metadata {
+        unmanaged.strip(&mut labels, &mut annotations);
+    }
+    object.metadata.labels = Some(labels).filter(|m| !m.is_empty());
+    object.metadata.annotations = Some(annotations).filter(|m| !m.is_empty());
     object
 }
 

@@ -269,10 +269,10 @@ fn istio_view() -> View {
             RouteKind::DestinationRule,
             json!({
                 "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-                "metadata": {"name": host, "namespace": "test", "uid": format!("dr-{host}"),
+                "metadata": {"name": host, "namespace": "test", "uid": format!("dr-{host}"), "annotations": {"helm.toolkit.fluxcd.io/driftDetection": "disabled", "kustomize.toolkit.fluxcd.io/reconcile": "disabled"},
                     "generation": 1, "resourceVersion": "5000", "ownerReferences": owner(),
                     "managedFields": apply_entry("networking.istio.io/v1beta1", json!({
-                        "f:metadata": {"f:ownerReferences": {format!("k:{{\"uid\":\"{UID}\"}}"): {}}},
+                        "f:metadata": {"f:annotations": {"f:helm.toolkit.fluxcd.io/driftDetection": {}, "f:kustomize.toolkit.fluxcd.io/reconcile": {}}, "f:ownerReferences": {format!("k:{{\"uid\":\"{UID}\"}}"): {}}},
                         "f:spec": {"f:host": {}, "f:trafficPolicy": {}}}))},
                 "spec": {"host": host, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}
             }),
@@ -282,10 +282,10 @@ fn istio_view() -> View {
         RouteKind::VirtualService,
         json!({
             "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-            "metadata": {"name": "podinfo", "namespace": "test", "uid": "vs", "generation": 3,
+            "metadata": {"name": "podinfo", "namespace": "test", "uid": "vs", "generation": 3, "annotations": {"helm.toolkit.fluxcd.io/driftDetection": "disabled", "kustomize.toolkit.fluxcd.io/reconcile": "disabled"},
                 "resourceVersion": "5001", "ownerReferences": owner(),
                 "managedFields": apply_entry("networking.istio.io/v1beta1", json!({
-                    "f:metadata": {"f:ownerReferences": {format!("k:{{\"uid\":\"{UID}\"}}"): {}}},
+                    "f:metadata": {"f:annotations": {"f:helm.toolkit.fluxcd.io/driftDetection": {}, "f:kustomize.toolkit.fluxcd.io/reconcile": {}}, "f:ownerReferences": {format!("k:{{\"uid\":\"{UID}\"}}"): {}}},
                     "f:spec": {"f:gateways": {}, "f:hosts": {}, "f:http": {}}}))},
             "spec": {
                 "hosts": ["podinfo"], "gateways": ["mesh"],
@@ -410,10 +410,10 @@ fn gateway_view() -> View {
         RouteKind::HttpRoute,
         json!({
             "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-            "metadata": {"name": "podinfo", "namespace": "test", "uid": "hr", "generation": 2,
+            "metadata": {"name": "podinfo", "namespace": "test", "uid": "hr", "generation": 2, "annotations": {"helm.toolkit.fluxcd.io/driftDetection": "disabled", "kustomize.toolkit.fluxcd.io/reconcile": "disabled"},
                 "ownerReferences": owner(),
                 "managedFields": apply_entry("gateway.networking.k8s.io/v1", json!({
-                    "f:metadata": {"f:ownerReferences": {format!("k:{{\"uid\":\"{UID}\"}}"): {}}},
+                    "f:metadata": {"f:annotations": {"f:helm.toolkit.fluxcd.io/driftDetection": {}, "f:kustomize.toolkit.fluxcd.io/reconcile": {}}, "f:ownerReferences": {format!("k:{{\"uid\":\"{UID}\"}}"): {}}},
                     "f:spec": {"f:hostnames": {}, "f:parentRefs": {}, "f:rules": {}}}))},
             "spec": {
                 // The API server filled in the parent's group and kind and the header match type.

@@ -102,10 +102,11 @@ async fn mesh_objects_carry_the_apex_metadata_but_not_its_unmanaged_keys() {
             json!({ "tier": "web" }),
             "{provider}"
         );
-        assert!(
-            apex.body["metadata"].get("annotations").is_none(),
-            "{provider}: {}",
-            apex.body["metadata"]
+        assert_eq!(
+            apex.body["metadata"]["annotations"],
+            json!({"helm.toolkit.fluxcd.io/driftDetection": "disabled",
+                   "kustomize.toolkit.fluxcd.io/reconcile": "disabled"}),
+            "{provider}: only Flagger's Flux markers, not the unmanaged key"
         );
     }
 }
