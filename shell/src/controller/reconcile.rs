@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use flagger_core::api::Canary;
-use flagger_core::command::EventSeverity;
+use flagger_core::api::{Canary, Phase};
+use flagger_core::command::{Command, Decision, EventSeverity};
 use flagger_core::snapshot::{Answers, Snapshot};
 use jiff::Timestamp;
 use kube::ResourceExt;
@@ -67,12 +67,17 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action,
         now,
         Answers::default(),
     );
+    let phase_before = canary.status.as_ref().and_then(|s| s.phase);
     let result = decide_record_execute(&ctx, &canary, snap).await;
-    ctx.state.metrics.observe_duration(
-        &canary.spec.target_ref.name,
-        &namespace,
-        started.elapsed().as_secs_f64(),
-    );
+    if let Ok(run) = &result
+        && was_analysis_step(phase_before, &run.decision)
+    {
+        ctx.state.metrics.observe_duration(
+            &canary.spec.target_ref.name,
+            &namespace,
+            started.elapsed().as_secs_f64(),
+        );
+    }
     let failed = match &result {
         Err(e) => Some(e.to_string()),
         Ok(run) => run.failure.as_ref().map(|f| f.error.clone()),
@@ -168,6 +173,21 @@ pub fn error_policy(canary: Arc<Canary>, error: &Error, ctx: Arc<Context>) -> Ac
         "reconcile failed"
     );
     Action::requeue(wait)
+}
+
+/// Whether a reconcile was an analysis step in Flagger's sense, the only reconciles whose time
+/// Flagger observes in `flagger_canary_duration_seconds`: one that began analysing
+/// (`Progressing`/`WaitingPromotion`), wrote its step, and did not roll back.
+pub fn was_analysis_step(phase_before: Option<Phase>, decision: &Decision) -> bool {
+    let analysing = matches!(
+        phase_before,
+        Some(Phase::Progressing | Phase::WaitingPromotion)
+    );
+    let written = decision.commands.iter().find_map(|c| match c {
+        Command::WriteStatus(status) => Some(status.phase),
+        _ => None,
+    });
+    analysing && matches!(written, Some(Some(phase)) if phase != Phase::Failed)
 }
 
 #[cfg(test)]

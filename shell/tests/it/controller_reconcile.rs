@@ -361,3 +361,48 @@ async fn a_failed_route_write_is_one_warning_event_in_flaggers_words() {
         lines(&seen)
     );
 }
+
+/// `flagger_canary_duration_seconds` observes analysis steps only, as Flagger's: a reconcile that
+/// began analysing and wrote its step, not a rollback, nor any reconcile at rest.
+#[test]
+fn only_analysis_steps_are_timed() {
+    use flagger::controller::reconcile::was_analysis_step;
+    use flagger_core::CanaryStatus;
+    use flagger_core::command::{Command, Decision};
+    let writes = |phase| Decision {
+        commands: vec![Command::WriteStatus(CanaryStatus {
+            phase: Some(phase),
+            ..Default::default()
+        })],
+        wake_at: None,
+    };
+    let nothing = Decision {
+        commands: vec![],
+        wake_at: None,
+    };
+    assert!(was_analysis_step(
+        Some(Phase::Progressing),
+        &writes(Phase::Progressing)
+    ));
+    assert!(was_analysis_step(
+        Some(Phase::Progressing),
+        &writes(Phase::Promoting)
+    ));
+    assert!(was_analysis_step(
+        Some(Phase::WaitingPromotion),
+        &writes(Phase::WaitingPromotion)
+    ));
+    assert!(!was_analysis_step(
+        Some(Phase::Progressing),
+        &writes(Phase::Failed)
+    ));
+    assert!(!was_analysis_step(Some(Phase::Progressing), &nothing));
+    assert!(!was_analysis_step(
+        Some(Phase::Succeeded),
+        &writes(Phase::Progressing)
+    ));
+    assert!(!was_analysis_step(
+        Some(Phase::Promoting),
+        &writes(Phase::Finalising)
+    ));
+}
