@@ -875,6 +875,29 @@ fn a_rollback_hook_that_answers_rolls_back() {
     assert_eq!(phase, Some(Phase::Failed));
 }
 
+/// Flagger's rollback announces a reached threshold whatever triggered it: a manual rollback
+/// with the failed checks already at the threshold says both.
+#[test]
+fn a_manual_rollback_at_the_threshold_also_says_the_threshold_was_reached() {
+    let s = spec(json!({"interval": "1m", "threshold": 1, "stepWeight": 10,
+        "webhooks": [{"name": "abort", "type": "rollback", "url": "http://127.0.0.1:1/r"}]}));
+    let mut c = Cluster::new(s);
+    c.start_run();
+    c.status.failed_checks = 1;
+    c.hooks.insert("abort".into(), HookAnswer::Passed);
+    let (cmds, phase) = shape(c.tick_after(60));
+    let events = Cluster::events(&cmds);
+    assert_eq!(
+        events[..3],
+        [
+            "Rollback check abort passed",
+            "Rolling back podinfo.test manual webhook invoked",
+            "Rolling back podinfo.test failed checks threshold reached 1",
+        ]
+    );
+    assert_eq!(phase, Some(Phase::Failed));
+}
+
 #[test]
 fn a_canary_past_its_progress_deadline_rolls_back() {
     let mut c = progressing_at(10);

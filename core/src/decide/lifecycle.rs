@@ -337,14 +337,7 @@ pub enum Rollback {
 /// Route everything to the primary, scale the canary to zero and mark the run Failed.
 pub fn rollback(t: &mut Tick, why: Rollback) -> Step {
     match &why {
-        Rollback::Threshold => {
-            t.warn(events::rolling_back_threshold(t.p, t.status.failed_checks));
-            t.alert(
-                AlertSeverity::Error,
-                &events::alert_threshold(t.status.failed_checks),
-                false,
-            );
-        }
+        Rollback::Threshold => {}
         Rollback::Deadline(e) => {
             t.warn(events::rolling_back_deadline(t.p, e));
             t.alert(AlertSeverity::Error, &events::alert_deadline(e), false);
@@ -353,6 +346,15 @@ pub fn rollback(t: &mut Tick, why: Rollback) -> Step {
             t.warn(events::rolling_back_manual(t.p));
             t.alert(AlertSeverity::Warn, events::ALERT_MANUAL_ROLLBACK, false);
         }
+    }
+    // Flagger's rollback announces a reached threshold whatever else triggered it.
+    if t.status.failed_checks >= t.p.threshold {
+        t.warn(events::rolling_back_threshold(t.p, t.status.failed_checks));
+        t.alert(
+            AlertSeverity::Error,
+            &events::alert_threshold(t.status.failed_checks),
+            false,
+        );
     }
     t.set_routes(100, 0, false);
     t.warn(events::canary_failed(t.p));
