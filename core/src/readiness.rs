@@ -58,15 +58,14 @@ pub fn readiness(
         (available < needed).then(|| {
             format!(
                 "waiting for rollout to finish: {} of {} (readyThreshold {}%) updated replicas are available",
-                w.available_replicas, w.updated_replicas, threshold
+                w.available_replicas, needed, threshold
             )
         })
     };
+    // Flagger's wording: a blown deadline gives up with the same message it was waiting on.
     match waiting {
         None => Readiness::Ready,
-        Some(message) if deadline_passed => Readiness::DeadlineExceeded(format!(
-            "{message}: deployment {name:?} exceeded its progress deadline"
-        )),
+        Some(message) if deadline_passed => Readiness::DeadlineExceeded(message),
         Some(message) => Readiness::Waiting(message),
     }
 }
@@ -135,6 +134,14 @@ mod tests {
         let mut w = rolled_out(4);
         w.available_replicas = 2;
         assert_eq!(readiness("app", &w, 50, DEADLINE, now), Readiness::Ready);
+        // Flagger counts against the replicas the threshold needs, not all updated ones.
+        w.available_replicas = 1;
+        assert_eq!(
+            readiness("app", &w, 50, DEADLINE, now),
+            Readiness::Waiting(
+                "waiting for rollout to finish: 1 of 2 (readyThreshold 50%) updated replicas are available".into()
+            )
+        );
     }
 
     #[test]
@@ -148,10 +155,13 @@ mod tests {
             readiness("app", &w, 100, DEADLINE, before),
             Readiness::Waiting(_)
         ));
-        assert!(matches!(
+        // Flagger gives up with the message it was waiting on.
+        assert_eq!(
             readiness("app", &w, 100, DEADLINE, after),
-            Readiness::DeadlineExceeded(_)
-        ));
+            Readiness::DeadlineExceeded(
+                "waiting for rollout to finish: 0 of 2 (readyThreshold 100%) updated replicas are available".into()
+            )
+        );
         let mut w = rolled_out(2);
         w.progress_deadline_exceeded = true;
         assert!(matches!(

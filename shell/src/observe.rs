@@ -39,7 +39,11 @@ pub fn workload(
     });
     let unavailable_since = conditions
         .iter()
-        .find(|c| c.type_ == "Available" && c.status == "False")
+        .find(|c| {
+            c.type_ == "Available"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("MinimumReplicasUnavailable")
+        })
         .and_then(|c| c.last_update_time.as_ref())
         .map(|t| t.0);
     Workload {
