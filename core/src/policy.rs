@@ -296,6 +296,9 @@ pub struct Policy {
     pub interval: SignedDuration,
     pub threshold: i32,
     pub strategy: Strategy,
+    /// The `deployment_strategy` label of Flagger's counters: the strategy the spec asks for,
+    /// before the kubernetes provider turns a canary or A/B spec into blue/green.
+    pub strategy_label: &'static str,
     pub progress_deadline: SignedDuration,
     pub skip_analysis: bool,
     pub suspend: bool,
@@ -457,6 +460,7 @@ impl Policy {
                 mirror: false,
             }),
         };
+        let strategy_label = strategy.label();
         if provider == Provider::Kubernetes {
             match strategy {
                 Strategy::BlueGreen { .. } => {}
@@ -593,6 +597,7 @@ impl Policy {
             interval,
             threshold,
             strategy,
+            strategy_label,
             progress_deadline,
             skip_analysis: spec.skip_analysis.unwrap_or(false) || spec.analysis().is_none(),
             suspend: spec.suspend.unwrap_or(false),

@@ -455,3 +455,26 @@ fn max_weight_zero_means_unset_as_in_flagger() {
         .starts_with("spec.analysis.maxWeight: 150 must be between 1 and 100")
     );
 }
+
+/// Flagger labels its success and failure counters with the strategy the spec asks for
+/// (`Canary.DeploymentStrategy()`), also when the kubernetes provider runs it as blue/green.
+#[test]
+fn counters_are_labelled_with_the_strategy_the_spec_asks_for() {
+    let label = |provider: &str, analysis: serde_json::Value| {
+        let p = policy(
+            json!({"provider": provider, "targetRef": {"name": "podinfo"},
+            "service": {"port": 80}, "analysis": analysis}),
+        )
+        .unwrap();
+        (p.strategy.label(), p.strategy_label)
+    };
+    let weighted = json!({"interval": "1m", "threshold": 2, "stepWeight": 10});
+    assert_eq!(
+        label("kubernetes", weighted.clone()),
+        ("blue-green", "canary")
+    );
+    assert_eq!(label("istio", weighted), ("canary", "canary"));
+    let ab = json!({"interval": "1m", "threshold": 2, "iterations": 3,
+        "match": [{"headers": {"x-canary": {"exact": "on"}}}]});
+    assert_eq!(label("kubernetes", ab), ("blue-green", "ab-testing"));
+}
