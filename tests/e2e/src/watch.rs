@@ -70,6 +70,20 @@ impl<T: Clone + PartialEq + Send + 'static> History<T> {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+
+    /// The values once `done` holds for them (or after 15 s, as they are then): a GET can see
+    /// a change before this watch delivers it, and a watch started on an existing object has
+    /// seen nothing until its first list.
+    pub async fn settled(&self, done: impl Fn(&[T]) -> bool) -> Vec<T> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let values = self.values();
+            if done(&values) || tokio::time::Instant::now() >= deadline {
+                return values;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }
 
 impl<T> Drop for History<T> {

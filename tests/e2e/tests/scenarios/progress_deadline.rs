@@ -27,6 +27,9 @@ async fn progress_deadline_rolls_back() -> Result<()> {
     initialized(&s, "podinfo").await?;
     let status = watch::canary_status(s.client.clone(), &ns, "podinfo")?;
     let weights = watch::virtual_service_weights(s.client.clone(), &ns, "podinfo")?;
+    // Both watches have listed the objects before the new revision lands.
+    status.settled(|v| !v.is_empty()).await;
+    weights.settled(|v| !v.is_empty()).await;
 
     // The new revision's pods stay unready (as with a failing readiness probe).
     let started = Instant::now();
@@ -52,8 +55,11 @@ async fn progress_deadline_rolls_back() -> Result<()> {
         "rolled back after {elapsed:?}, before the 12s deadline"
     );
 
+    let history = status
+        .settled(|v| v.last().is_some_and(|d| d.phase == "Failed"))
+        .await;
     assert_eq!(
-        watch::phases(&status.values()),
+        watch::phases(&history),
         ["Initialized", "Progressing", "Failed"]
     );
     assert_eq!(

@@ -45,6 +45,9 @@ async fn weighted_promotion(
         .wait_phase("podinfo", Phase::Succeeded, ROLLOUT_TIMEOUT)
         .await?;
 
+    status
+        .settled(|v| v.last().is_some_and(|d| d.phase == "Succeeded"))
+        .await;
     assert_eq!(
         watch::phases(&status.values()),
         [
