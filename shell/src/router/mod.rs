@@ -243,9 +243,12 @@ pub(crate) fn owned_object(
         .unwrap_or_default();
     let mut labels = apex.labels.unwrap_or_default();
     let mut annotations = apex.annotations.unwrap_or_default();
-    // As Flagger marks every routing object it writes: Flux must not put the weights back.
-    for (k, v) in FLUX_ANNOTATIONS {
-        annotations.insert(k.to_string(), v.to_string());
+    // As Flagger marks the objects that carry the weights (not the DestinationRules): Flux must
+    // not put the weights back.
+    if apex_metadata {
+        for (k, v) in FLUX_ANNOTATIONS {
+            annotations.insert(k.to_string(), v.to_string());
+        }
     }
     if let Some(unmanaged) = &canary.spec.service().unmanaged_metadata {
         unmanaged.strip(&mut labels, &mut annotations);

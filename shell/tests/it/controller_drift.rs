@@ -269,10 +269,10 @@ fn istio_view() -> View {
             RouteKind::DestinationRule,
             json!({
                 "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-                "metadata": {"name": host, "namespace": "test", "uid": format!("dr-{host}"), "annotations": {"helm.toolkit.fluxcd.io/driftDetection": "disabled", "kustomize.toolkit.fluxcd.io/reconcile": "disabled"},
+                "metadata": {"name": host, "namespace": "test", "uid": format!("dr-{host}"),
                     "generation": 1, "resourceVersion": "5000", "ownerReferences": owner(),
                     "managedFields": apply_entry("networking.istio.io/v1beta1", json!({
-                        "f:metadata": {"f:annotations": {"f:helm.toolkit.fluxcd.io/driftDetection": {}, "f:kustomize.toolkit.fluxcd.io/reconcile": {}}, "f:ownerReferences": {format!("k:{{\"uid\":\"{UID}\"}}"): {}}},
+                        "f:metadata": {"f:ownerReferences": {format!("k:{{\"uid\":\"{UID}\"}}"): {}}},
                         "f:spec": {"f:host": {}, "f:trafficPolicy": {}}}))},
                 "spec": {"host": host, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}
             }),
