@@ -17,28 +17,13 @@ use serde_json::{Value, json};
 /// Every provider Flagger's CRD accepts, and bare `gatewayapi` (ours; Flagger's CRD refuses it).
 /// The core blocks the ones it cannot route with yet, naming the provider, so a Flagger Canary
 /// is never refused at `kubectl apply`.
-pub const PROVIDERS: &[&str] = &[
-    "apisix",
-    "appmesh",
-    "appmesh:v1beta2",
-    "contour",
-    "gatewayapi",
-    "gatewayapi:v1",
-    "gatewayapi:v1beta1",
-    "gloo",
-    "istio",
-    "knative",
-    "kubernetes",
-    "kuma",
-    "linkerd",
-    "nginx",
-    "osm",
-    "skipper",
-    "smi:v1alpha1",
-    "smi:v1alpha2",
-    "smi:v1alpha3",
-    "traefik",
-];
+pub fn providers() -> Vec<&'static str> {
+    // Flagger's values, and bare `gatewayapi` (Flagger's CRD refuses it, its router takes it).
+    let mut all = flagger_core::policy::FLAGGER_PROVIDERS.to_vec();
+    all.push("gatewayapi");
+    all.sort_unstable();
+    all
+}
 
 /// The analysis settings that make a strategy; Flagger's CRD requires exactly one combination.
 const STRATEGY_KEYS: &[&str] = &["iterations", "stepWeight", "stepWeights"];
@@ -103,7 +88,7 @@ fn edit(
 
 fn restrict_spec(spec: &mut Value) {
     let props = &mut spec["properties"];
-    props["provider"]["enum"] = json!(PROVIDERS);
+    props["provider"]["enum"] = json!(providers());
     // Flagger's kinds; the core blocks those it cannot handle yet, naming them.
     props["targetRef"]["properties"]["kind"]["enum"] =
         json!(["DaemonSet", "Deployment", "Service"]);

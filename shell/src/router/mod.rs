@@ -298,7 +298,7 @@ mod tests {
 
     #[test]
     fn every_provider_core_accepts_has_a_router_and_others_are_errors() {
-        for name in crate::crd::PROVIDERS {
+        for name in crate::crd::providers() {
             let supported = flagger_core::policy::Provider::parse(name).is_some();
             assert_eq!(Router::for_provider(name).is_ok(), supported, "{name}");
         }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use flagger::crd::{PROVIDERS, crds, render_yaml};
+use flagger::crd::{crds, providers, render_yaml};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::Value;
 
@@ -165,7 +165,7 @@ fn provider_and_kinds_are_flaggers() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    assert_eq!(allowed, PROVIDERS);
+    assert_eq!(allowed, providers());
     for name in flagger_core::policy::FLAGGER_PROVIDERS {
         assert!(allowed.contains(name), "{name} is in Flagger's CRD");
     }
@@ -177,7 +177,7 @@ fn provider_and_kinds_are_flaggers() {
         spec["properties"]["autoscalerRef"]["properties"]["kind"]["enum"],
         serde_json::json!(["HorizontalPodAutoscaler", "ScaledObject"])
     );
-    for provider in PROVIDERS {
+    for provider in providers() {
         let core = flagger_core::policy::Provider::parse(provider).is_some()
             || flagger_core::policy::Provider::known_to_flagger(provider);
         assert!(core, "{provider} is allowed by the CRD but unknown to core");
