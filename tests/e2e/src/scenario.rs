@@ -248,9 +248,8 @@ impl Scenario {
             .map(|o| serde_json::to_value(o).unwrap_or(Value::Null)))
     }
 
-    /// Events regarding the Canary `name`, oldest first, read as Flagger users read them:
-    /// `core/v1` (`kubectl get events`, event exporters).
-    pub async fn events(&self, name: &str) -> Result<Vec<EventInfo>> {
+    /// The core/v1 Events regarding the Canary `name` (the form Flagger writes), oldest first.
+    pub async fn core_events(&self, name: &str) -> Result<Vec<CoreEvent>> {
         let api: Api<CoreEvent> = Api::namespaced(self.client.clone(), &self.ns);
         let mut list: Vec<CoreEvent> = api
             .list(&ListParams::default())
@@ -273,6 +272,13 @@ impl Scenario {
             };
             key(a).cmp(&key(b))
         });
+        Ok(list)
+    }
+
+    /// Events regarding the Canary `name`, oldest first, read as Flagger users read them:
+    /// `core/v1` (`kubectl get events`, event exporters).
+    pub async fn events(&self, name: &str) -> Result<Vec<EventInfo>> {
+        let list = self.core_events(name).await?;
         Ok(list
             .into_iter()
             .map(|e| EventInfo {

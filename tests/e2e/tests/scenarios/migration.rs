@@ -29,8 +29,8 @@ use flagger_e2e::operator::OperatorOpts;
 use flagger_e2e::scenario::Scenario;
 use flagger_e2e::traffic::{self, TrafficWatch};
 use flagger_e2e::watch;
-use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent};
-use kube::api::{Api, ListParams, PostParams};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -118,24 +118,7 @@ async fn written_objects(s: &Scenario, name: &str) -> Result<BTreeMap<String, Va
 /// The namespace's core/v1 events about Canary `name` (the form Flagger writes), oldest first,
 /// as JSON for the scenario's log directory.
 async fn raw_events(s: &Scenario, name: &str) -> Result<Vec<Value>> {
-    let api: Api<CoreEvent> = Api::namespaced(s.client.clone(), &s.ns);
-    let mut events: Vec<CoreEvent> = api
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.involved_object.kind.as_deref() == Some("Canary")
-                && e.involved_object.name.as_deref() == Some(name)
-        })
-        .collect();
-    events.sort_by_key(|e| {
-        e.event_time
-            .as_ref()
-            .map(|t| t.0)
-            .or(e.first_timestamp.as_ref().map(|t| t.0))
-            .or(e.metadata.creation_timestamp.as_ref().map(|t| t.0))
-    });
+    let events = s.core_events(name).await?;
     Ok(events
         .into_iter()
         .map(|e| {
