@@ -481,8 +481,8 @@ func (c *checker) checkRBAC(r *rendered) {
 		{"networking.k8s.io", "ingresses", "watch"},
 		{"networking.k8s.io", "ingresses", "create"},
 		{"networking.k8s.io", "ingresses", "patch"},
-		{"events.k8s.io", "events", "create"},
-		{"events.k8s.io", "events", "patch"},
+		{"", "events", "create"},
+		{"", "events", "patch"},
 		{"", "secrets", "get"},
 	}
 	if len(r.clusterRoles) > 0 {
