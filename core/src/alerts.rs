@@ -6,7 +6,9 @@ use crate::policy::{Policy, Strategy};
 
 /// Flagger's alert metadata fields.
 pub fn metadata_fields(p: &Policy) -> Vec<(String, String)> {
-    let routing = match &p.strategy {
+    // What the spec asks for, as Flagger prints it, also where the kubernetes provider runs it
+    // as blue/green.
+    let routing = match &p.declared_strategy {
         Strategy::AbTesting { .. } => "A/B Testing".to_string(),
         Strategy::BlueGreen { .. } => "Blue/Green".to_string(),
         Strategy::Canary(c) => match &c.steps {

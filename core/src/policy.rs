@@ -296,9 +296,10 @@ pub struct Policy {
     pub interval: SignedDuration,
     pub threshold: i32,
     pub strategy: Strategy,
-    /// The `deployment_strategy` label of Flagger's counters: the strategy the spec asks for,
-    /// before the kubernetes provider turns a canary or A/B spec into blue/green.
-    pub strategy_label: &'static str,
+    /// The strategy the spec asks for, before the kubernetes provider turns a canary or A/B
+    /// spec into blue/green: Flagger names it in its counters' `deployment_strategy` label and
+    /// in the alerts' "Traffic routing" field.
+    pub declared_strategy: Strategy,
     pub progress_deadline: SignedDuration,
     pub skip_analysis: bool,
     pub suspend: bool,
@@ -413,6 +414,15 @@ impl Policy {
                 "the nginx provider needs the Ingress to clone (spec.ingressRef.name)",
             );
         }
+        // Flagger's words: its router refuses every reconcile without them.
+        if provider == Provider::GatewayApi
+            && service.gateway_refs.as_ref().is_none_or(|r| r.is_empty())
+        {
+            return err(
+                "spec.service.gatewayRefs",
+                "GatewayRefs must be specified when using Gateway API as a provider.",
+            );
+        }
         let progress_deadline = match spec.progress_deadline_seconds {
             None => SignedDuration::from_secs(600),
             Some(s) if s > 0 => SignedDuration::from_secs(i64::from(s)),
@@ -460,7 +470,7 @@ impl Policy {
                 mirror: false,
             }),
         };
-        let strategy_label = strategy.label();
+        let declared_strategy = strategy.clone();
         if provider == Provider::Kubernetes {
             match strategy {
                 Strategy::BlueGreen { .. } => {}
@@ -597,7 +607,7 @@ impl Policy {
             interval,
             threshold,
             strategy,
-            strategy_label,
+            declared_strategy,
             progress_deadline,
             skip_analysis: spec.skip_analysis.unwrap_or(false) || spec.analysis().is_none(),
             suspend: spec.suspend.unwrap_or(false),

@@ -343,6 +343,28 @@ fn nginx_routes_through_the_named_ingress() {
 }
 
 #[test]
+fn gateway_api_without_gateway_refs_is_refused_with_flaggers_words() {
+    for refs in [json!(null), json!([])] {
+        let e = policy(json!({
+            "provider": "gatewayapi:v1",
+            "targetRef": {"name": "podinfo"},
+            "service": {"port": 80, "gatewayRefs": refs},
+        }))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "spec.service.gatewayRefs: GatewayRefs must be specified when using Gateway API as a provider."
+        );
+    }
+    let ok = policy(json!({
+        "provider": "gatewayapi:v1",
+        "targetRef": {"name": "podinfo"},
+        "service": {"port": 80, "gatewayRefs": [{"name": "public", "namespace": "gw"}]},
+    }));
+    assert!(ok.is_ok(), "{ok:?}");
+}
+
+#[test]
 fn nginx_without_an_ingress_ref_or_with_a_mirrored_canary_is_refused() {
     for ingress_ref in [json!(null), json!({"name": ""})] {
         let e = policy(json!({
@@ -400,7 +422,8 @@ fn flaggers_providers_are_supported_or_not_supported_yet() {
         let canary: Canary = serde_json::from_value(json!({
             "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
             "metadata": {"name": "podinfo", "namespace": "test"},
-            "spec": {"provider": name, "targetRef": {"name": "podinfo"}, "service": {"port": 80},
+            "spec": {"provider": name, "targetRef": {"name": "podinfo"},
+                     "service": {"port": 80, "gatewayRefs": [{"name": "gw"}]},
                      "ingressRef": {"name": "podinfo"}},
         }))
         .unwrap();
@@ -466,7 +489,7 @@ fn counters_are_labelled_with_the_strategy_the_spec_asks_for() {
             "service": {"port": 80}, "analysis": analysis}),
         )
         .unwrap();
-        (p.strategy.label(), p.strategy_label)
+        (p.strategy.label(), p.declared_strategy.label())
     };
     let weighted = json!({"interval": "1m", "threshold": 2, "stepWeight": 10});
     assert_eq!(
@@ -477,4 +500,33 @@ fn counters_are_labelled_with_the_strategy_the_spec_asks_for() {
     let ab = json!({"interval": "1m", "threshold": 2, "iterations": 3,
         "match": [{"headers": {"x-canary": {"exact": "on"}}}]});
     assert_eq!(label("kubernetes", ab), ("blue-green", "ab-testing"));
+}
+
+/// Flagger's alerts describe the routing the spec asks for (`alertMetadata` switches on
+/// `DeploymentStrategy()`), so a kubernetes-provider Canary written with weight steps reads
+/// "Weight step: …" although it runs as blue/green.
+#[test]
+fn alert_routing_field_names_the_strategy_the_spec_asks_for() {
+    let routing = |provider: &str, analysis: serde_json::Value| {
+        let p = policy(
+            json!({"provider": provider, "targetRef": {"name": "podinfo"},
+            "service": {"port": 80}, "analysis": analysis}),
+        )
+        .unwrap();
+        flagger_core::alerts::metadata_fields(&p)
+            .into_iter()
+            .find(|(k, _)| k == "Traffic routing")
+            .map(|(_, v)| v)
+            .unwrap()
+    };
+    let weighted = json!({"interval": "1m", "stepWeight": 10, "maxWeight": 50});
+    assert_eq!(routing("kubernetes", weighted.clone()), "Weight step: 10 max: 50");
+    assert_eq!(routing("istio", weighted), "Weight step: 10 max: 50");
+    let ladder = json!({"interval": "1m", "stepWeights": [1, 5, 20]});
+    assert_eq!(routing("kubernetes", ladder), "Weight steps: 1,5,20 max: 20");
+    let ab = json!({"interval": "1m", "iterations": 3,
+        "match": [{"headers": {"x-canary": {"exact": "on"}}}]});
+    assert_eq!(routing("kubernetes", ab), "A/B Testing");
+    let bg = json!({"interval": "1m", "iterations": 3});
+    assert_eq!(routing("kubernetes", bg), "Blue/Green");
 }

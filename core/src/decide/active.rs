@@ -389,7 +389,7 @@ fn succeed(t: &mut Tick, analysis_status: &str) {
     t.status.iterations = 0;
     t.status.last_promoted_spec = t.status.last_applied_spec.clone();
     t.push(Command::RecordMetric(MetricRecord::Success {
-        strategy: t.p.strategy_label.into(),
+        strategy: t.p.declared_strategy.label().into(),
         analysis_status: analysis_status.into(),
     }));
 }

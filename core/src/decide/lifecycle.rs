@@ -365,7 +365,7 @@ pub fn rollback(t: &mut Tick, why: Rollback) -> Step {
     t.status.canary_weight = 0;
     t.status.iterations = 0;
     t.push(Command::RecordMetric(MetricRecord::Failure {
-        strategy: t.p.strategy_label.into(),
+        strategy: t.p.declared_strategy.label().into(),
         analysis_status: "completed".into(),
     }));
     post_rollout(t, Phase::Failed);
