@@ -520,10 +520,16 @@ fn alert_routing_field_names_the_strategy_the_spec_asks_for() {
             .unwrap()
     };
     let weighted = json!({"interval": "1m", "stepWeight": 10, "maxWeight": 50});
-    assert_eq!(routing("kubernetes", weighted.clone()), "Weight step: 10 max: 50");
+    assert_eq!(
+        routing("kubernetes", weighted.clone()),
+        "Weight step: 10 max: 50"
+    );
     assert_eq!(routing("istio", weighted), "Weight step: 10 max: 50");
     let ladder = json!({"interval": "1m", "stepWeights": [1, 5, 20]});
-    assert_eq!(routing("kubernetes", ladder), "Weight steps: 1,5,20 max: 20");
+    assert_eq!(
+        routing("kubernetes", ladder),
+        "Weight steps: 1,5,20 max: 20"
+    );
     let ab = json!({"interval": "1m", "iterations": 3,
         "match": [{"headers": {"x-canary": {"exact": "on"}}}]});
     assert_eq!(routing("kubernetes", ab), "A/B Testing");

@@ -6,13 +6,11 @@ use flagger_core::api::Canary;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use kube::api::{Api, Patch};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::configs;
-use super::{
-    ExecContext, ExecError, Executor, FLUX_ANNOTATIONS, Selector, TOOLKIT_MARKER, namespace, wrap,
-};
+use super::{ExecContext, ExecError, Executor, Selector, TOOLKIT_MARKER, namespace, wrap};
 use crate::observe::{ConfigRefs, template_hash};
 use crate::router::{Names, owner_references};
 
@@ -44,7 +42,45 @@ pub(super) async fn apply_primary(
         None => format!("createPrimaryDeployment failed: creating deployment {name}.{ns} failed: "),
         Some(_) => format!("updating deployment {name}.{ns} template spec failed: "),
     };
-    exec.apply(&api, &name, &primary, wrap(before, "")).await
+    exec.apply(&api, &name, &primary, wrap(before, "")).await?;
+    if ctx.primary.is_none()
+        && let Some(replicas) = primary.spec.as_ref().and_then(|s| s.replicas)
+        && canary.spec.autoscaler_ref.is_some()
+    {
+        hand_replicas_to_autoscaler(&api, &name, replicas).await?;
+    }
+    Ok(())
+}
+
+/// The field manager that keeps an autoscaled primary's first replica count.
+pub const INITIAL_REPLICAS_MANAGER: &str = "flagger-initial-replicas";
+
+/// An autoscaled primary starts with the target's replicas, as Flagger's does, so the apex never
+/// moves onto a single pod while the autoscaler has yet to act. Later copies leave `replicas`
+/// out, and server-side apply would reset a field its manager stops sending: a second manager
+/// co-owns the first value, so it stays until the autoscaler changes it (and takes it over).
+async fn hand_replicas_to_autoscaler(
+    api: &Api<Deployment>,
+    name: &str,
+    replicas: i32,
+) -> Result<(), ExecError> {
+    let body = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": { "name": name },
+        "spec": { "replicas": replicas },
+    });
+    api.patch(
+        name,
+        &PatchParams::apply(INITIAL_REPLICAS_MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await
+    .map_err(wrap(
+        format!("createPrimaryDeployment failed: setting the replicas of {name} failed: "),
+        "",
+    ))?;
+    Ok(())
 }
 
 pub(super) async fn scale_target(
@@ -91,13 +127,16 @@ pub fn desired_primary(
 
     let mut labels = ctx.labels.included(target.metadata.labels.as_ref());
     labels.insert(selector.label.clone(), selector.primary_value());
-    let mut annotations = ctx.labels.included(target.metadata.annotations.as_ref());
-    for (k, v) in FLUX_ANNOTATIONS {
-        annotations.insert(k.to_string(), v.to_string());
-    }
+    // Flagger's first copy takes every annotation of the target (Flux's markers aside); each
+    // promotion then keeps only those `-include-label-prefix` lets through.
+    let annotations = match ctx.primary {
+        None => without_toolkit(target.metadata.annotations.as_ref()),
+        Some(_) => ctx.labels.included(target.metadata.annotations.as_ref()),
+    };
 
-    // An autoscaler owns the primary's replicas; sending them would fight it on every promotion.
-    let replicas = canary.spec.autoscaler_ref.is_none().then(|| {
+    // An autoscaler owns the primary's replicas once it exists; sending them would fight it on
+    // every promotion. The first copy starts with the target's (see `hand_replicas_to_autoscaler`).
+    let replicas = (canary.spec.autoscaler_ref.is_none() || ctx.primary.is_none()).then(|| {
         spec.replicas
             .filter(|r| *r > 0)
             .or_else(|| ctx.primary.as_ref().and_then(|p| p.spec.as_ref()?.replicas))
@@ -187,12 +226,32 @@ fn with_primary_selectors(spec: &PodSpec, selector: &Selector) -> PodSpec {
     let mut value = serde_json::to_value(spec).expect("a PodSpec serializes");
     let primary = Value::String(selector.primary_value());
     let rename = |label_selector: Option<&mut Value>| {
+        let Some(label_selector) = label_selector else {
+            return;
+        };
         if let Some(labels) = label_selector
-            .and_then(|s| s.get_mut("matchLabels"))
+            .get_mut("matchLabels")
             .and_then(Value::as_object_mut)
             && labels.get(&selector.label).and_then(Value::as_str) == Some(&selector.value)
         {
             labels.insert(selector.label.clone(), primary.clone());
+        }
+        // `app In (podinfo, …)` means the target's pods as much as `app: podinfo` does.
+        let expressions = label_selector.get_mut("matchExpressions");
+        for expression in expressions
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if expression.get("key").and_then(Value::as_str) != Some(&selector.label) {
+                continue;
+            }
+            let values = expression.get_mut("values").and_then(Value::as_array_mut);
+            for value in values.into_iter().flatten() {
+                if value.as_str() == Some(&selector.value) {
+                    *value = primary.clone();
+                }
+            }
         }
     };
     for kind in ["podAffinity", "podAntiAffinity"] {

@@ -503,8 +503,23 @@ async fn a_users_apex_service_survives_its_canary_and_hpa_is_mirrored() {
     let primary = deployments.get("podinfo-primary").await.unwrap();
     assert_eq!(
         primary.spec.unwrap().replicas,
-        Some(1),
-        "no replicas sent: the server default, for the autoscaler to raise"
+        Some(3),
+        "the first copy starts with the target's replicas"
+    );
+    // A promotion copies the template without replicas: the first count stays, for the
+    // autoscaler to change, and is not reset to the server default.
+    let mut promoting = ctx.clone();
+    promoting.primary = Some(deployments.get("podinfo-primary").await.unwrap());
+    twice(&exec, &canary, &promoting, Command::PromoteTemplate).await;
+    assert_eq!(
+        deployments
+            .get("podinfo-primary")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .replicas,
+        Some(3)
     );
     twice(
         &exec,

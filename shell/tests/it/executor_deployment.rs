@@ -53,17 +53,32 @@ async fn create_primary_copies_the_target_under_the_primary_selector() {
             "flagger.app/promoted-revision": flagger::observe::template_hash(&target_template)
         })
     );
-    // Without -include-label-prefix only the selector label is set; Flux may not revert us.
+    // Without -include-label-prefix only the selector label is set; the first copy takes every
+    // annotation of the target, as Flagger's does (and no Flux marker: Flagger sets those on the
+    // Services and routes only).
     assert_eq!(
         body["metadata"]["labels"],
         json!({ "app": "podinfo-primary" })
     );
     assert_eq!(
         body["metadata"]["annotations"],
-        json!({
-            "kustomize.toolkit.fluxcd.io/reconcile": "disabled",
-            "helm.toolkit.fluxcd.io/driftDetection": "disabled"
-        })
+        json!({ "team/owner": "web" })
+    );
+}
+
+/// Flagger's promotion replaces the primary's annotations with those `-include-label-prefix`
+/// lets through: none by default.
+#[tokio::test]
+async fn a_promotion_keeps_only_the_included_annotations() {
+    let mut ctx = context("istio");
+    ctx.primary = Some(target());
+    let body = primary_body(canary(), ctx.clone()).await;
+    assert_eq!(body["metadata"]["annotations"], json!({}));
+    ctx.labels = LabelSettings::from_flags("app", "team/");
+    let body = primary_body(canary(), ctx).await;
+    assert_eq!(
+        body["metadata"]["annotations"],
+        json!({ "team/owner": "web" })
     );
 }
 
@@ -87,14 +102,45 @@ async fn include_label_prefix_copies_matching_labels_but_never_flux_ones() {
     );
 }
 
+/// With an autoscaler the primary starts with the target's replicas (Flagger's first copy), held
+/// by a second field manager so that later copies, which leave replicas to the autoscaler, do not
+/// reset them to the server default.
 #[tokio::test]
-async fn replicas_are_left_to_the_autoscaler() {
-    let mut canary = canary();
-    canary.spec.autoscaler_ref = Some(AutoscalerReference {
+async fn an_autoscaled_primary_starts_with_the_targets_replicas_then_leaves_them() {
+    let mut autoscaled = canary();
+    autoscaled.spec.autoscaler_ref = Some(AutoscalerReference {
         name: "podinfo".into(),
         ..AutoscalerReference::default()
     });
-    let body = primary_body(canary, context("istio")).await;
+    let c = autoscaled.clone();
+    let (result, requests) = run(echo(c.clone()), |exec| async move {
+        exec.execute(&c, &context("istio"), &Command::CreatePrimary)
+            .await
+    })
+    .await;
+    result.unwrap();
+    assert_eq!(requests.len(), 2);
+    requests[0].assert_apply(&format!("{DEPLOYMENTS}/podinfo-primary"));
+    assert_eq!(requests[0].body["spec"]["replicas"], 3);
+    let second = &requests[1];
+    assert_eq!(
+        (second.method.as_str(), second.path.as_str()),
+        ("PATCH", format!("{DEPLOYMENTS}/podinfo-primary").as_str())
+    );
+    assert_eq!(
+        second.query.get("fieldManager").map(String::as_str),
+        Some("flagger-initial-replicas")
+    );
+    assert_eq!(
+        second.body,
+        json!({ "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": { "name": "podinfo-primary" }, "spec": { "replicas": 3 } })
+    );
+
+    // Once the primary exists, the copy leaves replicas alone.
+    let mut ctx = context("istio");
+    ctx.primary = Some(target());
+    let body = primary_body(autoscaled, ctx).await;
     assert!(body["spec"].get("replicas").is_none(), "{body}");
 }
 
@@ -197,6 +243,12 @@ async fn affinity_and_spread_against_the_target_mean_the_primary_in_the_copy() {
         "topologySpreadConstraints": [{
             "maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
             "labelSelector": { "matchLabels": { "app": "podinfo" } }
+        }, {
+            "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": { "matchExpressions": [
+                { "key": "app", "operator": "In", "values": ["other", "podinfo"] },
+                { "key": "tier", "operator": "In", "values": ["podinfo"] }
+            ] }
         }]
     }))
     .unwrap();
@@ -217,6 +269,14 @@ async fn affinity_and_spread_against_the_target_mean_the_primary_in_the_copy() {
     assert_eq!(
         pod["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"]["app"],
         "podinfo-primary"
+    );
+    assert_eq!(
+        pod["topologySpreadConstraints"][1]["labelSelector"]["matchExpressions"],
+        json!([
+            { "key": "app", "operator": "In", "values": ["other", "podinfo-primary"] },
+            { "key": "tier", "operator": "In", "values": ["podinfo"] }
+        ]),
+        "expressions on the selector label follow it; other keys are left alone"
     );
 }
 
