@@ -26,7 +26,12 @@ pub fn reconcile(t: &mut Tick) -> Step {
         return Ok(());
     }
     if t.target().is_none() {
-        let message = format!("Deployment {}.{} not found", t.p.target, t.p.namespace);
+        // Flagger's words (`GetMetadata`), said once here with a Blocked condition instead of
+        // at every tick.
+        let message = format!(
+            "deployment {0}.{1} get query error: deployments.apps \"{0}\" not found",
+            t.p.target, t.p.namespace
+        );
         for c in blocked(snap, "TargetNotFound", message).commands {
             match c {
                 Command::WriteStatus(s) => t.status = s,
