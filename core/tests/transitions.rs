@@ -1167,7 +1167,12 @@ fn a_missing_target_is_reported_once() {
     let mut c = Cluster::new(canary_spec());
     c.target = None;
     let (cmds, _) = shape(c.tick());
-    assert_eq!(cmds, vec![warn("deployment podinfo.test get query error: deployments.apps \"podinfo\" not found")]);
+    assert_eq!(
+        cmds,
+        vec![warn(
+            "deployment podinfo.test get query error: deployments.apps \"podinfo\" not found"
+        )]
+    );
     assert_eq!(c.tick_after(60), vec![]);
     c.target = Some(ready("v1", 2));
     c.tick();

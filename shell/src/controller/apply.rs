@@ -47,18 +47,15 @@ pub fn exec_context(
         .clone()
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| mesh_provider.to_string());
-    // The object named after the apex (VirtualService, HTTPRoute), which may be the user's;
-    // nginx's canary Ingress is always ours.
-    let existing_route = crate::router::Router::for_provider(&provider)
-        .ok()
-        .and_then(|r| r.routes_kind(canary))
-        .filter(|(kind, _)| *kind != RouteKind::Ingress)
-        .and_then(|(kind, name)| match view.route(kind, &ns, &name) {
+    let ingress = crate::router::nginx::user_ingress_name(canary).and_then(|name| {
+        match view.route(RouteKind::Ingress, &ns, name) {
             RouteLookup::Found(o) => Some((*o).clone()),
             RouteLookup::Missing | RouteLookup::Unavailable => None,
-        });
+        }
+    });
+    let existing_routes = existing_routes(view, canary, &provider, ingress.as_ref());
     ExecContext {
-        existing_route,
+        existing_routes,
         primary: view
             .deployment(&ns, &format!("{target_name}-primary"))
             .map(|d| (*d).clone()),
@@ -69,16 +66,38 @@ pub fn exec_context(
             .and_then(|a| view.autoscaler(&ns, &a.name))
             .map(|h| (*h).clone()),
         provider,
-        ingress: crate::router::nginx::user_ingress_name(canary).and_then(|name| {
-            match view.route(RouteKind::Ingress, &ns, name) {
-                RouteLookup::Found(o) => Some((*o).clone()),
-                RouteLookup::Missing | RouteLookup::Unavailable => None,
-            }
-        }),
+        ingress,
         labels: labels.clone(),
         tracked_configs,
         target,
     }
+}
+
+/// The cached copies of the routing objects the provider writes for `canary`, any of which may
+/// be the user's (a VirtualService, HTTPRoute or DestinationRule made before the Canary);
+/// nginx's canary Ingress is always ours.
+fn existing_routes(
+    view: &impl ClusterView,
+    canary: &Canary,
+    provider: &str,
+    ingress: Option<&kube::core::DynamicObject>,
+) -> Vec<kube::core::DynamicObject> {
+    let Ok(router) = crate::router::Router::for_provider(provider) else {
+        return Vec::new();
+    };
+    let Ok(desired) = router.desired_objects(canary, ingress, Default::default()) else {
+        return Vec::new();
+    };
+    let ns = canary.namespace().unwrap_or_default();
+    desired
+        .iter()
+        .filter_map(|o| Some((RouteKind::of(o)?, o.name_any())))
+        .filter(|(kind, _)| *kind != RouteKind::Ingress)
+        .filter_map(|(kind, name)| match view.route(kind, &ns, &name) {
+            RouteLookup::Found(o) => Some((*o).clone()),
+            RouteLookup::Missing | RouteLookup::Unavailable => None,
+        })
+        .collect()
 }
 
 impl KubeExecutor for CachedExecutor {

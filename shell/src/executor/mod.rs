@@ -170,9 +170,10 @@ pub struct ExecContext {
     pub target_hpa: Option<HorizontalPodAutoscaler>,
     /// The user's Ingress (`spec.ingressRef`), when it exists: nginx clones it.
     pub ingress: Option<kube::core::DynamicObject>,
-    /// The routing object named after the apex Service (VirtualService or HTTPRoute) as cached,
-    /// when it exists: one without the Canary as owner is the user's (see `routes::take_over`).
-    pub existing_route: Option<kube::core::DynamicObject>,
+    /// The routing objects the Canary writes (VirtualService and DestinationRules, HTTPRoute)
+    /// that exist, as cached: one without the Canary as owner is the user's (see
+    /// `routes::take_over`).
+    pub existing_routes: Vec<kube::core::DynamicObject>,
     /// The effective provider (`spec.provider` or `-mesh-provider`).
     pub provider: String,
     pub labels: LabelSettings,

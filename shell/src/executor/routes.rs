@@ -35,11 +35,7 @@ pub fn prepared_objects(
     let router = Router::for_provider(&ctx.provider)?;
     let mut objects = router.desired_objects(canary, ctx.ingress.as_ref(), routes)?;
     for object in &mut objects {
-        if let Some(users) = ctx
-            .existing_route
-            .as_ref()
-            .filter(|e| same_object(e, object))
-        {
+        if let Some(users) = ctx.existing_routes.iter().find(|e| same_object(e, object)) {
             take_over(canary, users, object);
         }
     }

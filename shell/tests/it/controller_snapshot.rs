@@ -24,6 +24,7 @@ struct Cluster {
     services: BTreeMap<String, Arc<Service>>,
     config_maps: Option<Vec<ConfigMap>>,
     virtual_services: Option<BTreeMap<String, Arc<DynamicObject>>>,
+    destination_rules: Option<BTreeMap<String, Arc<DynamicObject>>>,
     ingresses: BTreeMap<String, Arc<DynamicObject>>,
     http_routes: BTreeMap<String, Arc<DynamicObject>>,
 }
@@ -67,7 +68,13 @@ impl ClusterView for Cluster {
                 .map_or(RouteLookup::Missing, RouteLookup::Found);
         }
         if kind == RouteKind::DestinationRule {
-            return RouteLookup::Unavailable;
+            return match &self.destination_rules {
+                None => RouteLookup::Unavailable,
+                Some(m) => m
+                    .get(name)
+                    .cloned()
+                    .map_or(RouteLookup::Missing, RouteLookup::Found),
+            };
         }
         assert_eq!(kind, RouteKind::VirtualService);
         match &self.virtual_services {
@@ -353,6 +360,54 @@ fn nginx_weights_come_from_the_canary_ingress_and_the_executor_gets_the_users() 
     assert_eq!(
         ctx.ingress.and_then(|i| i.metadata.name),
         Some("web".to_string())
+    );
+}
+
+/// The executor learns of every cached object among those the router writes (the apex
+/// VirtualService and the DestinationRules), so it can tell the user's from its own.
+#[test]
+fn the_executor_sees_every_cached_routing_object_of_the_canary() {
+    let mut cluster = full_cluster();
+    let users_rule: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule",
+        "metadata": {"name": "podinfo-canary", "namespace": "test"},
+        "spec": {"host": "podinfo-canary"}
+    }))
+    .unwrap();
+    let unrelated: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule",
+        "metadata": {"name": "other", "namespace": "test"},
+        "spec": {"host": "other"}
+    }))
+    .unwrap();
+    cluster.destination_rules = Some(BTreeMap::from([
+        ("podinfo-canary".to_string(), Arc::new(users_rule)),
+        ("other".to_string(), Arc::new(unrelated)),
+    ]));
+    let ctx = flagger::controller::apply::exec_context(
+        &cluster,
+        &istio_canary(),
+        &Default::default(),
+        "istio",
+    );
+    let found: Vec<(String, String)> = ctx
+        .existing_routes
+        .iter()
+        .map(|o| {
+            (
+                o.types.clone().unwrap().kind,
+                o.metadata.name.clone().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("DestinationRule".to_string(), "podinfo-canary".to_string()),
+            ("VirtualService".to_string(), "podinfo".to_string()),
+        ]
     );
 }
 

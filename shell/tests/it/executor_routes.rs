@@ -299,12 +299,12 @@ fn users_virtual_service(annotations: serde_json::Value) -> DynamicObject {
 
 async fn set_routes_with(
     c: flagger_core::Canary,
-    existing: Option<DynamicObject>,
+    existing: impl IntoIterator<Item = DynamicObject>,
     primary: i32,
     canary_weight: i32,
 ) -> Vec<Captured> {
     let mut ctx = context("istio");
-    ctx.existing_route = existing;
+    ctx.existing_routes = existing.into_iter().collect();
     let (result, requests) = run(echo(c.clone()), |exec| async move {
         exec.execute(
             &c,
@@ -321,6 +321,34 @@ async fn set_routes_with(
     .await;
     result.unwrap();
     requests
+}
+
+/// As Flagger: a DestinationRule that existed before the Canary gets its spec rewritten but no
+/// owner reference, so deleting the Canary leaves it; one the Canary made stays owned.
+#[tokio::test]
+async fn a_users_destination_rule_is_rewritten_without_an_owner() {
+    let users: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "networking.istio.io/v1beta1",
+        "kind": "DestinationRule",
+        "metadata": {"name": "podinfo-primary", "namespace": "test"},
+        "spec": {"host": "podinfo-primary", "trafficPolicy": {"tls": {"mode": "DISABLE"}}}
+    }))
+    .unwrap();
+    let requests = set_routes_with(canary(), [users], 100, 0).await;
+    let primary_rule = &requests[0].body;
+    assert_eq!(primary_rule["metadata"]["name"], "podinfo-primary");
+    assert!(
+        primary_rule["metadata"].get("ownerReferences").is_none(),
+        "{primary_rule}"
+    );
+    assert!(
+        primary_rule["metadata"]["annotations"]
+            .get("flagger.kubernetes.io/original-configuration")
+            .is_none(),
+        "Flagger keeps no original of a DestinationRule"
+    );
+    assert_eq!(requests[1].body["metadata"]["name"], "podinfo-canary");
+    assert_owned_by_canary(&requests[1].body);
 }
 
 #[tokio::test]
@@ -438,7 +466,7 @@ async fn a_users_http_route_is_taken_over_without_an_owner() {
     }))
     .unwrap();
     let mut ctx = context("gatewayapi:v1");
-    ctx.existing_route = Some(users);
+    ctx.existing_routes = vec![users];
     let (result, requests) = run(echo(c.clone()), |exec| async move {
         exec.execute(
             &c,

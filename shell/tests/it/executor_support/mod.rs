@@ -223,7 +223,7 @@ pub fn context(provider: &str) -> ExecContext {
         primary: None,
         target_hpa: None,
         ingress: None,
-        existing_route: None,
+        existing_routes: Vec::new(),
         provider: provider.into(),
         labels: LabelSettings::default(),
         tracked_configs: BTreeMap::new(),

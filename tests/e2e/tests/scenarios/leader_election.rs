@@ -89,7 +89,8 @@ async fn leader_election_one_replica_acts() -> Result<()> {
     );
     assert!(recorded_lines(&b.traces) > 0);
     // Taking over must not start from an empty cache: the target exists all along.
-    let not_found = format!("deployment podinfo.{ns} get query error: deployments.apps \"podinfo\" not found");
+    let not_found =
+        format!("deployment podinfo.{ns} get query error: deployments.apps \"podinfo\" not found");
     assert!(
         !later.iter().any(|e| e.note == not_found),
         "the new leader reconciled before its caches were filled: {later:#?}"

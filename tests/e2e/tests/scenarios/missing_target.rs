@@ -23,7 +23,8 @@ async fn missing_target_is_blocked_others_progress() -> Result<()> {
     s.apply(&fixtures::weighted_canary(&ns, "podinfo", "istio"))
         .await?;
 
-    let not_found = format!("deployment ghost.{ns} get query error: deployments.apps \"ghost\" not found");
+    let not_found =
+        format!("deployment ghost.{ns} get query error: deployments.apps \"ghost\" not found");
     let blocked = s
         .wait_for("the ghost canary to be blocked", INIT_TIMEOUT, || async {
             let c = s.canary("ghost").await?;

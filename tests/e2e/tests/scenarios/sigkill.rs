@@ -89,7 +89,8 @@ async fn sigkill_mid_rollout() -> Result<()> {
             "{note} emitted more than once: {matching:?}"
         );
     }
-    let not_found = format!("deployment podinfo.{ns} get query error: deployments.apps \"podinfo\" not found");
+    let not_found =
+        format!("deployment podinfo.{ns} get query error: deployments.apps \"podinfo\" not found");
     assert!(
         !events.iter().any(|e| e.note == not_found),
         "the restarted operator reconciled before its caches were filled: {events:#?}"
