@@ -180,6 +180,11 @@ TESTS_PID=
 if [ "$rc" -eq 0 ] && [ "$#" -eq 0 ]; then
   # The executor's writes and the CRDs' admission rules, checked against the same API server.
   log "executor and CRD tests against the real API server"
+  # Flagger's own CRDs, from the Go module the migration scenario's Flagger is built from: the
+  # compatibility corpus must be valid for them too.
+  flagger_dir=$(cd tests/tools/flagger && GOFLAGS=-mod=readonly go mod download -json github.com/fluxcd/flagger |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  export FLAGGER_GO_CRDS="$flagger_dir/artifacts/flagger/crd.yaml"
   cargo test --locked --workspace --test it -- --ignored executor_cluster:: crd_cluster:: 2>&1 \
     | tee -a "$LOGS/scenarios.log" | grep -E '^test |test result'
   rc=${PIPESTATUS[0]}

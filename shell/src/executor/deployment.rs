@@ -127,12 +127,9 @@ pub fn desired_primary(
 
     let mut labels = ctx.labels.included(target.metadata.labels.as_ref());
     labels.insert(selector.label.clone(), selector.primary_value());
-    // Flagger's first copy takes every annotation of the target (Flux's markers aside); each
-    // promotion then keeps only those `-include-label-prefix` lets through.
-    let annotations = match ctx.primary {
-        None => without_toolkit(target.metadata.annotations.as_ref()),
-        Some(_) => ctx.labels.included(target.metadata.annotations.as_ref()),
-    };
+    // One rule for every copy (Flagger's first copy takes every annotation, and its first
+    // promotion drops all but these): see docs/differences.md.
+    let annotations = ctx.labels.included(target.metadata.annotations.as_ref());
 
     // An autoscaler owns the primary's replicas once it exists; sending them would fight it on
     // every promotion. The first copy starts with the target's (see `hand_replicas_to_autoscaler`).

@@ -281,3 +281,93 @@ async fn the_compatibility_corpus_is_stored_as_sent() {
         .await
         .unwrap();
 }
+
+/// The group Flagger's own CRDs are installed under beside ours: same schemas, another name.
+const FLAGGER_GO_GROUP: &str = "flagger-go.flagger.test";
+
+/// Flagger v1.44.0's CRDs, as published in its Go module (`artifacts/flagger/crd.yaml`), moved
+/// to [`FLAGGER_GO_GROUP`] so they can be served beside ours; the schemas are untouched.
+fn flaggers_crds() -> Vec<Value> {
+    let path = std::env::var("FLAGGER_GO_CRDS").expect(
+        "FLAGGER_GO_CRDS names Flagger's crd.yaml (tests/e2e/run.sh sets it from the Go module cache)",
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut crds: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+    for crd in &mut crds {
+        let plural = crd["spec"]["names"]["plural"].as_str().unwrap().to_string();
+        crd["spec"]["group"] = json!(FLAGGER_GO_GROUP);
+        crd["metadata"]["name"] = json!(format!("{plural}.{FLAGGER_GO_GROUP}"));
+    }
+    crds
+}
+
+async fn install_values(client: &Client, crds: &[Value]) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crds {
+        let crd: CustomResourceDefinition = serde_json::from_value(crd.clone()).unwrap();
+        let name = crd.metadata.name.clone().unwrap();
+        api.patch(
+            &name,
+            &PatchParams::apply("crd-test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+        for _ in 0..100 {
+            let established = api
+                .get(&name)
+                .await
+                .unwrap()
+                .status
+                .and_then(|s| s.conditions);
+            if established
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The corpus is Flagger-valid: Flagger's own CRDs accept every document (a server-side dry
+/// run, as `kubectl apply --server-side --dry-run=server` sends it). With
+/// `the_compatibility_corpus_is_stored_as_sent` this shows that nothing Flagger accepts among
+/// these shapes is refused by ours.
+#[tokio::test]
+#[ignore = "needs a cluster: tests/cluster/cluster.sh up, then KUBECONFIG and FLAGGER_GO_CRDS"]
+async fn flaggers_own_crds_accept_the_compatibility_corpus() {
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG points at a running test cluster");
+    install_values(&client, &flaggers_crds()).await;
+    let ns = namespace(&client, "compat-go").await;
+    let mut refused = Vec::new();
+    let docs = compat_corpus::documents();
+    for (file, mut doc) in docs.iter().cloned() {
+        doc["metadata"]["namespace"] = json!(ns);
+        doc["apiVersion"] = json!(format!("{FLAGGER_GO_GROUP}/v1beta1"));
+        let kind = doc["kind"].as_str().unwrap().to_string();
+        let name = doc["metadata"]["name"].as_str().unwrap().to_string();
+        let gvk = GroupVersionKind::gvk(FLAGGER_GO_GROUP, "v1beta1", &kind);
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), &ns, &ApiResource::from_gvk(&gvk));
+        let params = PatchParams::apply("compat-corpus").dry_run();
+        if let Err(e) = api.patch(&name, &params, &Patch::Apply(&doc)).await {
+            refused.push(format!("{file}: {kind} {name}: {e}"));
+        }
+    }
+    assert!(docs.len() >= 30, "{}", docs.len());
+    assert!(
+        refused.is_empty(),
+        "Flagger's CRDs refuse:\n{}",
+        refused.join("\n")
+    );
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+}

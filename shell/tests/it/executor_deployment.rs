@@ -53,28 +53,27 @@ async fn create_primary_copies_the_target_under_the_primary_selector() {
             "flagger.app/promoted-revision": flagger::observe::template_hash(&target_template)
         })
     );
-    // Without -include-label-prefix only the selector label is set; the first copy takes every
-    // annotation of the target, as Flagger's does (and no Flux marker: Flagger sets those on the
-    // Services and routes only).
+    // Without -include-label-prefix only the selector label is set, and no annotation (no Flux
+    // marker either: Flagger sets those on the Services and routes only).
     assert_eq!(
         body["metadata"]["labels"],
         json!({ "app": "podinfo-primary" })
     );
+    assert_eq!(body["metadata"]["annotations"], json!({}));
+}
+
+/// The first copy and every promotion carry the annotations `-include-label-prefix` lets
+/// through, and only those.
+#[tokio::test]
+async fn every_copy_carries_the_included_annotations() {
+    let mut ctx = context("istio");
+    ctx.labels = LabelSettings::from_flags("app", "team/");
+    let body = primary_body(canary(), ctx.clone()).await;
     assert_eq!(
         body["metadata"]["annotations"],
         json!({ "team/owner": "web" })
     );
-}
-
-/// Flagger's promotion replaces the primary's annotations with those `-include-label-prefix`
-/// lets through: none by default.
-#[tokio::test]
-async fn a_promotion_keeps_only_the_included_annotations() {
-    let mut ctx = context("istio");
     ctx.primary = Some(target());
-    let body = primary_body(canary(), ctx.clone()).await;
-    assert_eq!(body["metadata"]["annotations"], json!({}));
-    ctx.labels = LabelSettings::from_flags("app", "team/");
     let body = primary_body(canary(), ctx).await;
     assert_eq!(
         body["metadata"]["annotations"],
