@@ -296,3 +296,69 @@ async fn gatewayapi_drift() -> Result<()> {
     s.finish().await;
     Ok(())
 }
+
+const INGRESS: (&str, &str) = ("networking.k8s.io/v1", "Ingress");
+const CANARY_WEIGHT: &str = "nginx.ingress.kubernetes.io/canary-weight";
+
+/// nginx: the `<ingress>-canary` clone follows edits of the user's Ingress (a new host), and
+/// hand edits of the clone (its weight, its rules) are put back, each within one interval; the
+/// idle Canary writes nothing before, between and after.
+#[tokio::test]
+#[ignore = "needs the processes of tests/e2e/run.sh"]
+async fn nginx_drift() -> Result<()> {
+    let s = Scenario::new("nginx_drift").await?;
+    let ns = s.ns.clone();
+    s.apply(&fixtures::deployment(&ns, "podinfo", IMAGE_V1))
+        .await?;
+    let mut op = s.operator(&OperatorOpts::new("flagger-0", "nginx")).await?;
+    let mut ingress = fixtures::ingress(&ns, "podinfo");
+    s.apply(&ingress).await?;
+    s.apply(&fixtures::weighted_canary(&ns, "podinfo", "nginx"))
+        .await?;
+    initialized(&s, "podinfo").await?;
+    s.set_image("podinfo", IMAGE_V2).await?;
+    s.wait_phase("podinfo", Phase::Succeeded, ROLLOUT_TIMEOUT)
+        .await?;
+    tokio::time::sleep(ONE_INTERVAL).await;
+    assert_idle(&op, 4, "idle Succeeded canary").await?;
+
+    let hosts = |ing: &Value| -> Vec<String> {
+        ing["spec"]["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["host"].as_str().map(str::to_string))
+            .collect()
+    };
+    ingress["spec"]["rules"][0]["host"] = json!("podinfo.example.org");
+    s.apply(&ingress).await?;
+    converges(&s, "the user's Ingress edit reaches the clone", || async {
+        let clone = get(&s, INGRESS.0, INGRESS.1, "podinfo-canary").await?;
+        Ok(hosts(&clone) == ["podinfo.example.org"])
+    })
+    .await?;
+
+    kubectl_edit(
+        &s,
+        INGRESS.0,
+        INGRESS.1,
+        "podinfo-canary",
+        json!({"metadata": {"annotations": {CANARY_WEIGHT: "50"}},
+               "spec": {"rules": [{"host": "elsewhere.example.org"}]}}),
+    )
+    .await?;
+    converges(&s, "hand-edited clone put back", || async {
+        let clone = get(&s, INGRESS.0, INGRESS.1, "podinfo-canary").await?;
+        Ok(clone["metadata"]["annotations"][CANARY_WEIGHT] == "0"
+            && hosts(&clone) == ["podinfo.example.org"]
+            && clone["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
+                == "podinfo-canary")
+    })
+    .await?;
+
+    tokio::time::sleep(ONE_INTERVAL).await;
+    assert_idle(&op, 4, "idle canary after the repairs").await?;
+    stop_and_check_fidelity(&s, vec![&mut op]).await?;
+    s.finish().await;
+    Ok(())
+}
