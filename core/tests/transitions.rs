@@ -1232,6 +1232,50 @@ fn deletion_with_revert_restores_the_target_then_lets_go() {
     );
 }
 
+/// Flagger's `Finalize`: the target takes over at the primary's current size, also when it
+/// still runs (mid-analysis) at another size; with an autoscaler the primary's size (the
+/// autoscaler's last choice) is used too, not the autoscaler's minimum.
+#[test]
+fn deletion_with_revert_sizes_the_target_like_the_primary() {
+    let mut s = canary_spec();
+    s.revert_on_deletion = Some(true);
+    let mut c = Cluster::new(s.clone());
+    c.tick();
+    c.tick();
+    assert_eq!(c.phase(), Some(Phase::Initialized));
+    c.primary.as_mut().unwrap().replicas = 5;
+    c.target.as_mut().unwrap().replicas = 2;
+    c.deleting = true;
+    let (cmds, _) = shape(c.tick());
+    assert_eq!(
+        cmds,
+        vec![
+            ev("Terminating canary podinfo.test"),
+            Command::ScaleTarget { replicas: 5 }
+        ]
+    );
+
+    s.autoscaler_ref = Some(flagger_core::api::AutoscalerReference {
+        name: "podinfo".into(),
+        ..Default::default()
+    });
+    let mut c = Cluster::new(s);
+    c.tick();
+    c.tick();
+    assert_eq!(c.phase(), Some(Phase::Initialized));
+    c.primary.as_mut().unwrap().replicas = 7;
+    c.target.as_mut().unwrap().autoscaler_min_replicas = Some(2);
+    c.deleting = true;
+    let (cmds, _) = shape(c.tick());
+    assert_eq!(
+        cmds,
+        vec![
+            ev("Terminating canary podinfo.test"),
+            Command::ScaleTarget { replicas: 7 }
+        ]
+    );
+}
+
 #[test]
 fn kubernetes_provider_runs_blue_green_without_routes() {
     let mut s = canary_spec();

@@ -397,8 +397,11 @@ fn terminate(t: &mut Tick) -> Step {
         t.event(events::terminating(t.p));
     }
     if let Some(target) = t.target() {
-        if target.replicas == 0 {
-            let replicas = t.scale_up_replicas();
+        // Flagger's `Finalize`: the target takes over at the primary's current size. With an
+        // autoscaler on the target only a scaled-down target is resized, so the two never fight
+        // while its pods get ready.
+        let replicas = t.revert_replicas();
+        if target.replicas == 0 || (!t.p.has_autoscaler && target.replicas != replicas) {
             t.push(Command::ScaleTarget { replicas });
             return Ok(());
         }

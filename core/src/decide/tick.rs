@@ -267,6 +267,15 @@ impl<'a> Tick<'a> {
 
     /// Flagger's `ScaleFromZero`: the target's own replicas, else the primary's (without an
     /// autoscaler), else the autoscaler's minimum when above one, else one.
+    /// What the target is scaled to when a Canary is deleted with `revertOnDeletion`: the
+    /// primary's current replicas (its autoscaler's choice, if any), else as for a scale-up.
+    pub fn revert_replicas(&self) -> i32 {
+        let primary = self.snap.primary.as_ref().map(|p| p.replicas);
+        primary
+            .filter(|r| *r > 0)
+            .unwrap_or_else(|| self.scale_up_replicas())
+    }
+
     pub fn scale_up_replicas(&self) -> i32 {
         let target = self.snap.target.as_ref();
         if let Some(r) = target.map(|t| t.replicas).filter(|r| *r > 0) {

@@ -116,8 +116,12 @@ pub(super) async fn revert_apex(
         .map_err(wrap(format!("service {apex_name} get query error: "), ""))?
     {
         Some(user_service) if !owned_by(&user_service, canary) => {
-            let patch =
-                take_over_patch(canary, ctx, &user_service, &selector.label, &selector.value);
+            let patch = match kubectl_selector(&user_service) {
+                Some(recorded) => selector_patch(&user_service, recorded),
+                None => {
+                    take_over_patch(canary, ctx, &user_service, &selector.label, &selector.value)
+                }
+            };
             api.patch(
                 &names.apex_service,
                 &exec.patch_params(),
@@ -133,6 +137,29 @@ pub(super) async fn revert_apex(
                 .await
         }
     }
+}
+
+/// The selector kubectl last applied to `service`, which Flagger restores on revert: the user's
+/// own selector (a `tier: web` beside `app: podinfo`), not just the target's label.
+fn kubectl_selector(service: &Service) -> Option<serde_json::Map<String, Value>> {
+    let applied = service
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(super::routes::KUBECTL_LAST_APPLIED)?;
+    let applied: Value = serde_json::from_str(applied).ok()?;
+    applied.pointer("/spec/selector")?.as_object().cloned()
+}
+
+/// A merge patch that sets the selector of `service` to exactly `selector`.
+fn selector_patch(service: &Service, selector: serde_json::Map<String, Value>) -> Value {
+    let mut patch = serde_json::Map::new();
+    let current = service.spec.as_ref().and_then(|s| s.selector.as_ref());
+    for key in current.into_iter().flatten().map(|(k, _)| k) {
+        patch.insert(key.clone(), Value::Null);
+    }
+    patch.extend(selector);
+    json!({ "spec": { "selector": patch } })
 }
 
 /// Canary, primary, then apex (as created by us). The core sends the apex on its own, once the

@@ -240,6 +240,33 @@ async fn a_taken_over_apex_is_handed_back_pointing_at_the_target() {
     );
 }
 
+/// As Flagger's `Finalize`: a user's apex applied with kubectl gets back the selector kubectl
+/// recorded, other keys included, and nothing else is touched.
+#[tokio::test]
+async fn a_kubectl_applied_apex_gets_its_recorded_selector_back() {
+    let c = canary();
+    let ctx = context("istio");
+    let mut taken = user_service();
+    taken["spec"]["selector"] = json!({ "app": "podinfo-primary" });
+    taken["metadata"]["annotations"] = json!({
+        "kubectl.kubernetes.io/last-applied-configuration":
+            json!({ "apiVersion": "v1", "kind": "Service",
+                    "spec": { "selector": { "app": "podinfo", "tier": "web" } } }).to_string()
+    });
+    let (result, requests) = run(
+        move |_: &Captured| (200, taken.clone()),
+        |exec| async move { exec.execute(&c, &ctx, &Command::RevertApexService).await },
+    )
+    .await;
+    result.unwrap();
+    assert_eq!(requests.len(), 2);
+    requests[1].assert_merge(&format!("{SERVICES}/podinfo"));
+    assert_eq!(
+        requests[1].body,
+        json!({ "spec": { "selector": { "app": "podinfo", "tier": "web" } } })
+    );
+}
+
 #[tokio::test]
 async fn an_apex_service_we_created_stays_ours() {
     let existing = json!({
