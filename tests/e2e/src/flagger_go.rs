@@ -89,31 +89,8 @@ impl RealFlagger {
     }
 
     async fn wait_healthy(&mut self, timeout: Duration) -> Result<()> {
-        let http = reqwest::Client::builder().no_proxy().build()?;
-        let url = format!("http://127.0.0.1:{}/healthz", self.port);
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.exited()? {
-                return Err(format!(
-                    "Flagger exited with {status} before becoming healthy; log tail:\n{}",
-                    tail(&self.log, 30)
-                )
-                .into());
-            }
-            if let Ok(r) = http.get(&url).timeout(Duration::from_secs(1)).send().await
-                && r.status().is_success()
-            {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(format!(
-                    "Flagger not healthy on {url} after {timeout:?}; log tail:\n{}",
-                    tail(&self.log, 30)
-                )
-                .into());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let (port, log) = (self.port, self.log.clone());
+        crate::health::wait_healthy("Flagger", port, &log, timeout, || self.exited()).await
     }
 
     pub fn exited(&mut self) -> Result<Option<ExitStatus>> {

@@ -10,6 +10,7 @@ pub mod fidelity;
 pub mod fixtures;
 pub mod flagger_go;
 pub mod gate;
+pub mod health;
 pub mod operator;
 pub mod prometheus;
 pub mod scenario;

@@ -136,33 +136,9 @@ impl Operator {
 
     /// Polls `/healthz` on the operator's port; fails early if the process exits.
     pub async fn wait_healthy(&mut self, timeout: Duration) -> Result<()> {
-        let http = reqwest::Client::builder().no_proxy().build()?;
-        let url = format!("http://127.0.0.1:{}/healthz", self.port);
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.exited()? {
-                return Err(format!(
-                    "operator {} exited with {status} before becoming healthy; log tail:\n{}",
-                    self.instance,
-                    self.log_tail(30)
-                )
-                .into());
-            }
-            if let Ok(r) = http.get(&url).timeout(Duration::from_secs(1)).send().await
-                && r.status().is_success()
-            {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(format!(
-                    "operator {} not healthy on {url} after {timeout:?}; log tail:\n{}",
-                    self.instance,
-                    self.log_tail(30)
-                )
-                .into());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let who = format!("operator {}", self.instance);
+        let (port, log) = (self.port, self.log.clone());
+        crate::health::wait_healthy(&who, port, &log, timeout, || self.exited()).await
     }
 
     /// The exit status if the process has ended.
