@@ -23,7 +23,7 @@ use super::assign::{ShardBy, plan};
 use super::gate::Shards;
 use super::lease::{self, KIND_LABEL, Observations};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub shards: u32,
     pub by: ShardBy,
