@@ -15,7 +15,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use tokio::time::{Duration, Instant};
 
@@ -131,7 +131,6 @@ impl Manager {
             let name = lease::shard_lease_name(*shard);
             self.acquire(*shard, by_name.get(&name).copied()).await;
         }
-        self.forget_departed(&listed, now).await;
     }
 
     /// Takes the listed versions of the shards held; a shard another replica now holds is given
@@ -251,41 +250,17 @@ impl Manager {
         }
     }
 
-    /// Deletes the membership Leases of replicas gone for ten lease durations (killed ones
-    /// never delete their own), conditionally on the version seen.
-    async fn forget_departed(&self, listed: &[Lease], now: Instant) {
-        let own = lease::member_lease_name(&self.cfg.identity);
-        for l in listed {
-            let name = l.name_any();
-            let gone = name.starts_with(lease::MEMBER_PREFIX)
-                && name != own
-                && self.seen.unchanged_for(l, now) >= self.cfg.lease_duration * 10;
-            if !gone {
-                continue;
-            }
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    resource_version: l.resource_version(),
-                    uid: None,
-                }),
-                ..Default::default()
-            };
-            if self.api.delete(&name, &params).await.is_ok() {
-                tracing::info!(lease = %name, "deleted the membership lease of a departed replica");
-            }
-        }
-    }
-
-    /// Releases every shard once its reconciles stopped, and deletes the membership Lease.
+    /// Releases every shard once its reconciles stopped, and the membership Lease, so the
+    /// others count without this replica at once. (Leases are never deleted: the chart grants no
+    /// delete. A crashed replica's membership Lease stays, expired, until a replica of the same
+    /// pod name takes it again.)
     async fn leave(mut self) {
         for shard in self.held.keys().copied().collect::<Vec<_>>() {
             self.release(shard).await;
         }
-        if let Some(member) = &self.member {
-            let _ = self
-                .api
-                .delete(&member.name_any(), &DeleteParams::default())
-                .await;
+        if let Some(member) = self.member.take() {
+            let name = member.name_any();
+            let _ = self.write(&name, lease::released(&member)).await;
         }
         tracing::info!("left the shard leases");
     }
