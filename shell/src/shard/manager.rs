@@ -123,9 +123,7 @@ impl Manager {
         for shard in &plan.keep {
             self.renew(*shard).await;
         }
-        for shard in &plan.release {
-            self.release(*shard).await;
-        }
+        self.release_all(&plan.release).await;
         let by_name: HashMap<String, &Lease> = listed.iter().map(|l| (l.name_any(), l)).collect();
         for shard in &plan.acquire {
             let name = lease::shard_lease_name(*shard);
@@ -224,20 +222,22 @@ impl Manager {
         }
     }
 
-    /// Stops acting on `shard` (its reconciles get one retry period to finish), then writes
-    /// the Lease without holder so another replica takes it at once.
-    async fn release(&mut self, shard: u32) {
-        self.shards
-            .drain(shard, Instant::now() + self.cfg.retry_period())
-            .await;
-        let Some(current) = self.held.remove(&shard) else {
-            return;
-        };
-        let name = lease::shard_lease_name(shard);
-        match self.write(&name, lease::released(&current)).await {
-            Ok(_) => tracing::info!(shard, "released the shard lease"),
-            // It expires on its own; we no longer act on it either way.
-            Err(e) => tracing::warn!(shard, error = %e, "releasing the shard lease failed"),
+    /// Stops acting on `shards` (their reconciles get one retry period to finish, all at once,
+    /// so the shards kept are renewed in time), then writes each Lease without holder so
+    /// another replica takes it at once.
+    async fn release_all(&mut self, shards: &[u32]) {
+        let grace = Instant::now() + self.cfg.retry_period();
+        futures::future::join_all(shards.iter().map(|s| self.shards.drain(*s, grace))).await;
+        for shard in shards {
+            let Some(current) = self.held.remove(shard) else {
+                continue;
+            };
+            let name = lease::shard_lease_name(*shard);
+            match self.write(&name, lease::released(&current)).await {
+                Ok(_) => tracing::info!(shard, "released the shard lease"),
+                // It expires on its own; we no longer act on it either way.
+                Err(e) => tracing::warn!(shard, error = %e, "releasing the shard lease failed"),
+            }
         }
     }
 
@@ -255,9 +255,8 @@ impl Manager {
     /// delete. A crashed replica's membership Lease stays, expired, until a replica of the same
     /// pod name takes it again.)
     async fn leave(mut self) {
-        for shard in self.held.keys().copied().collect::<Vec<_>>() {
-            self.release(shard).await;
-        }
+        let held: Vec<u32> = self.held.keys().copied().collect();
+        self.release_all(&held).await;
         if let Some(member) = self.member.take() {
             let name = member.name_any();
             let _ = self.write(&name, lease::released(&member)).await;
