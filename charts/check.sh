@@ -2,7 +2,7 @@
 # Chart checks, no cluster needed:
 #   - helm lint --strict of charts/flagger and charts/grafana;
 #   - helm template of charts/flagger with the default values and with each optional feature
-#     on (leader election, ServiceMonitor, PodMonitor, notifiers, trace recording, a watch
+#     on (leader election, sharding, ServiceMonitor, PodMonitor, notifiers, trace recording, a watch
 #     namespace), every rendering validated by tests/tools/helm/cmd/chartcheck: strict decoding
 #     into the Kubernetes API types, the hardened pod and its probes, flags that
 #     `flagger run --help` lists and that the binary then parses, least-privilege RBAC, a
@@ -146,6 +146,15 @@ check scoped-podmonitor -require Role/flagger-leader-election -require PodMonito
 # A scoped operator keeps its Lease in the watched namespace.
 grep -q 'namespace: team-a' "$WORK/scoped-podmonitor.yaml" || die "the Lease Role is not in the watch namespace"
 
+render sharded \
+  --set sharding.enabled=true --set sharding.replicaCount=3 --set sharding.shards=12 \
+  --set sharding.by=namespace --set sharding.leaseDuration=10s
+check sharded -require Role/flagger-shards -require RoleBinding/flagger-shards -absent Role/flagger-leader-election
+for arg in '"-shards=12"' '"-shard-by=namespace"' '"-shard-lease-duration=10s"' '"-leader-election-namespace=flagger-system"'; do
+  grep -qF -- "- $arg" "$WORK/sharded.yaml" || die "sharding.enabled=true does not render the arg $arg"
+done
+grep -q '^  replicas: 3$' "$WORK/sharded.yaml" || die "sharding.replicaCount=3 does not render 3 replicas"
+
 render existing-serviceaccount --set serviceAccount.create=false --set serviceAccount.name=ops-flagger
 check existing-serviceaccount -absent ServiceAccount -require ClusterRoleBinding
 grep -q 'serviceAccountName: ops-flagger' "$WORK/existing-serviceaccount.yaml" ||
@@ -169,6 +178,12 @@ refused "at '/meshProvider'" --set meshProvider=linkerd
 refused "at '/logLevel'" --set logLevel=verbose
 refused "at '/leaderElection/replicaCount'" --set leaderElection.enabled=true --set leaderElection.replicaCount=0
 refused "at '/extraArgs/0'" --set 'extraArgs={--two-dashes}'
+refused 'enable at most one of sharding.enabled and leaderElection.enabled' \
+  --set sharding.enabled=true --set leaderElection.enabled=true
+refused 'sharding.shards must be at least sharding.replicaCount' \
+  --set sharding.enabled=true --set sharding.replicaCount=4 --set sharding.shards=3
+refused "at '/sharding/leaseDuration'" --set sharding.enabled=true --set sharding.leaseDuration=1m
+refused "at '/sharding/by'" --set sharding.enabled=true --set sharding.by=pod
 
 step "examples (fixtures/examples) against the chart's CRDs"
 "$CHARTCHECK" examples charts/flagger/crds/crd.yaml fixtures/examples/*.yaml || die "fixtures/examples failed validation"

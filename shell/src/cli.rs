@@ -78,9 +78,26 @@ pub struct RunArgs {
           default_value = "false", default_missing_value = "true", value_name = "BOOL")]
     pub enable_leader_election: bool,
 
-    /// Namespace of the leader-election Lease.
+    /// Namespace of the leader-election Lease, and of the shard Leases with `-shards`.
     #[arg(long, default_value = "kube-system")]
     pub leader_election_namespace: String,
+
+    /// Spread Canaries over several active replicas (ours; Flagger runs one): N shards, each
+    /// with a Lease `flagger-shard-<i>`; every replica takes its fair share. 0: off. Give every
+    /// replica the same value; use at least as many shards as replicas (a few times more
+    /// spreads the load more evenly). Excludes `-enable-leader-election`.
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub shards: u32,
+
+    /// What a Canary's shard is computed from: `name` (namespace/name) or `namespace` (all
+    /// Canaries of a namespace on one replica).
+    #[arg(long, value_enum, default_value_t = crate::shard::ShardBy::Name, value_name = "name|namespace")]
+    pub shard_by: crate::shard::ShardBy,
+
+    /// With `-shards`: how long a replica's shards stay its own without renewal; a killed
+    /// replica's Canaries resume elsewhere within about this long. Whole seconds, at least 3s.
+    #[arg(long, default_value = "15s", value_parser = lease_duration_value, value_name = "DURATION")]
+    pub shard_lease_duration: std::time::Duration,
 
     /// Pod labels that may serve as the target's selector, tried in order.
     #[arg(
@@ -237,6 +254,29 @@ impl RunArgs {
         }))
     }
 
+    /// The sharding settings when `-shards` is set; `Err` (one line) when the flags contradict.
+    pub fn sharding(&self, identity: &str) -> Result<Option<crate::shard::Config>, String> {
+        if self.shards == 0 {
+            return Ok(None);
+        }
+        if self.enable_leader_election {
+            return Err(
+                "-shards and -enable-leader-election exclude each other: with shards every replica is active".into(),
+            );
+        }
+        Ok(Some(crate::shard::Config {
+            shards: self.shards,
+            by: self.shard_by,
+            lease_duration: self.shard_lease_duration,
+            namespace: crate::leader::lease_namespace(
+                &self.namespace,
+                &self.leader_election_namespace,
+            )
+            .to_string(),
+            identity: identity.to_string(),
+        }))
+    }
+
     /// `-event-webhook`, if set to something non-empty.
     pub fn event_webhook(&self) -> Option<&str> {
         self.event_webhook.as_deref().filter(|s| !s.is_empty())
@@ -300,6 +340,16 @@ fn optional_url_value(s: &str) -> Result<String, String> {
     } else {
         url_value(s)
     }
+}
+
+fn lease_duration_value(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_go_duration(s).map_err(|e| e.to_string())?;
+    if d.subsec_nanos() != 0 || d.as_secs() < 3 {
+        return Err(format!(
+            "lease duration {s:?} must be a whole number of seconds, at least 3s"
+        ));
+    }
+    Ok(std::time::Duration::from_secs(d.as_secs() as u64))
 }
 
 fn positive_duration_value(s: &str) -> Result<SignedDuration, String> {

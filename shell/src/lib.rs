@@ -19,6 +19,7 @@ pub mod recordings;
 pub mod replay;
 pub mod router;
 pub mod server;
+pub mod shard;
 pub mod telemetry;
 pub mod trace_recorder;
 pub mod webhook;

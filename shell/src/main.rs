@@ -19,7 +19,7 @@ use flagger::notifier::Notifier;
 use flagger::policy_test::TestArgs;
 use flagger::replay::ReplayArgs;
 use flagger::write_pacing::{Pacer, WritePacingLayer};
-use flagger::{leader, recordings, server, telemetry};
+use flagger::{leader, recordings, server, shard, telemetry};
 use kube::client::ClientBuilder;
 
 // Decisions and replays allocate many small, short-lived values; mimalloc serves them about a
@@ -149,6 +149,13 @@ fn main() -> ExitCode {
 }
 
 fn operate(args: RunArgs) -> ExitCode {
+    let sharding = match args.sharding(&leader::identity()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("flagger: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // kube and reqwest share rustls; only `ring` is linked, installed before any client exists.
     let _ = rustls::crypto::ring::default_provider().install_default();
     telemetry::init(args.log_level.as_filter());
@@ -162,7 +169,7 @@ fn operate(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(args)) {
+    match runtime.block_on(serve(args, sharding)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -227,7 +234,7 @@ fn on_shutdown(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 
     }
 }
 
-async fn serve(args: RunArgs) -> Result<(), String> {
+async fn serve(args: RunArgs, sharding: Option<shard::Config>) -> Result<(), String> {
     let config = kube_config(&args).await?;
     let state = State::new(VERSION, &args.mesh_provider);
     let client = ClientBuilder::try_from(config)
@@ -289,6 +296,20 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         tracing::info!("acquired the leader lease");
     }
 
+    let mut shard_task = None;
+    let shards = sharding.map(|cfg| {
+        let shards = shard::Shards::new(cfg.shards, cfg.by);
+        let readiness = state.readiness.clone();
+        let synced = async move {
+            while !readiness.caches_synced() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let manager = shard::Manager::new(client.clone(), cfg, shards.clone());
+        shard_task = Some(tokio::spawn(manager.run(synced, on_shutdown(&stop))));
+        shards
+    });
+
     check_metrics_server(&args.metrics_server).await;
     let global_notifier = match args.global_notifier() {
         Ok(Some(c)) => Notifier::from_global(&c).unwrap_or_else(|e| {
@@ -335,6 +356,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         record_traces: args.record_traces.clone(),
         global_notifier,
         instance: std::env::var("POD_NAME").ok(),
+        shards,
     };
     let run = controller::run(client, state, make_executor, opts, on_shutdown(&stop));
     let result = match leadership.as_mut() {
@@ -352,6 +374,10 @@ async fn serve(args: RunArgs) -> Result<(), String> {
     };
     if let Some(l) = leadership {
         l.release().await;
+    }
+    if let Some(task) = shard_task {
+        // Releases the shards once their reconciles stopped, so others take them at once.
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), server_task).await;
     if let Some(task) = recordings_task {

@@ -50,7 +50,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
 {{/*
-Namespace of the leader-election Lease. The operator keeps it in its watch namespace when it has
+Namespace of the leader-election Lease and of the shard Leases. The operator keeps it in its watch namespace when it has
 one and in -leader-election-namespace otherwise (which the chart sets to the release namespace).
 */}}
 {{- define "flagger.leaseNamespace" -}}
@@ -99,8 +99,13 @@ booleans always with `=true`/`=false`). Rendered as a YAML list, quoted by the c
 {{- end }}
 - {{ printf "-enable-config-tracking=%t" (.Values.configTracking.enabled | default false) | quote }}
 - {{ printf "-enable-leader-election=%t" (.Values.leaderElection.enabled | default false) | quote }}
-{{- if .Values.leaderElection.enabled }}
+{{- if or .Values.leaderElection.enabled .Values.sharding.enabled }}
 - {{ printf "-leader-election-namespace=%s" .Release.Namespace | quote }}
+{{- end }}
+{{- if .Values.sharding.enabled }}
+- {{ printf "-shards=%d" (int .Values.sharding.shards) | quote }}
+- {{ printf "-shard-by=%s" .Values.sharding.by | quote }}
+- {{ printf "-shard-lease-duration=%s" .Values.sharding.leaseDuration | quote }}
 {{- end }}
 {{- with .Values.controlLoopInterval }}
 - {{ printf "-control-loop-interval=%s" . | quote }}

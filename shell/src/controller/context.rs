@@ -95,6 +95,8 @@ pub struct Context {
     pub canary_counts: Mutex<BTreeMap<String, usize>>,
     /// Which failures were reported as Warning events, and when.
     pub failure_reports: FailureReports,
+    /// With `-shards`: the shards this replica may act on.
+    pub shards: Option<Arc<crate::shard::Shards>>,
 }
 
 /// How often one failure is reported on its Canary. A write that keeps failing is retried at a

@@ -70,6 +70,8 @@ pub struct Options {
     pub global_notifier: Notifier,
     /// This replica's name in events.
     pub instance: Option<String>,
+    /// With `-shards`: act only on the Canaries of the shards this replica holds.
+    pub shards: Option<Arc<crate::shard::Shards>>,
 }
 
 /// The writers for every cache; kept apart from [`Stores`] (the readers) until the streams are
@@ -180,12 +182,13 @@ pub async fn run(
         failures: Mutex::new(Default::default()),
         canary_counts: Mutex::new(Default::default()),
         failure_reports: Default::default(),
+        shards: opts.shards.clone(),
     });
 
     let (deleted_tx, deleted_rx) = mpsc::unbounded_channel();
     tokio::spawn(handle_deletions(ctx.clone(), deleted_rx));
 
-    let controller = build_controller(
+    let mut controller = build_controller(
         &client,
         &ns,
         &stores,
@@ -193,9 +196,17 @@ pub async fn run(
         deleted_tx,
         &state,
         opts.resync,
-    )
-    .with_config(controller::Config::default().concurrency(opts.concurrency))
-    .graceful_shutdown_on(shutdown);
+    );
+    if let Some(shards) = &opts.shards {
+        // A shard gained is acted on at once, not at the next resync.
+        controller = controller.reconcile_on(crate::shard::gained_canaries(
+            shards,
+            stores.canaries.clone(),
+        ));
+    }
+    let controller = controller
+        .with_config(controller::Config::default().concurrency(opts.concurrency))
+        .graceful_shutdown_on(shutdown);
     controller
         .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
         .for_each(move |result| {
@@ -353,6 +364,11 @@ fn ticks(period: Duration) -> impl futures::Stream<Item = ()> + Send + 'static {
 
 async fn handle_deletions(ctx: Arc<Context>, mut deleted: mpsc::UnboundedReceiver<Canary>) {
     while let Some(canary) = deleted.recv().await {
+        // With shards, only the replica holding the Canary's shard restores its target.
+        let permit = ctx
+            .shards
+            .as_ref()
+            .map(|s| s.permit(&canary.namespace().unwrap_or_default(), &canary.name_any()));
         let id = format!(
             "{}.{}",
             canary.name_any(),
@@ -364,6 +380,9 @@ async fn handle_deletions(ctx: Arc<Context>, mut deleted: mpsc::UnboundedReceive
             &canary.spec.target_ref.name,
             &canary.namespace().unwrap_or_default(),
         );
+        if matches!(permit, Some(None)) {
+            continue;
+        }
         match deletion::restore_target(&ctx.client, &ctx.stores, &canary).await {
             Ok(Some(replicas)) => tracing::info!(
                 canary = %id,

@@ -36,6 +36,30 @@ impl Error {
 }
 
 pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let Some(shards) = ctx.shards.clone() else {
+        return reconcile_held(canary, ctx).await;
+    };
+    let namespace = canary.namespace().unwrap_or_default();
+    // Another replica's Canary: no write; this replica reconciles it when it gains the shard.
+    let Some(permit) = shards.permit(&namespace, &canary.name_any()) else {
+        return Ok(Action::await_change());
+    };
+    tokio::select! {
+        result = reconcile_held(canary.clone(), ctx) => result,
+        _ = permit.lost() => {
+            // Another replica may take the shard soon: stop here, as a killed process would.
+            tracing::warn!(
+                canary = %format!("{}.{namespace}", canary.name_any()),
+                shard = permit.shard(),
+                "shard lost; reconcile cancelled"
+            );
+            Ok(Action::await_change())
+        }
+    }
+}
+
+/// The reconcile of a Canary this replica acts on.
+async fn reconcile_held(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action, Error> {
     if !ctx.state.readiness.caches_synced() {
         // A cache still listing would show the target, primary or routes as missing, and the
         // core would act on that (block the Canary, reset its routes): wait until all are in.

@@ -272,6 +272,11 @@ fn bad_values_are_rejected_with_a_one_line_cause() {
         (&["-mesh-provider=linkerdd"], "unknown mesh provider"),
         (&["-mesh-provider=smi"], "unknown mesh provider"),
         (&["-threadiness=0"], "not in 1.."),
+        (&["-shards=-1"], "not in 0..=1024"),
+        (&["-shards=2000"], "not in 0..=1024"),
+        (&["-shard-by=pod"], "name|namespace"),
+        (&["-shard-lease-duration=2500ms"], "whole number of seconds"),
+        (&["-shard-lease-duration=2s"], "at least 3s"),
     ];
     for (args, cause) in cases {
         let err = parse(args).unwrap_err();
@@ -287,6 +292,36 @@ fn bad_values_are_rejected_with_a_one_line_cause() {
         assert!(line.starts_with("error: "), "{args:?}: {line}");
         assert!(line.contains(cause), "{args:?}: {line}");
     }
+}
+
+#[test]
+fn shards_need_leader_election_off_and_keep_the_lease_namespace_rule() {
+    let _env = clean_env();
+    let args = parse(&[
+        "-shards=6",
+        "-shard-lease-duration=6s",
+        "-shard-by=namespace",
+    ])
+    .unwrap();
+    let cfg = args.sharding("flagger-0_1").unwrap().expect("sharded");
+    assert_eq!(cfg.shards, 6);
+    assert_eq!(cfg.by, flagger::shard::ShardBy::Namespace);
+    assert_eq!(cfg.lease_duration, std::time::Duration::from_secs(6));
+    assert_eq!(cfg.namespace, "kube-system");
+    assert_eq!(cfg.identity, "flagger-0_1");
+    let scoped = parse(&["-shards=2", "-namespace=test"]).unwrap();
+    assert_eq!(scoped.sharding("x").unwrap().unwrap().namespace, "test");
+    assert_eq!(
+        parse(&[]).unwrap().sharding("x"),
+        Ok(None),
+        "off by default"
+    );
+    let both = parse(&["-shards=2", "-enable-leader-election"]).unwrap();
+    let err = both.sharding("x").unwrap_err();
+    assert!(
+        err.contains("exclude each other") && !err.contains('\n'),
+        "{err}"
+    );
 }
 
 #[test]

@@ -19,4 +19,5 @@ mod rejected;
 mod restart;
 mod rollback;
 mod session_affinity;
+mod shards;
 mod sigkill;

@@ -4,7 +4,7 @@
 // misspelled field is an error, as the API server's strict field validation would report), and
 // the checks cover what the operator and its users rely on: the hardened pod, the probes, flags
 // the binary accepts, RBAC that grants nothing broad, bindings that point at rendered objects,
-// and a Lease grant exactly when leader election is on.
+// and a Lease grant exactly when leader election or sharding is on.
 package main
 
 import (
@@ -503,7 +503,7 @@ func grants(rules []rbacv1.PolicyRule, group, resource, verb, name string) bool 
 
 // checkLeaderElection: with -enable-leader-election=true the ServiceAccount must be able to take
 // the Lease in the namespace the operator uses (its -namespace if scoped, else
-// -leader-election-namespace); without it, nothing may grant Leases at all.
+// -leader-election-namespace); with -shards=N it must be able to list and take any Lease there, and N must cover the replicas; with neither, nothing may grant Leases at all.
 func (c *checker) checkLeaderElection(r *rendered) {
 	d, ct := c.operatorContainer(r)
 	if ct == nil || len(ct.Args) == 0 {
@@ -511,6 +511,8 @@ func (c *checker) checkLeaderElection(r *rendered) {
 	}
 	flags := flagValues(ct)
 	on := flags["enable-leader-election"] == "true"
+	shards, _ := strconv.Atoi(flags["shards"])
+	sharded := shards > 0
 	mentionsLeases := func(rules []rbacv1.PolicyRule) bool {
 		return slices.ContainsFunc(rules, func(rule rbacv1.PolicyRule) bool { return slices.Contains(rule.Resources, "leases") })
 	}
@@ -523,10 +525,16 @@ func (c *checker) checkLeaderElection(r *rendered) {
 	if d.Spec.Replicas != nil {
 		replicas = *d.Spec.Replicas
 	}
-	if !on {
+	if on && sharded {
+		c.fail("-enable-leader-election and -shards exclude each other")
+	}
+	if sharded && int(replicas) > shards {
+		c.fail("-shards=%d is below the %d replicas: some would have nothing to do", shards, replicas)
+	}
+	if !on && !sharded {
 		for _, ro := range r.roles {
 			if mentionsLeases(ro.Rules) {
-				c.fail("Role %s/%s grants Leases but leader election is off", ro.Namespace, ro.Name)
+				c.fail("Role %s/%s grants Leases but neither leader election nor sharding is on", ro.Namespace, ro.Name)
 			}
 		}
 		if replicas != 1 {
@@ -545,7 +553,12 @@ func (c *checker) checkLeaderElection(r *rendered) {
 		ns = "kube-system"
 	}
 	sa := d.Spec.Template.Spec.ServiceAccountName
-	for _, verb := range []string{"get", "create", "update"} {
+	// Shard Leases by index, membership Leases by pod name: any name must be granted.
+	lease, verbs, what := "flagger-leader-election", []string{"get", "create", "update"}, "leader election is on"
+	if sharded {
+		lease, verbs, what = "flagger-member-any-pod", []string{"get", "list", "create", "update"}, "sharding is on"
+	}
+	for _, verb := range verbs {
 		ok := slices.ContainsFunc(r.roleBindings, func(b rbacv1.RoleBinding) bool {
 			if b.Namespace != ns || !slices.ContainsFunc(b.Subjects, func(s rbacv1.Subject) bool {
 				return s.Kind == "ServiceAccount" && s.Name == sa && s.Namespace == d.Namespace
@@ -554,11 +567,11 @@ func (c *checker) checkLeaderElection(r *rendered) {
 			}
 			return slices.ContainsFunc(r.roles, func(ro rbacv1.Role) bool {
 				return ro.Namespace == ns && ro.Name == b.RoleRef.Name &&
-					grants(ro.Rules, "coordination.k8s.io", "leases", verb, "flagger-leader-election")
+					grants(ro.Rules, "coordination.k8s.io", "leases", verb, lease)
 			})
 		})
 		if !ok {
-			c.fail("leader election is on but ServiceAccount %s cannot %s the Lease in namespace %s", sa, verb, ns)
+			c.fail("%s but ServiceAccount %s cannot %s the Leases in namespace %s", what, sa, verb, ns)
 		}
 	}
 }

@@ -232,17 +232,61 @@ func TestBroadRBACIsRejected(t *testing.T) {
 func TestLeaderElectionNeedsTheLeaseRole(t *testing.T) {
 	on := mustReplace(t, goodRender, "-enable-leader-election=false", "-enable-leader-election=true\n            - -leader-election-namespace=ops")
 	on = mustReplace(t, on, "replicas: 1\n  strategy:\n    type: Recreate\n", "replicas: 2\n")
-	expectFailure(t, runChecks(t, on), "cannot get the Lease in namespace ops")
+	expectFailure(t, runChecks(t, on), "cannot get the Leases in namespace ops")
 	if f := runChecks(t, on+leaseRole); len(f) > 0 {
 		t.Fatalf("leader election with the Lease Role: unexpected failures %q", f)
 	}
 	// A scoped operator keeps the Lease in its watch namespace, not in -leader-election-namespace.
 	scoped := mustReplace(t, on, "- -log-level=info", "- -log-level=info\n            - -namespace=team-a")
-	expectFailure(t, runChecks(t, scoped+leaseRole), "cannot get the Lease in namespace team-a")
+	expectFailure(t, runChecks(t, scoped+leaseRole), "cannot get the Leases in namespace team-a")
+}
+
+const shardRole = `
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: flagger-shards
+  namespace: ops
+rules:
+  - apiGroups: ["coordination.k8s.io"]
+    resources: ["leases"]
+    verbs: ["get", "list", "create", "update"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: flagger-shards
+  namespace: ops
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: flagger-shards
+subjects:
+  - kind: ServiceAccount
+    name: flagger
+    namespace: ops
+`
+
+func TestShardingNeedsTheShardRoleAndEnoughShards(t *testing.T) {
+	on := mustReplace(t, goodRender, "- -enable-leader-election=false", "- -enable-leader-election=false\n            - -leader-election-namespace=ops\n            - -shards=6")
+	on = mustReplace(t, on, "replicas: 1\n  strategy:\n    type: Recreate\n", "replicas: 3\n")
+	expectFailure(t, runChecks(t, on), "sharding is on but ServiceAccount flagger cannot get the Leases in namespace ops")
+	if f := runChecks(t, on+shardRole); len(f) > 0 {
+		t.Fatalf("sharding with the shard Role: unexpected failures %q", f)
+	}
+	// The leader-election Role names its one Lease: not enough for shard and membership Leases.
+	expectFailure(t, runChecks(t, on+leaseRole), "cannot list the Leases in namespace ops")
+	noUpdate := mustReplace(t, shardRole, `"create", "update"`, `"create"`)
+	expectFailure(t, runChecks(t, on+noUpdate), "cannot update the Leases in namespace ops")
+	few := mustReplace(t, on, "- -shards=6", "- -shards=2")
+	expectFailure(t, runChecks(t, few+shardRole), "-shards=2 is below the 3 replicas")
+	both := mustReplace(t, on, "-enable-leader-election=false", "-enable-leader-election=true")
+	expectFailure(t, runChecks(t, both+shardRole), "exclude each other")
 }
 
 func TestWithoutLeaderElectionOneReplicaAndNoLeases(t *testing.T) {
-	expectFailure(t, runChecks(t, goodRender+leaseRole), "grants Leases but leader election is off")
+	expectFailure(t, runChecks(t, goodRender+leaseRole), "grants Leases but neither leader election nor sharding is on")
 	two := mustReplace(t, goodRender, "replicas: 1", "replicas: 2")
 	expectFailure(t, runChecks(t, two), "exactly 1 replica")
 	rolling := mustReplace(t, goodRender, "type: Recreate", "type: RollingUpdate")
