@@ -18,5 +18,6 @@ mod promotion;
 mod rejected;
 mod restart;
 mod rollback;
+mod scoped_caches;
 mod session_affinity;
 mod sigkill;
