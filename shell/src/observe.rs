@@ -18,7 +18,7 @@ pub const CONFIG_TRACKING_ANNOTATION: &str = "flagger.app/config-tracking";
 
 /// Secret types whose content is application configuration; service-account tokens, registry
 /// credentials and the like change for reasons that are not a new revision.
-const TRACKED_SECRET_TYPES: &[&str] = &[
+pub const TRACKED_SECRET_TYPES: &[&str] = &[
     "Opaque",
     "kubernetes.io/basic-auth",
     "kubernetes.io/ssh-auth",

@@ -7,8 +7,8 @@
 use flagger_core::command::MetricRecord;
 use prometheus::core::Collector;
 use prometheus::{
-    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 #[derive(Clone)]
@@ -23,6 +23,7 @@ pub struct OperatorMetrics {
     successes: CounterVec,
     failures: CounterVec,
     kube_requests: IntCounterVec,
+    cache_objects: IntGaugeVec,
 }
 
 impl std::fmt::Debug for OperatorMetrics {
@@ -111,8 +112,21 @@ impl OperatorMetrics {
         registry
             .register(Box::new(kube_requests.clone()))
             .expect("each metric is registered once");
+        let cache_objects = IntGaugeVec::new(
+            Opts::new(
+                "cache_objects",
+                "Objects held in the operator's watch caches, per kind.",
+            )
+            .subsystem("flagger"),
+            &["kind"],
+        )
+        .expect("static metric definition is valid");
+        registry
+            .register(Box::new(cache_objects.clone()))
+            .expect("each metric is registered once");
         OperatorMetrics {
             registry,
+            cache_objects,
             info,
             total,
             status,
@@ -149,6 +163,11 @@ impl OperatorMetrics {
         self.kube_requests
             .with_label_values(&[verb, resource])
             .inc();
+    }
+
+    /// `flagger_cache_objects{kind}`: what one cache holds.
+    pub fn cache_objects(&self, kind: &str) -> IntGauge {
+        self.cache_objects.with_label_values(&[kind])
     }
 
     /// The `flagger_kube_requests_total{verb,resource}` counter, for request-counting layers.

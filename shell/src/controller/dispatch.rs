@@ -185,13 +185,15 @@ impl ClusterEffects<'_> {
         namespace: &str,
         name: &str,
     ) -> Result<BTreeMap<String, Vec<u8>>, String> {
-        let cached = self.ctx.stores.secrets.as_ref().map(|s| {
-            s.get(&ObjectRef::new(name).within(namespace))
+        // Cached only when a target uses it too, and then without the content of types never
+        // tracked.
+        let cached = self.ctx.stores.secrets.as_ref().and_then(|s| {
+            s.get(namespace, name)
+                .filter(|s| s.data.is_some())
                 .map(|s| (*s).clone())
         });
-        let secret = match cached.flatten() {
+        let secret = match cached {
             Some(s) => s,
-            // Not cached: the watch skips Secret types that are never configuration.
             None => Api::<Secret>::namespaced(self.ctx.client.clone(), namespace)
                 .get(name)
                 .await

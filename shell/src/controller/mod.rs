@@ -1,8 +1,10 @@
 //! The operator's control loop: watch Canaries and everything they touch, and reconcile each
 //! Canary whenever something it depends on changes or the core asked to be called again.
 //!
-//! - Each kind is watched once ([`watch`]): the stream fills the cache snapshots are built from
-//!   and triggers reconciles. Generated objects map to their Canary by ownerReference (what
+//! - Each kind is watched once ([`watch`], [`scoped`]): the stream fills the cache snapshots are
+//!   built from and triggers reconciles. Deployments, Services, autoscalers, ConfigMaps and
+//!   Secrets are cached only as far as a Canary references them ([`refs`], [`cache`]), pruned
+//!   ([`prune`]); Secrets are watched by metadata only. Generated objects map to their Canary by ownerReference (what
 //!   `Controller::owns` does, without a second watch); targets, autoscalers and tracked configs
 //!   map through the Canary cache. Mesh kinds whose CRD is not installed are not watched and
 //!   their routes count as unknown.
@@ -16,12 +18,16 @@
 //! - A Canary deleted without `revertOnDeletion` gets its target scaled back up ([`deletion`]).
 
 pub mod apply;
+pub mod cache;
 pub mod context;
 pub mod deletion;
 pub mod dispatch;
 pub mod outbox;
+pub mod prune;
 pub mod reconcile;
+pub mod refs;
 pub mod run;
+pub mod scoped;
 pub mod snapshot;
 pub mod sync;
 pub mod watch;
@@ -41,6 +47,7 @@ use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::mpsc;
 
+use self::cache::Cache;
 use self::context::{Context, KubeExecutor, Settings, State};
 use self::outbox::Outbox;
 use self::watch::{RouteKind, Stores, reflected, scoped_api};
@@ -78,11 +85,6 @@ pub struct Options {
 /// built.
 struct Writers {
     canaries: reflector::store::Writer<Canary>,
-    deployments: reflector::store::Writer<Deployment>,
-    services: reflector::store::Writer<Service>,
-    autoscalers: reflector::store::Writer<HorizontalPodAutoscaler>,
-    config_maps: Option<reflector::store::Writer<ConfigMap>>,
-    secrets: Option<reflector::store::Writer<Secret>>,
     templates: reflector::store::Writer<MetricTemplate>,
     providers: reflector::store::Writer<AlertProvider>,
     routes: Vec<reflector::store::Writer<kube::api::DynamicObject>>,
@@ -105,11 +107,7 @@ pub async fn run(
 
     let tracking = opts.settings.config_tracking;
     let (canaries, canaries_w) = reflector::store();
-    let (deployments, deployments_w) = reflector::store();
-    let (services, services_w) = reflector::store();
-    let (autoscalers, autoscalers_w) = reflector::store();
-    let (config_maps, config_maps_w) = split(tracking.then(reflector::store));
-    let (secrets, secrets_w) = split(tracking.then(reflector::store));
+    let gauge = |kind: refs::Kind| Some(state.metrics.cache_objects(kind.name()));
     let (templates, templates_w) = reflector::store();
     let (providers, providers_w) = reflector::store();
     let mut routes = Vec::new();
@@ -134,22 +132,20 @@ pub async fn run(
     }
     let stores = Stores {
         canaries: canaries.clone(),
-        deployments,
-        services,
-        autoscalers,
-        config_maps,
-        secrets,
+        deployments: Cache::new(refs::Kind::Deployment, gauge(refs::Kind::Deployment)),
+        services: Cache::new(refs::Kind::Service, gauge(refs::Kind::Service)),
+        autoscalers: Cache::new(refs::Kind::Autoscaler, gauge(refs::Kind::Autoscaler)),
+        config_maps: tracking
+            .then(|| Cache::new(refs::Kind::ConfigMap, gauge(refs::Kind::ConfigMap))),
+        secrets: tracking.then(|| Cache::new(refs::Kind::Secret, gauge(refs::Kind::Secret))),
         templates,
         providers,
         routes,
+        refs: Default::default(),
+        labels: opts.settings.labels.clone(),
     };
     let writers = Writers {
         canaries: canaries_w,
-        deployments: deployments_w,
-        services: services_w,
-        autoscalers: autoscalers_w,
-        config_maps: config_maps_w,
-        secrets: secrets_w,
         templates: templates_w,
         providers: providers_w,
         routes: route_writers,
@@ -228,13 +224,6 @@ pub async fn run(
     Ok(())
 }
 
-fn split<A, B>(pair: Option<(A, B)>) -> (Option<A>, Option<B>) {
-    match pair {
-        Some((a, b)) => (Some(a), Some(b)),
-        None => (None, None),
-    }
-}
-
 fn build_controller(
     client: &Client,
     ns: &str,
@@ -244,75 +233,119 @@ fn build_controller(
     state: &State,
     resync: Duration,
 ) -> Controller<Canary> {
-    // The Canary watch feeds the controller and reports deletions, which the controller
-    // itself never sees (a deleted object has nothing left to reconcile). It starts once every
-    // other cache has listed, so its first complete list means all caches are synced.
+    let canary_events = canary_events(client, ns, stores, w.canaries, deleted);
+    // Reconciles start once every cache has listed (the Canaries first, then what they
+    // reference): until then they would see the target, primary or routes as missing.
     let readiness = state.readiness.clone();
-    let canary_watch = watcher(
-        scoped_api::<Canary>(client, ns),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .modify(|c| c.managed_fields_mut().clear())
-    .reflect(w.canaries)
-    .inspect(move |event| match event {
-        Ok(watcher::Event::Delete(c)) => {
-            let _ = deleted.send(c.clone());
-        }
-        Ok(watcher::Event::InitDone) if !readiness.caches_synced() => {
-            tracing::info!("caches synced");
-            readiness.set_caches_synced(true);
-        }
-        _ => {}
-    });
     let others = stores.clone();
     let canary_events = sync::after(
-        async move { sync::dependencies_listed(&others).await },
-        canary_watch,
-    )
-    .touched_objects();
+        async move {
+            let listed = sync::dependencies_listed(&others).await;
+            if listed {
+                tracing::info!(referenced = ?others.refs.counts(), "caches synced");
+                readiness.set_caches_synced(true);
+            }
+            listed
+        },
+        canary_events,
+    );
     let mut controller = Controller::for_stream(canary_events, stores.canaries.clone());
 
-    let canaries = stores.canaries.clone();
-    controller = controller.watches_stream(
-        reflected(scoped_api::<Deployment>(client, ns), w.deployments),
-        move |d| watch::map_deployment(&canaries, &d),
+    // What the Canaries reference is known once they have listed; the targets' configs once
+    // the Deployments have.
+    let canaries_listed = {
+        let s = stores.canaries.clone();
+        move || {
+            let s = s.clone();
+            async move { sync::listed("Canary", &s).await }
+        }
+    };
+    let (refs, labels) = (stores.refs.clone(), stores.labels.clone());
+    let on_deployment = {
+        let stores = stores.clone();
+        move |event: &watcher::Event<Deployment>| match event {
+            watcher::Event::Apply(d) | watcher::Event::Delete(d) => {
+                stores.target_changed(&d.namespace().unwrap_or_default(), &d.name_any())
+            }
+            watcher::Event::InitDone => {
+                for c in stores.canaries.state() {
+                    stores.refresh_refs(&c);
+                }
+            }
+            _ => {}
+        }
+    };
+    let deployments = scoped::full(
+        scoped_api::<Deployment>(client, ns),
+        watcher::Config::default(),
+        stores.deployments.clone(),
+        refs.clone(),
+        labels.clone(),
+        on_deployment,
     );
-    controller = controller.watches_stream(
-        reflected(scoped_api::<Service>(client, ns), w.services),
-        |s| watch::owning_canaries(&s),
+    let s = stores.clone();
+    controller = controller.watches_stream(sync::after(canaries_listed(), deployments), move |d| {
+        watch::map_referenced(&s, refs::Kind::Deployment, &d)
+    });
+    let services = scoped::full(
+        scoped_api::<Service>(client, ns),
+        watcher::Config::default(),
+        stores.services.clone(),
+        refs.clone(),
+        labels.clone(),
+        |_| {},
     );
-    let canaries = stores.canaries.clone();
-    controller = controller.watches_stream(
-        reflected(
-            scoped_api::<HorizontalPodAutoscaler>(client, ns),
-            w.autoscalers,
-        ),
-        move |h| watch::map_autoscaler(&canaries, &h),
+    let s = stores.clone();
+    controller = controller.watches_stream(sync::after(canaries_listed(), services), move |o| {
+        watch::map_referenced(&s, refs::Kind::Service, &o)
+    });
+    let autoscalers = scoped::full(
+        scoped_api::<HorizontalPodAutoscaler>(client, ns),
+        watcher::Config::default(),
+        stores.autoscalers.clone(),
+        refs.clone(),
+        labels.clone(),
+        |_| {},
     );
-    if let Some(writer) = w.config_maps {
-        let (canaries, deployments) = (stores.canaries.clone(), stores.deployments.clone());
-        controller = controller.watches_stream(
-            reflected(scoped_api::<ConfigMap>(client, ns), writer),
-            move |cm| {
-                let ns = cm.namespace().unwrap_or_default();
-                watch::map_config(&canaries, &deployments, &ns, &cm.name_any(), false)
-            },
+    let s = stores.clone();
+    controller = controller.watches_stream(sync::after(canaries_listed(), autoscalers), move |o| {
+        watch::map_referenced(&s, refs::Kind::Autoscaler, &o)
+    });
+    let deployments_listed = {
+        let d = stores.deployments.clone();
+        move || {
+            let d = d.clone();
+            async move { d.wait_listed().await }
+        }
+    };
+    if let Some(cache) = &stores.config_maps {
+        let config_maps = scoped::full(
+            scoped_api::<ConfigMap>(client, ns),
+            watcher::Config::default(),
+            cache.clone(),
+            refs.clone(),
+            labels.clone(),
+            |_| {},
         );
+        let s = stores.clone();
+        controller = controller
+            .watches_stream(sync::after(deployments_listed(), config_maps), move |o| {
+                watch::map_config(&s, refs::Kind::ConfigMap, &o)
+            });
     }
-    if let Some(writer) = w.secrets {
-        let (canaries, deployments) = (stores.canaries.clone(), stores.deployments.clone());
-        controller = controller.watches_stream(
-            watch::reflected_selected(
-                scoped_api::<Secret>(client, ns),
-                watch::UNTRACKED_SECRET_TYPES_SELECTOR,
-                writer,
-            ),
-            move |s| {
-                let ns = s.namespace().unwrap_or_default();
-                watch::map_config(&canaries, &deployments, &ns, &s.name_any(), true)
-            },
+    if let Some(cache) = &stores.secrets {
+        let secrets = scoped::secrets(
+            scoped_api::<kube::core::PartialObjectMeta<Secret>>(client, ns),
+            watcher::Config::default().fields(watch::UNTRACKED_SECRET_TYPES_SELECTOR),
+            cache.clone(),
+            refs.clone(),
+            labels.clone(),
         );
+        let s = stores.clone();
+        controller = controller
+            .watches_stream(sync::after(deployments_listed(), secrets), move |o| {
+                watch::map_config(&s, refs::Kind::Secret, &o)
+            });
     }
     for (writer, (kind, resource, _)) in w.routes.into_iter().zip(&stores.routes) {
         let api = if ns.is_empty() {
@@ -338,6 +371,54 @@ fn build_controller(
     ));
 
     controller.reconcile_all_on(ticks(resync))
+}
+
+/// The Canary watch, run on its own so the Canaries list first (what they reference decides
+/// what the other caches keep): it fills the Canary store, records each Canary's references
+/// and reports deletions (which the controller never sees: a deleted object has nothing left
+/// to reconcile). Yields the Canaries that changed.
+fn canary_events(
+    client: &Client,
+    ns: &str,
+    stores: &Stores,
+    writer: reflector::store::Writer<Canary>,
+    deleted: mpsc::UnboundedSender<Canary>,
+) -> impl futures::Stream<Item = Result<Canary, watcher::Error>> + Send + 'static {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let stores = stores.clone();
+    let mut listed = std::collections::BTreeSet::new();
+    let watch = watcher(
+        scoped_api::<Canary>(client, ns),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(|c| c.managed_fields_mut().clear())
+    .reflect(writer)
+    .inspect(move |event| match event {
+        Ok(watcher::Event::Apply(c)) => stores.refresh_refs(c),
+        Ok(watcher::Event::InitApply(c)) => {
+            stores.refresh_refs(c);
+            listed.insert((c.namespace().unwrap_or_default(), c.name_any()));
+        }
+        Ok(watcher::Event::Delete(c)) => {
+            // Its references go once the deletion is handled (the target is read then).
+            let _ = deleted.send(c.clone());
+        }
+        Ok(watcher::Event::Init) => listed.clear(),
+        Ok(watcher::Event::InitDone) => {
+            // Deleted while the watch was down: no Delete event comes for those.
+            for key in stores.refs.canaries_not_in(&listed) {
+                stores.forget_canary(&key.0, &key.1);
+            }
+        }
+        Err(_) => {}
+    })
+    .touched_objects();
+    tokio::spawn(watch.for_each(move |item| {
+        let _ = tx.send(item);
+        future::ready(())
+    }));
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) })
 }
 
 fn drain<K: Send + 'static>(
@@ -380,10 +461,15 @@ async fn handle_deletions(ctx: Arc<Context>, mut deleted: mpsc::UnboundedReceive
             &canary.spec.target_ref.name,
             &canary.namespace().unwrap_or_default(),
         );
+        let (ns, name) = (canary.namespace().unwrap_or_default(), canary.name_any());
         if matches!(permit, Some(None)) {
+            // Another replica's shard restores the target; every replica keeps the caches.
+            ctx.stores.forget_canary(&ns, &name);
             continue;
         }
-        match deletion::restore_target(&ctx.client, &ctx.stores, &canary).await {
+        let restored = deletion::restore_target(&ctx.client, &ctx.stores, &canary).await;
+        ctx.stores.forget_canary(&ns, &name);
+        match restored {
             Ok(Some(replicas)) => tracing::info!(
                 canary = %id,
                 replicas,

@@ -82,6 +82,11 @@ async fn reconcile_held(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action
             "Bad things will happen! Found more than one canary with the same target"
         );
     }
+    // Objects this Canary started referencing after their watch passed them: one GET each.
+    if let Err(e) = super::scoped::resolve(&ctx.client, &ctx.stores, &canary).await {
+        tracing::warn!(canary = %format!("{}.{namespace}", canary.name_any()), error = %e, "cannot read a referenced object; retrying");
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
     let now = Timestamp::now();
     let snap = snapshot::build_with(
         &ctx.stores,

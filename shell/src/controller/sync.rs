@@ -2,11 +2,12 @@
 //! shows the target, primary or routes as missing, and the core acts on that (a false "Deployment
 //! … not found" warning, a `Blocked` condition, a new transition time that delays the analysis).
 //!
-//! kube-runtime holds its reconcile runner only until the store of the controller's own kind (the
-//! Canaries') has listed, and the other watches start at the same moment, so that store is
-//! usually ready first. Hence the Canary watch itself starts only once every other cache has
-//! listed ([`after`]): the Canary store becomes ready last, the runner waits for it, and the
-//! Canary watch's first complete list is the moment every cache is synced.
+//! The Canaries list first (what they reference decides what the other caches keep, see
+//! [`super::refs`]), then the Deployments, Services and autoscalers, then the configs (which the
+//! targets' pod templates name). The Canary store is thus ready before the rest, so the events
+//! that start reconciles pass only once every cache has listed ([`dependencies_listed`],
+//! [`after`]); a reconcile started earlier by another trigger returns at once (see
+//! [`super::reconcile`]).
 
 use std::future::Future;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt, stream};
 use kube::runtime::reflector::Store;
 
+use super::cache::Cache;
 use super::watch::Stores;
 
 /// How often a pending cache is polled again. The store's readiness future keeps only the waker
@@ -49,20 +51,38 @@ where
     }
 }
 
-/// Resolves once every cache a reconcile reads besides the Canaries' holds its initial list;
-/// false if one never will.
+/// [`listed`] for a reference-scoped cache.
+pub async fn cached<K: kube::Resource + Clone>(cache: &Cache<K>) -> bool {
+    let kind = cache.kind().name();
+    tracing::debug!(kind, "waiting for the cache");
+    let slow = async {
+        tokio::time::sleep(SLOW).await;
+        tracing::warn!(
+            kind,
+            "the cache has not listed yet; no Canary is reconciled until it has"
+        );
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        ready = cache.wait_listed() => ready,
+        _ = slow => false,
+    }
+}
+
+/// Resolves once every cache a reconcile reads holds its initial list; false if one never will.
 pub async fn dependencies_listed(stores: &Stores) -> bool {
     let s = stores;
-    let mut ok = listed("Deployment", &s.deployments).await
-        && listed("Service", &s.services).await
-        && listed("HorizontalPodAutoscaler", &s.autoscalers).await
+    let mut ok = listed("Canary", &s.canaries).await
+        && cached(&s.deployments).await
+        && cached(&s.services).await
+        && cached(&s.autoscalers).await
         && listed("MetricTemplate", &s.templates).await
         && listed("AlertProvider", &s.providers).await;
     if let Some(cms) = &s.config_maps {
-        ok = ok && listed("ConfigMap", cms).await;
+        ok = ok && cached(cms).await;
     }
     if let Some(secrets) = &s.secrets {
-        ok = ok && listed("Secret", secrets).await;
+        ok = ok && cached(secrets).await;
     }
     for (kind, _, store) in &s.routes {
         ok = ok && listed(kind.group_and_kind().1, store).await;
@@ -90,16 +110,12 @@ mod tests {
     use kube::runtime::watcher::Event;
 
     use super::*;
+    use crate::controller::refs::{Kind, Registry};
     use crate::controller::watch::RouteKind;
 
     #[tokio::test]
-    async fn the_gate_opens_only_once_every_cache_but_the_canaries_has_listed() {
-        let (canaries, _canaries_w) = reflector::store();
-        let (deployments, mut deployments_w) = reflector::store();
-        let (services, mut services_w) = reflector::store();
-        let (autoscalers, mut autoscalers_w) = reflector::store();
-        let (config_maps, mut config_maps_w) = reflector::store();
-        let (secrets, mut secrets_w) = reflector::store();
+    async fn the_gate_opens_only_once_every_cache_has_listed() {
+        let (canaries, mut canaries_w) = reflector::store();
         let (templates, mut templates_w) = reflector::store();
         let (providers, mut providers_w) = reflector::store();
         let vs = ApiResource::from_gvk(&GroupVersionKind::gvk(
@@ -110,35 +126,81 @@ mod tests {
         let mut routes_w: Writer<DynamicObject> = Writer::new(vs.clone());
         let stores = Stores {
             canaries,
-            deployments,
-            services,
-            autoscalers,
-            config_maps: Some(config_maps),
-            secrets: Some(secrets),
+            deployments: Cache::new(Kind::Deployment, None),
+            services: Cache::new(Kind::Service, None),
+            autoscalers: Cache::new(Kind::Autoscaler, None),
+            config_maps: Some(Cache::new(Kind::ConfigMap, None)),
+            secrets: Some(Cache::new(Kind::Secret, None)),
             templates,
             providers,
             routes: vec![(RouteKind::VirtualService, vs, routes_w.as_reader())],
+            refs: Default::default(),
+            labels: Default::default(),
         };
+        let scoped = stores.clone();
         let gate = tokio::spawn(async move { dependencies_listed(&stores).await });
-
-        deployments_w.apply_watcher_event(&Event::InitDone);
-        services_w.apply_watcher_event(&Event::InitDone);
-        autoscalers_w.apply_watcher_event(&Event::InitDone);
-        config_maps_w.apply_watcher_event(&Event::InitDone);
-        secrets_w.apply_watcher_event(&Event::InitDone);
+        let list = |refs: &Registry| {
+            scoped.deployments.apply(&Event::Init, refs);
+            scoped.deployments.apply(&Event::InitDone, refs);
+            scoped.services.apply(&Event::Init, refs);
+            scoped.services.apply(&Event::InitDone, refs);
+            scoped.autoscalers.apply(&Event::Init, refs);
+            scoped.autoscalers.apply(&Event::InitDone, refs);
+            let cms = scoped.config_maps.as_ref().unwrap();
+            cms.apply(&Event::Init, refs);
+            cms.apply(&Event::InitDone, refs);
+        };
+        let refs = Registry::default();
+        canaries_w.apply_watcher_event(&Event::InitDone);
+        list(&refs);
         templates_w.apply_watcher_event(&Event::InitDone);
-        // A cache in the middle of its initial list has not listed yet.
-        providers_w.apply_watcher_event(&Event::Init);
-        tokio::time::sleep(POLL * 5).await;
-        assert!(
-            !gate.is_finished(),
-            "opened before the AlertProviders listed"
-        );
         providers_w.apply_watcher_event(&Event::InitDone);
-        tokio::time::sleep(POLL * 5).await;
-        assert!(!gate.is_finished(), "opened before the mesh routes listed");
-
         routes_w.apply_watcher_event(&Event::InitDone);
+        // A cache in the middle of its initial list has not listed yet.
+        let secrets = scoped.secrets.as_ref().unwrap();
+        secrets.apply(&Event::Init, &refs);
+        tokio::time::sleep(POLL * 5).await;
+        assert!(!gate.is_finished(), "opened before the Secrets listed");
+
+        secrets.apply(&Event::InitDone, &refs);
+        let opened = tokio::time::timeout(Duration::from_secs(2), gate)
+            .await
+            .expect("the gate stayed shut after every cache listed")
+            .unwrap();
+        assert!(opened);
+    }
+
+    #[tokio::test]
+    async fn the_gate_waits_for_the_canaries_too() {
+        let (canaries, mut canaries_w) = reflector::store();
+        let (templates, mut templates_w) = reflector::store();
+        let (providers, mut providers_w) = reflector::store();
+        let stores = Stores {
+            canaries,
+            deployments: Cache::new(Kind::Deployment, None),
+            services: Cache::new(Kind::Service, None),
+            autoscalers: Cache::new(Kind::Autoscaler, None),
+            config_maps: None,
+            secrets: None,
+            templates,
+            providers,
+            routes: Vec::new(),
+            refs: Default::default(),
+            labels: Default::default(),
+        };
+        let refs = Registry::default();
+        stores.deployments.apply(&Event::Init, &refs);
+        stores.deployments.apply(&Event::InitDone, &refs);
+        stores.services.apply(&Event::Init, &refs);
+        stores.services.apply(&Event::InitDone, &refs);
+        stores.autoscalers.apply(&Event::Init, &refs);
+        stores.autoscalers.apply(&Event::InitDone, &refs);
+        templates_w.apply_watcher_event(&Event::InitDone);
+        providers_w.apply_watcher_event(&Event::InitDone);
+        let gate = tokio::spawn(async move { dependencies_listed(&stores).await });
+        tokio::time::sleep(POLL * 5).await;
+        assert!(!gate.is_finished(), "opened before the Canaries listed");
+        canaries_w.apply_watcher_event(&Event::InitDone);
         let opened = tokio::time::timeout(Duration::from_secs(2), gate)
             .await
             .expect("the gate stayed shut after every cache listed")

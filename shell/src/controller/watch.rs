@@ -18,6 +18,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use super::cache::Cache;
+use super::refs::{Kind, Ref, Registry, references};
+use crate::executor::LabelSettings;
 use crate::observe::ConfigRefs;
 
 pub use crate::router::RouteKind;
@@ -44,49 +47,102 @@ pub enum RouteLookup {
     Found(Arc<DynamicObject>),
 }
 
-/// The reflector stores.
+/// The caches: Canaries, templates, alert providers and mesh objects whole (reflector stores);
+/// Deployments, Services, autoscalers and configs only as far as some Canary references them
+/// ([`Cache`], [`super::refs`]).
 #[derive(Clone)]
 pub struct Stores {
     pub canaries: Store<Canary>,
-    pub deployments: Store<Deployment>,
-    pub services: Store<Service>,
-    pub autoscalers: Store<HorizontalPodAutoscaler>,
-    pub config_maps: Option<Store<ConfigMap>>,
-    pub secrets: Option<Store<Secret>>,
+    pub deployments: Cache<Deployment>,
+    pub services: Cache<Service>,
+    pub autoscalers: Cache<HorizontalPodAutoscaler>,
+    pub config_maps: Option<Cache<ConfigMap>>,
+    pub secrets: Option<Cache<Secret>>,
     pub templates: Store<MetricTemplate>,
     pub providers: Store<AlertProvider>,
     pub routes: Vec<(RouteKind, ApiResource, Store<DynamicObject>)>,
+    /// What the Canaries reference.
+    pub refs: Arc<Registry>,
+    /// `-include-label-prefix`, which decides what pruning keeps.
+    pub labels: LabelSettings,
 }
 
-fn get<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<Arc<K>>
-where
-    K: Resource + Clone + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    store.get(&ObjectRef::new(name).within(namespace))
+impl Stores {
+    /// Records what `canary` references now and drops what nobody references any more.
+    pub fn refresh_refs(&self, canary: &Canary) {
+        let ns = canary.namespace().unwrap_or_default();
+        let target = self.deployments.get(&ns, &canary.spec.target_ref.name);
+        let refs = references(canary, target.as_deref(), self.config_maps.is_some());
+        let change = self.refs.set(&(ns, canary.name_any()), refs);
+        self.forget_all(&change.removed);
+    }
+
+    /// Forgets a deleted Canary's references.
+    pub fn forget_canary(&self, namespace: &str, name: &str) {
+        let change = self.refs.remove(&(namespace.to_string(), name.to_string()));
+        self.forget_all(&change.removed);
+    }
+
+    /// The target `name` changed: the configs its Canaries reference may have.
+    pub fn target_changed(&self, namespace: &str, name: &str) {
+        if self.config_maps.is_none() {
+            return;
+        }
+        let r = Ref::new(Kind::Deployment, namespace, name);
+        for canary in self.refs.canaries(&r) {
+            let key = ObjectRef::new(&canary).within(namespace);
+            if let Some(c) = self.canaries.get(&key)
+                && c.spec.target_ref.name == name
+            {
+                self.refresh_refs(&c);
+            }
+        }
+    }
+
+    fn forget_all(&self, removed: &[Ref]) {
+        for r in removed {
+            let (ns, name) = (r.namespace.as_str(), r.name.as_str());
+            match r.kind {
+                Kind::Deployment => self.deployments.forget(ns, name),
+                Kind::Service => self.services.forget(ns, name),
+                Kind::Autoscaler => self.autoscalers.forget(ns, name),
+                Kind::ConfigMap => self.config_maps.iter().for_each(|c| c.forget(ns, name)),
+                Kind::Secret => self.secrets.iter().for_each(|c| c.forget(ns, name)),
+            }
+        }
+    }
+
+    /// The Canaries referencing the object `name` of `kind`.
+    pub fn referencing(&self, kind: Kind, namespace: &str, name: &str) -> Vec<ObjectRef<Canary>> {
+        self.refs
+            .canaries(&Ref::new(kind, namespace, name))
+            .into_iter()
+            .map(|c| ObjectRef::new(&c).within(namespace))
+            .collect()
+    }
 }
 
 impl ClusterView for Stores {
     fn deployment(&self, namespace: &str, name: &str) -> Option<Arc<Deployment>> {
-        get(&self.deployments, namespace, name)
+        self.deployments.get(namespace, name)
     }
 
     fn service(&self, namespace: &str, name: &str) -> Option<Arc<Service>> {
-        get(&self.services, namespace, name)
+        self.services.get(namespace, name)
     }
 
     fn autoscaler(&self, namespace: &str, name: &str) -> Option<Arc<HorizontalPodAutoscaler>> {
-        get(&self.autoscalers, namespace, name)
+        self.autoscalers.get(namespace, name)
     }
 
     fn config_maps(&self, namespace: &str, names: &BTreeSet<String>) -> Option<Vec<ConfigMap>> {
-        let store = self.config_maps.as_ref()?;
-        Some(named(store, namespace, names))
+        let cache = self.config_maps.as_ref()?;
+        Some(named(cache, namespace, names))
     }
 
     fn secrets(&self, namespace: &str, names: &BTreeSet<String>) -> Option<Vec<Secret>> {
-        let store = self.secrets.as_ref()?;
-        Some(named(store, namespace, names))
+        let cache = self.secrets.as_ref()?;
+        Some(named(cache, namespace, names))
     }
 
     fn route(&self, kind: RouteKind, namespace: &str, name: &str) -> RouteLookup {
@@ -101,14 +157,14 @@ impl ClusterView for Stores {
     }
 }
 
-fn named<K>(store: &Store<K>, namespace: &str, names: &BTreeSet<String>) -> Vec<K>
-where
-    K: Resource + Clone + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
+fn named<K: Resource + Clone>(
+    cache: &Cache<K>,
+    namespace: &str,
+    names: &BTreeSet<String>,
+) -> Vec<K> {
     names
         .iter()
-        .filter_map(|n| get(store, namespace, n))
+        .filter_map(|n| cache.get(namespace, n))
         .map(|o| (*o).clone())
         .collect()
 }
@@ -177,26 +233,6 @@ where
 /// Helm release records and service-account tokens are numerous and large in real clusters.
 pub const UNTRACKED_SECRET_TYPES_SELECTOR: &str = "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token,type!=kubernetes.io/dockerconfigjson,type!=kubernetes.io/dockercfg,type!=bootstrap.kubernetes.io/token";
 
-/// [`reflected`] with a field selector.
-pub fn reflected_selected<K>(
-    api: Api<K>,
-    fields: &str,
-    writer: reflector::store::Writer<K>,
-) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
-{
-    watcher(
-        api,
-        watcher::Config::default().any_semantic().fields(fields),
-    )
-    .default_backoff()
-    .modify(keep_own_apply_entry)
-    .reflect(writer)
-    .touched_objects()
-}
-
 /// Like [`reflected`], for a mesh kind known only at run time.
 pub fn reflected_dynamic(
     api: Api<DynamicObject>,
@@ -262,70 +298,28 @@ pub fn canaries_targeting(
         .collect()
 }
 
-/// Deployments: the generated primary (owned) or the target (by `targetRef`).
-pub fn map_deployment(canaries: &Store<Canary>, d: &Deployment) -> Vec<ObjectRef<Canary>> {
-    let mut out = owning_canaries(d);
-    let ns = d.namespace().unwrap_or_default();
-    out.extend(canaries_targeting(canaries, &ns, &d.name_any()));
-    out.sort_by_key(|r| r.name.clone());
-    out.dedup();
-    out
-}
-
-/// Autoscalers: the generated primary one (owned) or the one `autoscalerRef` names.
-pub fn map_autoscaler(
-    canaries: &Store<Canary>,
-    h: &HorizontalPodAutoscaler,
+/// A Deployment, Service or autoscaler: the Canary owning it (a generated object) and the
+/// Canaries referencing it by name (a target, an autoscaler, an apex Service).
+pub fn map_referenced(
+    stores: &Stores,
+    kind: Kind,
+    object: &impl Resource,
 ) -> Vec<ObjectRef<Canary>> {
-    let mut out = owning_canaries(h);
-    let ns = h.namespace().unwrap_or_default();
-    let name = h.name_any();
-    out.extend(
-        canaries
-            .state()
-            .iter()
-            .filter(|c| {
-                c.namespace().as_deref() == Some(ns.as_str())
-                    && c.spec
-                        .autoscaler_ref
-                        .as_ref()
-                        .is_some_and(|a| a.name == name)
-            })
-            .map(|c| ObjectRef::from_obj(c.as_ref())),
-    );
+    let mut out = owning_canaries(object);
+    let meta = object.meta();
+    let ns = meta.namespace.clone().unwrap_or_default();
+    let name = meta.name.clone().unwrap_or_default();
+    out.extend(stores.referencing(kind, &ns, &name));
     out.sort_by_key(|r| r.name.clone());
     out.dedup();
     out
 }
 
 /// A ConfigMap or Secret: every Canary whose target's pods use it (a change is a new revision).
-pub fn map_config(
-    canaries: &Store<Canary>,
-    deployments: &Store<Deployment>,
-    namespace: &str,
-    name: &str,
-    is_secret: bool,
-) -> Vec<ObjectRef<Canary>> {
-    canaries
-        .state()
-        .iter()
-        .filter(|c| c.namespace().as_deref() == Some(namespace))
-        .filter(|c| {
-            let Some(target) = get(deployments, namespace, &c.spec.target_ref.name) else {
-                return false;
-            };
-            let Some(pod) = target.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
-                return false;
-            };
-            let refs = ConfigRefs::of(pod);
-            if is_secret {
-                refs.secrets.contains(name)
-            } else {
-                refs.configmaps.contains(name)
-            }
-        })
-        .map(|c| ObjectRef::from_obj(c.as_ref()))
-        .collect()
+pub fn map_config(stores: &Stores, kind: Kind, object: &impl Resource) -> Vec<ObjectRef<Canary>> {
+    let meta = object.meta();
+    let ns = meta.namespace.clone().unwrap_or_default();
+    stores.referencing(kind, &ns, meta.name.as_deref().unwrap_or_default())
 }
 
 /// Discovers the preferred version of a mesh kind; `None` (logged once by the caller) when

@@ -10,8 +10,6 @@ use flagger_core::command::EventSeverity;
 use flagger_core::{CanaryStatus, Phase};
 use jiff::Timestamp;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use kube::runtime::reflector::store::Writer;
-use kube::runtime::watcher;
 use serde_json::json;
 
 fn at() -> Timestamp {
@@ -167,15 +165,13 @@ fn without_a_primary_the_autoscaler_minimum_or_one_is_restored() {
     caches.deployment(&deployment("podinfo", 0, "podinfo:2"));
     assert_eq!(replicas_to_restore(&caches.stores, &c), Some(1));
 
-    let mut hpas = Writer::<HorizontalPodAutoscaler>::default();
     let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
         "metadata": {"name": "podinfo", "namespace": "test"},
         "spec": {"minReplicas": 2, "maxReplicas": 4,
                  "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"}}
     }))
     .unwrap();
-    hpas.apply_watcher_event(&watcher::Event::Apply(hpa));
-    caches.stores.autoscalers = hpas.as_reader();
+    caches.stores.autoscalers.put(hpa);
     c.spec.autoscaler_ref = Some(AutoscalerReference {
         name: "podinfo".into(),
         ..Default::default()

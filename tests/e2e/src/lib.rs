@@ -16,6 +16,7 @@ pub mod prometheus;
 pub mod scenario;
 pub mod telemetry;
 pub mod traffic;
+pub mod unrelated;
 pub mod watch;
 
 use std::path::Path;

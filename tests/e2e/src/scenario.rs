@@ -57,6 +57,7 @@ pub fn resource(api_version: &str, kind: &str) -> Result<ApiResource> {
         "Ingress" => "ingresses",
         "Service" => "services",
         "ConfigMap" => "configmaps",
+        "Secret" => "secrets",
         "Lease" => "leases",
         other => return Err(format!("no plural known for kind {other}").into()),
     };

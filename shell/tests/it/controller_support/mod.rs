@@ -7,8 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flagger::controller::apply::CachedExecutor;
+use flagger::controller::cache::Cache;
 use flagger::controller::context::{Context, Settings, State};
 use flagger::controller::outbox::Outbox;
+use flagger::controller::refs::Kind;
 use flagger::controller::watch::Stores;
 use flagger::events::EventPublisher;
 use flagger::executor::{Executor, LabelSettings};
@@ -113,32 +115,25 @@ pub fn echo(canary: Canary) -> Responder {
 pub struct Caches {
     pub stores: Stores,
     canaries: Writer<Canary>,
-    deployments: Writer<Deployment>,
-    services: Writer<Service>,
 }
 
 impl Caches {
     pub fn new() -> Caches {
         let canaries = Writer::<Canary>::default();
-        let deployments = Writer::<Deployment>::default();
-        let services = Writer::<Service>::default();
         let stores = Stores {
             canaries: canaries.as_reader(),
-            deployments: deployments.as_reader(),
-            services: services.as_reader(),
-            autoscalers: Writer::default().as_reader(),
+            deployments: Cache::new(Kind::Deployment, None),
+            services: Cache::new(Kind::Service, None),
+            autoscalers: Cache::new(Kind::Autoscaler, None),
             config_maps: None,
             secrets: None,
             templates: Writer::default().as_reader(),
             providers: Writer::default().as_reader(),
             routes: Vec::new(),
+            refs: Default::default(),
+            labels: Default::default(),
         };
-        Caches {
-            stores,
-            canaries,
-            deployments,
-            services,
-        }
+        Caches { stores, canaries }
     }
 
     pub fn canary(&mut self, c: &Canary) {
@@ -152,8 +147,7 @@ impl Caches {
     }
 
     pub fn deployment(&mut self, d: &Deployment) {
-        self.deployments
-            .apply_watcher_event(&watcher::Event::Apply(d.clone()));
+        self.stores.deployments.put(d.clone());
     }
 
     /// A Service as the operator leaves it (owned by [`canary`], with our labels, annotations
@@ -177,13 +171,13 @@ impl Caches {
             "uid": c.metadata.uid, "controller": true
         }]);
         let s: Service = serde_json::from_value(s).unwrap();
-        self.services.apply_watcher_event(&watcher::Event::Apply(s));
+        self.stores.services.put(s);
     }
 
     /// A user's Service selecting `app: <app>`, with the port a Canary of port 9898 writes.
     pub fn service_selecting(&mut self, name: &str, app: &str) {
         let s: Service = serde_json::from_value(served_service(name, app)).unwrap();
-        self.services.apply_watcher_event(&watcher::Event::Apply(s));
+        self.stores.services.put(s);
     }
 }
 

@@ -79,3 +79,23 @@ pub async fn stop_and_check_fidelity(s: &Scenario, ops: Vec<&mut Operator>) -> R
     }
     Ok(())
 }
+
+/// Requests that write (or read one object): everything but the watches and their lists, from
+/// the operator's `flagger_kube_requests_total`.
+pub async fn writes_and_gets(op: &Operator) -> Result<f64> {
+    let metrics = op.metrics().await?;
+    let mut total = 0.0;
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix("flagger_kube_requests_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        if labels.contains(r#"verb="watch""#) || labels.contains(r#"verb="list""#) {
+            continue;
+        }
+        total += value.trim().parse::<f64>()?;
+    }
+    Ok(total)
+}

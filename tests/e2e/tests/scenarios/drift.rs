@@ -20,25 +20,6 @@ use crate::common::*;
 /// One analysis interval (`fixtures::INTERVAL`).
 const ONE_INTERVAL: Duration = Duration::from_secs(3);
 
-/// Requests that write (or read one object): everything but the watches and their lists.
-async fn writes_and_gets(op: &Operator) -> Result<f64> {
-    let metrics = op.metrics().await?;
-    let mut total = 0.0;
-    for line in metrics.lines() {
-        let Some(rest) = line.strip_prefix("flagger_kube_requests_total{") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        if labels.contains(r#"verb="watch""#) || labels.contains(r#"verb="list""#) {
-            continue;
-        }
-        total += value.trim().parse::<f64>()?;
-    }
-    Ok(total)
-}
-
 /// Asserts the operator sends no write (and no GET) over `intervals` analysis intervals.
 async fn assert_idle(op: &Operator, intervals: u32, what: &str) -> Result<()> {
     let before = writes_and_gets(op).await?;

@@ -1,0 +1,312 @@
+//! A watch cache that keeps only the objects some Canary references ([`super::refs`]), pruned
+//! ([`super::prune`]). The watch still sees every object of its kind; unreferenced ones pass
+//! through (to trigger their owner's reconcile) and are dropped.
+//!
+//! For each referenced object the cache knows one of three things: its content, that it does
+//! not exist (`absent`), or nothing yet (unresolved: it became referenced after the watch had
+//! passed it, e.g. a new Canary naming an existing Deployment). Unresolved objects are read
+//! with one GET before the reconcile that needs them ([`super::fetch`]); after that the watch
+//! keeps them current, so an idle interval costs no request.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use kube::Resource;
+use kube::runtime::watcher::Event;
+use prometheus::IntGauge;
+
+use super::refs::{Kind, Ref, Registry};
+
+type Key = (String, String);
+
+fn key_of<K: Resource>(o: &K) -> Key {
+    let m = o.meta();
+    (
+        m.namespace.clone().unwrap_or_default(),
+        m.name.clone().unwrap_or_default(),
+    )
+}
+
+pub struct Cache<K> {
+    inner: Arc<Inner<K>>,
+}
+
+impl<K> Clone for Cache<K> {
+    fn clone(&self) -> Self {
+        Cache {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<K> {
+    kind: Kind,
+    state: Mutex<State<K>>,
+    listed: tokio::sync::watch::Sender<bool>,
+    gauge: Option<IntGauge>,
+}
+
+struct State<K> {
+    objects: HashMap<Key, Arc<K>>,
+    absent: HashSet<Key>,
+    /// A list in progress.
+    relist: Option<Relist<K>>,
+}
+
+struct Relist<K> {
+    /// The registry's epoch when the list started.
+    from: u64,
+    /// The referenced objects found so far.
+    found: HashMap<Key, Arc<K>>,
+    /// Referenced objects listed whose content could not be read: unresolved, not absent.
+    unknown: HashSet<Key>,
+}
+
+impl<K: Resource + Clone> Cache<K> {
+    pub fn new(kind: Kind, gauge: Option<IntGauge>) -> Cache<K> {
+        Cache {
+            inner: Arc::new(Inner {
+                kind,
+                state: Mutex::new(State {
+                    objects: HashMap::new(),
+                    absent: HashSet::new(),
+                    relist: None,
+                }),
+                listed: tokio::sync::watch::Sender::new(false),
+                gauge,
+            }),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.inner.kind
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<K>> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn counted(&self, state: &State<K>) {
+        if let Some(g) = &self.inner.gauge {
+            g.set(i64::try_from(state.objects.len()).unwrap_or(i64::MAX));
+        }
+    }
+
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
+        self.lock()
+            .objects
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// Objects held.
+    pub fn len(&self) -> usize {
+        self.lock().objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the cache knows `name`'s content or that it does not exist.
+    pub fn is_resolved(&self, namespace: &str, name: &str) -> bool {
+        let key = (namespace.to_string(), name.to_string());
+        let state = self.lock();
+        state.objects.contains_key(&key) || state.absent.contains(&key)
+    }
+
+    pub fn is_listed(&self) -> bool {
+        *self.inner.listed.borrow()
+    }
+
+    /// Resolves once the first list is in (false: the cache is gone).
+    pub async fn wait_listed(&self) -> bool {
+        let mut rx = self.inner.listed.subscribe();
+        rx.wait_for(|listed| *listed).await.is_ok()
+    }
+
+    /// Applies one (pruned) watch event, keeping the object only if `refs` references it.
+    pub fn apply(&self, event: &Event<K>, refs: &Registry) {
+        let kind = self.inner.kind;
+        let referenced = |key: &Key| refs.contains(&Ref::new(kind, &key.0, &key.1));
+        let mut state = self.lock();
+        match event {
+            Event::Apply(o) => {
+                let key = key_of(o);
+                state.absent.remove(&key);
+                if referenced(&key) {
+                    state.objects.insert(key, Arc::new(o.clone()));
+                } else {
+                    state.objects.remove(&key);
+                }
+            }
+            Event::Delete(o) => {
+                let key = key_of(o);
+                state.objects.remove(&key);
+                if referenced(&key) {
+                    state.absent.insert(key);
+                }
+            }
+            Event::Init => {
+                state.relist = Some(Relist {
+                    from: refs.epoch(),
+                    found: HashMap::new(),
+                    unknown: HashSet::new(),
+                })
+            }
+            Event::InitApply(o) => {
+                let key = key_of(o);
+                if referenced(&key)
+                    && let Some(relist) = &mut state.relist
+                {
+                    relist.found.insert(key, Arc::new(o.clone()));
+                }
+            }
+            Event::InitDone => {
+                let Some(relist) = state.relist.take() else {
+                    return;
+                };
+                // Referenced before the list began and not found: gone. Referenced later: the
+                // list may have passed them before they were, so they stay unresolved.
+                state.absent = refs
+                    .referenced_at(kind, relist.from)
+                    .into_iter()
+                    .map(|r| (r.namespace, r.name))
+                    .filter(|k| !relist.found.contains_key(k) && !relist.unknown.contains(k))
+                    .collect();
+                state.objects = relist.found;
+                drop(state);
+                self.inner.listed.send_replace(true);
+                let state = self.lock();
+                self.counted(&state);
+                return;
+            }
+        }
+        self.counted(&state);
+    }
+
+    /// The result of a GET for an unresolved object; ignored if the watch resolved it since.
+    pub fn fetched(&self, namespace: &str, name: &str, object: Option<K>) {
+        let key = (namespace.to_string(), name.to_string());
+        let mut state = self.lock();
+        if state.objects.contains_key(&key) || state.absent.contains(&key) {
+            return;
+        }
+        match object {
+            Some(o) => {
+                state.objects.insert(key, Arc::new(o));
+            }
+            None => {
+                state.absent.insert(key);
+            }
+        }
+        self.counted(&state);
+    }
+
+    /// Holds `object` whether referenced or not: for views of the cluster built by hand.
+    pub fn put(&self, object: K) {
+        let key = key_of(&object);
+        let mut state = self.lock();
+        state.absent.remove(&key);
+        state.objects.insert(key, Arc::new(object));
+        self.counted(&state);
+    }
+
+    /// Drops `name`, no longer referenced (or to be read again): unresolved until read.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let key = (namespace.to_string(), name.to_string());
+        let mut state = self.lock();
+        state.objects.remove(&key);
+        state.absent.remove(&key);
+        if let Some(relist) = &mut state.relist {
+            relist.found.remove(&key);
+            relist.unknown.insert(key);
+        }
+        self.counted(&state);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use std::collections::BTreeSet;
+
+    fn cm(name: &str, value: &str) -> ConfigMap {
+        let mut o = ConfigMap::default();
+        o.metadata.name = Some(name.into());
+        o.metadata.namespace = Some("test".into());
+        o.data = Some([("k".to_string(), value.to_string())].into());
+        o
+    }
+
+    fn reference(reg: &Registry, canary: &str, names: &[&str]) {
+        let refs: BTreeSet<Ref> = names
+            .iter()
+            .map(|n| Ref::new(Kind::ConfigMap, "test", n))
+            .collect();
+        reg.set(&("test".into(), canary.into()), refs);
+    }
+
+    fn value(cache: &Cache<ConfigMap>, name: &str) -> Option<String> {
+        cache
+            .get("test", name)
+            .map(|o| o.data.as_ref().unwrap()["k"].clone())
+    }
+
+    #[test]
+    fn the_list_keeps_referenced_objects_and_learns_which_are_missing() {
+        let reg = Registry::default();
+        reference(&reg, "a", &["used", "missing"]);
+        let cache = Cache::new(Kind::ConfigMap, None);
+        cache.apply(&Event::Init, &reg);
+        for name in ["used", "other-1", "other-2"] {
+            cache.apply(&Event::InitApply(cm(name, "1")), &reg);
+        }
+        // Referenced during the list, after it began: the list may have passed it.
+        reference(&reg, "b", &["late"]);
+        cache.apply(&Event::InitDone, &reg);
+        assert!(cache.is_listed());
+        assert_eq!(cache.len(), 1);
+        assert_eq!(value(&cache, "used").as_deref(), Some("1"));
+        assert!(cache.is_resolved("test", "missing"));
+        assert!(!cache.is_resolved("test", "late"));
+        assert!(!cache.is_resolved("test", "other-1"));
+    }
+
+    #[test]
+    fn changes_of_referenced_objects_are_kept_others_dropped() {
+        let reg = Registry::default();
+        reference(&reg, "a", &["used"]);
+        let cache = Cache::new(Kind::ConfigMap, None);
+        cache.apply(&Event::Init, &reg);
+        cache.apply(&Event::InitDone, &reg);
+        assert!(cache.is_resolved("test", "used"), "known absent");
+        cache.apply(&Event::Apply(cm("used", "2")), &reg);
+        cache.apply(&Event::Apply(cm("other", "2")), &reg);
+        assert_eq!(cache.len(), 1);
+        assert_eq!(value(&cache, "used").as_deref(), Some("2"));
+        cache.apply(&Event::Delete(cm("used", "2")), &reg);
+        assert_eq!(cache.len(), 0);
+        assert!(cache.is_resolved("test", "used"), "known absent again");
+    }
+
+    #[test]
+    fn a_get_result_yields_to_what_the_watch_saw_meanwhile() {
+        let reg = Registry::default();
+        let cache = Cache::new(Kind::ConfigMap, None);
+        cache.apply(&Event::Init, &reg);
+        cache.apply(&Event::InitDone, &reg);
+        reference(&reg, "a", &["x", "y"]);
+        assert!(!cache.is_resolved("test", "x"));
+        // The watch delivered a newer version while the GET was in flight.
+        cache.apply(&Event::Apply(cm("x", "new")), &reg);
+        cache.fetched("test", "x", Some(cm("x", "old")));
+        assert_eq!(value(&cache, "x").as_deref(), Some("new"));
+        cache.fetched("test", "y", None);
+        assert!(cache.is_resolved("test", "y"));
+        cache.forget("test", "x");
+        assert!(!cache.is_resolved("test", "x"));
+        assert_eq!(cache.len(), 0);
+    }
+}
