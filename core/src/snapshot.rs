@@ -93,6 +93,10 @@ pub struct Workload {
     /// Checksums of the ConfigMaps and Secrets the template uses (`configmap/x`, `secret/y`).
     #[serde(default)]
     pub configs: BTreeMap<String, String>,
+    /// The ConfigMaps and Secrets the template needs that do not exist (`configmap/x`,
+    /// `secret/y`), when config tracking is on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_configs: Vec<String>,
     /// `spec.replicas`.
     pub replicas: i32,
     pub generation: i64,

@@ -105,6 +105,11 @@ fn workload() -> impl Strategy<Value = Option<Workload>> {
                         .map(|s| Timestamp::UNIX_EPOCH + SignedDuration::from_secs(s)),
                     autoscaler_min_replicas: None,
                     configs: Default::default(),
+                    missing_configs: if deadline {
+                        vec!["configmap/podinfo-env".into()]
+                    } else {
+                        Vec::new()
+                    },
                 },
             ),
     )

@@ -1201,6 +1201,46 @@ fn an_unready_canary_waits_without_counting_failures() {
     assert_eq!((c.status.failed_checks, c.status.canary_weight), (0, 10));
 }
 
+/// Flagger's config tracker: a required ConfigMap or Secret that does not exist stops the
+/// primary's creation and, later, every revision check, until it exists. Said once here, with
+/// a Blocked condition, in Flagger's words.
+#[test]
+fn a_missing_required_config_holds_the_canary_until_it_exists() {
+    let mut c = Cluster::new(canary_spec());
+    c.target.as_mut().unwrap().missing_configs = vec!["configmap/podinfo-env".into()];
+    let (cmds, _) = shape(c.tick());
+    assert_eq!(
+        cmds,
+        vec![warn(
+            "createPrimaryDeployment failed: GetTargetConfigs failed: configmap podinfo-env.test get query error: configmaps \"podinfo-env\" not found"
+        )]
+    );
+    let blocked = c.status.conditions.iter().find(|x| x.type_ == "Blocked");
+    assert_eq!(blocked.map(|x| x.reason.as_str()), Some("ConfigNotFound"));
+    assert_eq!(c.tick_after(60), vec![]);
+    c.target.as_mut().unwrap().missing_configs.clear();
+    let cmds = c.tick();
+    assert!(cmds.contains(&Command::CreatePrimary), "{cmds:?}");
+    c.tick();
+    assert_eq!(c.phase(), Some(Phase::Initialized));
+    assert!(c.status.conditions.iter().all(|x| x.type_ != "Blocked"));
+
+    // Later, with the primary there: no prefix, and a new revision waits too.
+    c.target.as_mut().unwrap().missing_configs = vec!["secret/podinfo-token".into()];
+    c.new_revision("v2");
+    let (cmds, phase) = shape(c.tick_after(1));
+    assert_eq!(
+        cmds,
+        vec![warn(
+            "GetTargetConfigs failed: secret podinfo-token.test get query error: secrets \"podinfo-token\" not found"
+        )]
+    );
+    assert_eq!(phase, Some(Phase::Initialized));
+    c.target.as_mut().unwrap().missing_configs.clear();
+    c.tick_after(1);
+    assert_eq!(c.phase(), Some(Phase::Progressing));
+}
+
 #[test]
 fn deletion_with_revert_restores_the_target_then_lets_go() {
     let mut s = canary_spec();

@@ -52,6 +52,7 @@ pub fn workload(
             .map(crate::identity::copy_identity)
             .unwrap_or_default(),
         configs,
+        missing_configs: Vec::new(),
         // The API server defaults a missing `spec.replicas` to 1.
         replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
         generation: deployment.metadata.generation.unwrap_or(0),
@@ -164,6 +165,10 @@ fn checksum<T: serde::Serialize>(data: &T) -> String {
 pub struct ConfigRefs {
     pub configmaps: BTreeSet<String>,
     pub secrets: BTreeSet<String>,
+    /// Those referenced at least once without `optional: true`: the pods cannot start without
+    /// them, and Flagger refuses to go on while one is missing.
+    pub required_configmaps: BTreeSet<String>,
+    pub required_secrets: BTreeSet<String>,
 }
 
 impl ConfigRefs {
@@ -171,18 +176,20 @@ impl ConfigRefs {
         let mut refs = ConfigRefs::default();
         for volume in spec.volumes.iter().flatten() {
             if let Some(cm) = &volume.config_map {
-                refs.configmaps.insert(cm.name.clone());
+                refs.configmap(&cm.name, cm.optional);
             }
-            if let Some(secret) = volume.secret.as_ref().and_then(|s| s.secret_name.clone()) {
-                refs.secrets.insert(secret);
+            if let Some(secret) = &volume.secret
+                && let Some(name) = &secret.secret_name
+            {
+                refs.secret(name, secret.optional);
             }
             let sources = volume.projected.as_ref().and_then(|p| p.sources.as_ref());
             for source in sources.into_iter().flatten() {
                 if let Some(cm) = &source.config_map {
-                    refs.configmaps.insert(cm.name.clone());
+                    refs.configmap(&cm.name, cm.optional);
                 }
                 if let Some(secret) = &source.secret {
-                    refs.secrets.insert(secret.name.clone());
+                    refs.secret(&secret.name, secret.optional);
                 }
             }
         }
@@ -196,24 +203,38 @@ impl ConfigRefs {
         refs
     }
 
+    fn configmap(&mut self, name: &str, optional: Option<bool>) {
+        self.configmaps.insert(name.to_string());
+        if optional != Some(true) {
+            self.required_configmaps.insert(name.to_string());
+        }
+    }
+
+    fn secret(&mut self, name: &str, optional: Option<bool>) {
+        self.secrets.insert(name.to_string());
+        if optional != Some(true) {
+            self.required_secrets.insert(name.to_string());
+        }
+    }
+
     fn add_env(&mut self, container: &Container) {
         for var in container.env.iter().flatten() {
             let Some(from) = &var.value_from else {
                 continue;
             };
             if let Some(key) = &from.config_map_key_ref {
-                self.configmaps.insert(key.name.clone());
+                self.configmap(&key.name, key.optional);
             }
             if let Some(key) = &from.secret_key_ref {
-                self.secrets.insert(key.name.clone());
+                self.secret(&key.name, key.optional);
             }
         }
         for source in container.env_from.iter().flatten() {
             if let Some(cm) = &source.config_map_ref {
-                self.configmaps.insert(cm.name.clone());
+                self.configmap(&cm.name, cm.optional);
             }
             if let Some(secret) = &source.secret_ref {
-                self.secrets.insert(secret.name.clone());
+                self.secret(&secret.name, secret.optional);
             }
         }
     }

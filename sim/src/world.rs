@@ -47,6 +47,7 @@ impl Deployment {
             // The simulated primary is an exact copy: its identity is the template's own hash.
             copy_identity: self.template_hash.clone(),
             configs: self.configs.clone(),
+            missing_configs: Vec::new(),
             replicas: self.replicas,
             generation: self.generation,
             observed_generation: self.generation,

@@ -25,21 +25,20 @@ pub fn reconcile(t: &mut Tick) -> Step {
     if t.p.suspend {
         return Ok(());
     }
-    if t.target().is_none() {
+    let Some(target) = t.target() else {
         // Flagger's words (`GetMetadata`), said once here with a Blocked condition instead of
         // at every tick.
         let message = format!(
             "deployment {0}.{1} get query error: deployments.apps \"{0}\" not found",
             t.p.target, t.p.namespace
         );
-        for c in blocked(snap, "TargetNotFound", message).commands {
-            match c {
-                Command::WriteStatus(s) => t.status = s,
-                other => t.push(other),
-            }
-        }
-        t.keep_blocked = true;
-        return Ok(());
+        return block(t, "TargetNotFound", message);
+    };
+    if let Some(missing) = target.missing_configs.first() {
+        // Flagger cannot read the target's configuration: it neither copies the primary nor
+        // judges a revision until the ConfigMap or Secret exists.
+        let message = missing_config_message(missing, &t.p.namespace, snap.primary.is_none());
+        return block(t, "ConfigNotFound", message);
     }
     match t.phase() {
         None | Some(Phase::Initializing) => initialize(t),
@@ -49,6 +48,32 @@ pub fn reconcile(t: &mut Tick) -> Step {
             Phase::Progressing | Phase::WaitingPromotion | Phase::Promoting | Phase::Finalising,
         ) => active::step(t),
     }
+}
+
+/// Holds the Canary where it is, with a Blocked condition and one warning event.
+fn block(t: &mut Tick, reason: &str, message: String) -> Step {
+    for c in blocked(t.snap, reason, message).commands {
+        match c {
+            Command::WriteStatus(s) => t.status = s,
+            other => t.push(other),
+        }
+    }
+    t.keep_blocked = true;
+    Ok(())
+}
+
+/// Flagger's error for a required ConfigMap or Secret (`configmap/x`, `secret/y`) that does not
+/// exist, as its config tracker words it while creating the primary or checking for changes.
+fn missing_config_message(missing: &str, namespace: &str, creating_primary: bool) -> String {
+    let (kind, name) = missing.split_once('/').unwrap_or(("configmap", missing));
+    let prefix = if creating_primary {
+        "createPrimaryDeployment failed: "
+    } else {
+        ""
+    };
+    format!(
+        "{prefix}GetTargetConfigs failed: {kind} {name}.{namespace} get query error: {kind}s \"{name}\" not found"
+    )
 }
 
 /// Create the primary as a copy of the target, wait until it serves, then move the apex Service

@@ -55,7 +55,12 @@ pub fn build_with(
             .as_deref()
             .and_then(|n| view.autoscaler(&namespace, n));
         let configs = configs_of(view, &namespace, &d);
-        observe::workload(&d, hpa.as_deref(), configs)
+        let mut workload = observe::workload(&d, hpa.as_deref(), configs);
+        if let Some(spec) = d.spec.as_ref() {
+            workload.missing_configs =
+                super::watch::missing_configs(view, &namespace, &spec.template);
+        }
+        workload
     });
     let primary_deployment = view.deployment(&namespace, &format!("{target_name}-primary"));
     let primary = primary_deployment.as_deref().map(|d| {

@@ -189,6 +189,36 @@ pub fn tracked_configs(
     }
 }
 
+/// The ConfigMaps and Secrets a pod template needs (not `optional`) that do not exist, as
+/// `configmap/<name>` and `secret/<name>`; empty when config tracking is off, as Flagger's
+/// no-op tracker checks nothing then.
+pub fn missing_configs(
+    view: &impl ClusterView,
+    namespace: &str,
+    template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+) -> Vec<String> {
+    let refs = template
+        .spec
+        .as_ref()
+        .map(ConfigRefs::of)
+        .unwrap_or_default();
+    let (Some(cms), Some(secrets)) = (
+        view.config_maps(namespace, &refs.required_configmaps),
+        view.secrets(namespace, &refs.required_secrets),
+    ) else {
+        return Vec::new();
+    };
+    let found = |items: Vec<Option<String>>| items.into_iter().flatten().collect::<BTreeSet<_>>();
+    let cms = found(cms.into_iter().map(|c| c.metadata.name).collect());
+    let secrets = found(secrets.into_iter().map(|s| s.metadata.name).collect());
+    let missing_cms = refs.required_configmaps.difference(&cms);
+    let missing_secrets = refs.required_secrets.difference(&secrets);
+    missing_cms
+        .map(|n| format!("configmap/{n}"))
+        .chain(missing_secrets.map(|n| format!("secret/{n}")))
+        .collect()
+}
+
 /// `Api::all` or `Api::namespaced`, per `-namespace`.
 pub fn scoped_api<K>(client: &Client, namespace: &str) -> Api<K>
 where

@@ -411,6 +411,53 @@ fn the_executor_sees_every_cached_routing_object_of_the_canary() {
     );
 }
 
+/// Required configuration that does not exist is reported to the core; optional references
+/// and untracked clusters (config tracking off) report nothing.
+#[test]
+fn missing_required_configs_are_reported_with_config_tracking() {
+    let mut cluster = full_cluster();
+    let mut target = deployment("podinfo", 2, "podinfo:6.0.1");
+    let mut spec = target.spec.take().unwrap();
+    let pod = spec.template.spec.as_mut().unwrap();
+    pod.containers[0].env_from = Some(vec![
+        serde_json::from_value(json!({"configMapRef": {"name": "podinfo-env"}})).unwrap(),
+        serde_json::from_value(json!({"configMapRef": {"name": "extra", "optional": true}}))
+            .unwrap(),
+        serde_json::from_value(json!({"secretRef": {"name": "podinfo-token"}})).unwrap(),
+    ]);
+    target.spec = Some(spec);
+    cluster
+        .deployments
+        .insert("podinfo".into(), Arc::new(target));
+    let missing = |cluster: &Cluster| {
+        snapshot::build(
+            cluster,
+            &istio_canary(),
+            &OperatorConfig::default(),
+            now(),
+            Answers::default(),
+        )
+        .target
+        .unwrap()
+        .missing_configs
+    };
+    assert!(
+        missing(&cluster).is_empty(),
+        "tracking off: nothing checked"
+    );
+    // The test view knows no Secrets: podinfo-token is missing.
+    cluster.config_maps = Some(vec![]);
+    assert_eq!(
+        missing(&cluster),
+        ["configmap/podinfo-env", "secret/podinfo-token"]
+    );
+    cluster.config_maps = Some(vec![
+        serde_json::from_value(json!({"metadata": {"name": "podinfo-env", "namespace": "test"}}))
+            .unwrap(),
+    ]);
+    assert_eq!(missing(&cluster), ["secret/podinfo-token"]);
+}
+
 #[test]
 fn tracked_configs_are_checksummed_only_with_config_tracking() {
     let mut cluster = full_cluster();
