@@ -12,9 +12,11 @@ pub mod flagger_go;
 pub mod gate;
 pub mod operator;
 pub mod prometheus;
+pub mod scale;
 pub mod scenario;
 pub mod telemetry;
 pub mod traffic;
+pub mod unrelated;
 pub mod watch;
 
 use std::path::Path;
