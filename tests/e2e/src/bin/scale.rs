@@ -35,6 +35,7 @@ fn parse(args: &[String]) -> Result<Options> {
         flagger_bin: env_path("FLAGGER_E2E_FLAGGER_GO"),
         logs: "target/scale-logs".into(),
         timeout: Duration::from_secs(1800),
+        quiesce: true,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use operators::Implementation;
-pub use run::run;
+pub use run::{run, run_side_by_side};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -38,6 +38,9 @@ pub struct Options {
     pub logs: PathBuf,
     /// How long initialization, namespace deletion and each revision may take before the run fails.
     pub timeout: Duration,
+    /// Before the idle window, wait for the probes to finish their analysis and then one more
+    /// interval, so that the window is idle. Only the smoke test skips it.
+    pub quiesce: bool,
 }
 
 /// What one implementation measured.
@@ -45,7 +48,8 @@ pub struct Options {
 pub struct Figures {
     pub canaries: usize,
     pub window_s: f64,
-    /// Resource requests the API server answered during the idle window.
+    /// Resource requests the API server answered during the idle window, Leases left out (see
+    /// [`apiserver_metrics::RequestCounts::without_leases`]).
     pub idle_requests: f64,
     /// The largest kinds of them (verb resource code: count).
     pub idle_breakdown: String,
@@ -62,6 +66,8 @@ pub struct Figures {
     /// 5xx and 429 answers of the API server from operator start to its stop.
     pub server_errors: f64,
     pub throttled: f64,
+    /// The largest kinds of answers with a code of 400 or above, from start to stop.
+    pub failures: String,
     /// Seconds from a new revision to `Progressing` and to the first weight above 0, per
     /// probed Canary: under initialization load, then while idle.
     pub load_noticed_s: Vec<f64>,

@@ -166,19 +166,23 @@ pub fn table(results: &[(Implementation, Figures)]) -> String {
     out
 }
 
-/// Where each implementation's idle requests went.
+/// Where each implementation's idle requests went, and which requests failed.
 pub fn breakdown(results: &[(Implementation, Figures)]) -> String {
+    let or_none = |s: &str| {
+        if s.is_empty() {
+            "none".to_string()
+        } else {
+            s.to_string()
+        }
+    };
     results
         .iter()
         .map(|(w, f)| {
             format!(
-                "idle requests, {}: {}\n",
+                "idle requests, {0}: {1}\nanswers >= 400 from start to stop, {0}: {2}\n",
                 w.name(),
-                if f.idle_breakdown.is_empty() {
-                    "none"
-                } else {
-                    &f.idle_breakdown
-                }
+                or_none(&f.idle_breakdown),
+                or_none(&f.failures)
             )
         })
         .collect()

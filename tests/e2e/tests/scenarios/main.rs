@@ -18,5 +18,6 @@ mod promotion;
 mod rejected;
 mod restart;
 mod rollback;
+mod scale_smoke;
 mod session_affinity;
 mod sigkill;
