@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
+use kube::api::{Api, DeleteParams};
 use tokio::time::Instant;
 
 use super::canary_watch::CanaryWatch;
@@ -48,7 +50,9 @@ pub async fn run_side_by_side(opts: &Options) -> Result<Vec<(Implementation, Fig
         async move {
             let ns = format!("scale-{}", which.name());
             let figures = one(&client, opts, which, &ns).await;
-            workload::delete_namespace(&client, &ns, opts.timeout).await?;
+            // Not waited for: a later run replaces a leftover namespace anyway.
+            let namespaces: Api<Namespace> = Api::all(client.clone());
+            let _ = namespaces.delete(&ns, &DeleteParams::background()).await;
             Ok::<_, crate::Error>((which, figures?))
         }
     });
