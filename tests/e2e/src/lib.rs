@@ -13,6 +13,7 @@ pub mod gate;
 pub mod health;
 pub mod operator;
 pub mod prometheus;
+pub mod scale;
 pub mod scenario;
 pub mod telemetry;
 pub mod traffic;

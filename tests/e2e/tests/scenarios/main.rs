@@ -18,6 +18,7 @@ mod promotion;
 mod rejected;
 mod restart;
 mod rollback;
+mod scale_smoke;
 mod scoped_caches;
 mod session_affinity;
 mod shards;
