@@ -339,6 +339,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         record_traces: args.record_traces.clone(),
         global_notifier,
         instance: std::env::var("POD_NAME").ok(),
+        max_initializations: args.max_concurrent_initializations as usize,
     };
     let run = controller::run(client, state, make_executor, opts, on_shutdown(&stop));
     let result = match leadership.as_mut() {

@@ -95,6 +95,8 @@ pub struct Context {
     pub canary_counts: Mutex<BTreeMap<String, usize>>,
     /// Which failures were reported as Warning events, and when.
     pub failure_reports: FailureReports,
+    /// Slots of the reconciles that initialize Canaries.
+    pub initializations: super::initializations::Initializations,
 }
 
 /// How often one failure is reported on its Canary. A write that keeps failing is retried at a

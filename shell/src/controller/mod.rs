@@ -19,6 +19,7 @@ pub mod apply;
 pub mod context;
 pub mod deletion;
 pub mod dispatch;
+pub mod initializations;
 pub mod outbox;
 pub mod reconcile;
 pub mod run;
@@ -42,6 +43,7 @@ use kube::{Client, ResourceExt};
 use tokio::sync::mpsc;
 
 use self::context::{Context, KubeExecutor, Settings, State};
+use self::initializations::Initializations;
 use self::outbox::Outbox;
 use self::watch::{RouteKind, Stores, reflected, scoped_api};
 use crate::events::EventPublisher;
@@ -70,6 +72,8 @@ pub struct Options {
     pub global_notifier: Notifier,
     /// This replica's name in events.
     pub instance: Option<String>,
+    /// Canaries initialized at once (`-max-concurrent-initializations`).
+    pub max_initializations: usize,
 }
 
 /// The writers for every cache; kept apart from [`Stores`] (the readers) until the streams are
@@ -180,6 +184,7 @@ pub async fn run(
         failures: Mutex::new(Default::default()),
         canary_counts: Mutex::new(Default::default()),
         failure_reports: Default::default(),
+        initializations: Initializations::new(opts.max_initializations),
     });
 
     let (deleted_tx, deleted_rx) = mpsc::unbounded_channel();

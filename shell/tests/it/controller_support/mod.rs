@@ -295,5 +295,6 @@ pub fn context(client: Client, stores: Stores, settings: Settings) -> Arc<Contex
         failures: Mutex::new(Default::default()),
         canary_counts: Mutex::new(Default::default()),
         failure_reports: Default::default(),
+        initializations: flagger::controller::initializations::Initializations::new(4),
     })
 }
