@@ -16,6 +16,7 @@
 //! - A Canary deleted without `revertOnDeletion` gets its target scaled back up ([`deletion`]).
 
 pub mod apply;
+pub mod canary_index;
 pub mod context;
 pub mod deletion;
 pub mod dispatch;
@@ -42,6 +43,7 @@ use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::mpsc;
 
+use self::canary_index::CanaryIndex;
 use self::context::{Context, KubeExecutor, Settings, State};
 use self::initializations::Initializations;
 use self::outbox::Outbox;
@@ -185,6 +187,7 @@ pub async fn run(
         canary_counts: Mutex::new(Default::default()),
         failure_reports: Default::default(),
         initializations: Initializations::new(opts.max_initializations),
+        canary_index: CanaryIndex::default(),
     });
 
     let (deleted_tx, deleted_rx) = mpsc::unbounded_channel();
@@ -194,6 +197,7 @@ pub async fn run(
         &client,
         &ns,
         &stores,
+        &ctx.canary_index,
         writers,
         deleted_tx,
         &state,
@@ -233,6 +237,7 @@ fn build_controller(
     client: &Client,
     ns: &str,
     stores: &Stores,
+    index: &CanaryIndex,
     w: Writers,
     deleted: mpsc::UnboundedSender<Canary>,
     state: &State,
@@ -242,6 +247,7 @@ fn build_controller(
     // itself never sees (a deleted object has nothing left to reconcile). It starts once every
     // other cache has listed, so its first complete list means all caches are synced.
     let readiness = state.readiness.clone();
+    let canary_index = index.clone();
     let canary_watch = watcher(
         scoped_api::<Canary>(client, ns),
         watcher::Config::default().any_semantic(),
@@ -249,6 +255,11 @@ fn build_controller(
     .default_backoff()
     .modify(|c| c.managed_fields_mut().clear())
     .reflect(w.canaries)
+    .inspect(move |event| {
+        if let Ok(event) = event {
+            canary_index.apply(event);
+        }
+    })
     .inspect(move |event| match event {
         Ok(watcher::Event::Delete(c)) => {
             let _ = deleted.send(c.clone());
@@ -267,7 +278,7 @@ fn build_controller(
     .touched_objects();
     let mut controller = Controller::for_stream(canary_events, stores.canaries.clone());
 
-    let canaries = stores.canaries.clone();
+    let canaries = index.clone();
     controller = controller.watches_stream(
         reflected(scoped_api::<Deployment>(client, ns), w.deployments),
         move |d| watch::map_deployment(&canaries, &d),
@@ -276,7 +287,7 @@ fn build_controller(
         reflected(scoped_api::<Service>(client, ns), w.services),
         |s| watch::owning_canaries(&s),
     );
-    let canaries = stores.canaries.clone();
+    let canaries = index.clone();
     controller = controller.watches_stream(
         reflected(
             scoped_api::<HorizontalPodAutoscaler>(client, ns),
@@ -285,7 +296,7 @@ fn build_controller(
         move |h| watch::map_autoscaler(&canaries, &h),
     );
     if let Some(writer) = w.config_maps {
-        let (canaries, deployments) = (stores.canaries.clone(), stores.deployments.clone());
+        let (canaries, deployments) = (index.clone(), stores.deployments.clone());
         controller = controller.watches_stream(
             reflected(scoped_api::<ConfigMap>(client, ns), writer),
             move |cm| {
@@ -295,7 +306,7 @@ fn build_controller(
         );
     }
     if let Some(writer) = w.secrets {
-        let (canaries, deployments) = (stores.canaries.clone(), stores.deployments.clone());
+        let (canaries, deployments) = (index.clone(), stores.deployments.clone());
         controller = controller.watches_stream(
             watch::reflected_selected(
                 scoped_api::<Secret>(client, ns),
@@ -314,7 +325,7 @@ fn build_controller(
         } else {
             Api::namespaced_with(client.clone(), ns, resource)
         };
-        let (canaries, kind) = (stores.canaries.clone(), *kind);
+        let (canaries, kind) = (index.clone(), *kind);
         controller = controller.watches_stream_with(
             watch::reflected_dynamic(api, writer),
             move |o| watch::map_route(&canaries, kind, &o),

@@ -53,11 +53,9 @@ async fn reconcile_synced(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Acti
     let started = std::time::Instant::now();
     let key = ObjectRef::from_obj(canary.as_ref());
     let namespace = canary.namespace().unwrap_or_default();
-    let rivals = super::watch::canaries_targeting(
-        &ctx.stores.canaries,
-        &namespace,
-        &canary.spec.target_ref.name,
-    );
+    let rivals = ctx
+        .canary_index
+        .targeting(&namespace, &canary.spec.target_ref.name);
     if rivals.len() > 1 {
         // Flagger's warning: both Canaries will drive the same Deployment against each other.
         tracing::warn!(

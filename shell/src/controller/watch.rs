@@ -18,6 +18,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use super::canary_index::CanaryIndex;
 use crate::observe::ConfigRefs;
 
 pub use crate::router::RouteKind;
@@ -224,49 +225,25 @@ pub fn owning_canaries(object: &impl Resource) -> Vec<ObjectRef<Canary>> {
 /// names it, so an edit of the user's Ingress reaches the canary clone without waiting.
 /// The kind comes from the watch, not the object: list items of built-in kinds carry none.
 pub fn map_route(
-    canaries: &Store<Canary>,
+    canaries: &CanaryIndex,
     kind: RouteKind,
     object: &DynamicObject,
 ) -> Vec<ObjectRef<Canary>> {
     let mut out = owning_canaries(object);
     if kind == RouteKind::Ingress {
         let ns = object.namespace().unwrap_or_default();
-        let name = object.name_any();
-        out.extend(
-            canaries
-                .state()
-                .iter()
-                .filter(|c| {
-                    c.namespace().as_deref() == Some(ns.as_str())
-                        && c.spec.ingress_ref.as_ref().is_some_and(|r| r.name == name)
-                })
-                .map(|c| ObjectRef::from_obj(c.as_ref())),
-        );
+        out.extend(canaries.routed_by_ingress(&ns, &object.name_any()));
     }
     out.sort_by_key(|r| r.name.clone());
     out.dedup();
     out
 }
 
-/// Canaries in `namespace` whose target is the Deployment `name`.
-pub fn canaries_targeting(
-    canaries: &Store<Canary>,
-    namespace: &str,
-    name: &str,
-) -> Vec<ObjectRef<Canary>> {
-    canaries
-        .state()
-        .iter()
-        .filter(|c| c.namespace().as_deref() == Some(namespace) && c.spec.target_ref.name == name)
-        .map(|c| ObjectRef::from_obj(c.as_ref()))
-        .collect()
-}
-
 /// Deployments: the generated primary (owned) or the target (by `targetRef`).
-pub fn map_deployment(canaries: &Store<Canary>, d: &Deployment) -> Vec<ObjectRef<Canary>> {
+pub fn map_deployment(canaries: &CanaryIndex, d: &Deployment) -> Vec<ObjectRef<Canary>> {
     let mut out = owning_canaries(d);
     let ns = d.namespace().unwrap_or_default();
-    out.extend(canaries_targeting(canaries, &ns, &d.name_any()));
+    out.extend(canaries.targeting(&ns, &d.name_any()));
     out.sort_by_key(|r| r.name.clone());
     out.dedup();
     out
@@ -274,44 +251,31 @@ pub fn map_deployment(canaries: &Store<Canary>, d: &Deployment) -> Vec<ObjectRef
 
 /// Autoscalers: the generated primary one (owned) or the one `autoscalerRef` names.
 pub fn map_autoscaler(
-    canaries: &Store<Canary>,
+    canaries: &CanaryIndex,
     h: &HorizontalPodAutoscaler,
 ) -> Vec<ObjectRef<Canary>> {
     let mut out = owning_canaries(h);
     let ns = h.namespace().unwrap_or_default();
-    let name = h.name_any();
-    out.extend(
-        canaries
-            .state()
-            .iter()
-            .filter(|c| {
-                c.namespace().as_deref() == Some(ns.as_str())
-                    && c.spec
-                        .autoscaler_ref
-                        .as_ref()
-                        .is_some_and(|a| a.name == name)
-            })
-            .map(|c| ObjectRef::from_obj(c.as_ref())),
-    );
+    out.extend(canaries.autoscaled_by(&ns, &h.name_any()));
     out.sort_by_key(|r| r.name.clone());
     out.dedup();
     out
 }
 
 /// A ConfigMap or Secret: every Canary whose target's pods use it (a change is a new revision).
+/// Only the Canaries of its namespace are looked at.
 pub fn map_config(
-    canaries: &Store<Canary>,
+    canaries: &CanaryIndex,
     deployments: &Store<Deployment>,
     namespace: &str,
     name: &str,
     is_secret: bool,
 ) -> Vec<ObjectRef<Canary>> {
     canaries
-        .state()
-        .iter()
-        .filter(|c| c.namespace().as_deref() == Some(namespace))
-        .filter(|c| {
-            let Some(target) = get(deployments, namespace, &c.spec.target_ref.name) else {
+        .targets_in(namespace)
+        .into_iter()
+        .filter(|(_, target)| {
+            let Some(target) = get(deployments, namespace, target) else {
                 return false;
             };
             let Some(pod) = target.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
@@ -324,7 +288,7 @@ pub fn map_config(
                 refs.configmaps.contains(name)
             }
         })
-        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .map(|(canary, _)| canary)
         .collect()
 }
 
@@ -348,7 +312,6 @@ pub async fn discover_route_kind(
 mod tests {
     use super::*;
     use flagger_core::api::{CanarySpec, ObjectReference};
-    use kube::runtime::watcher::Event;
 
     fn canary(name: &str, ingress: Option<&str>) -> Canary {
         let mut c = Canary::new(
@@ -367,15 +330,11 @@ mod tests {
 
     #[test]
     fn an_ingress_concerns_the_canaries_naming_it_other_routes_only_their_owner() {
-        let mut writer = reflector::store::Writer::<Canary>::default();
-        for c in [
+        let store = CanaryIndex::of(&[
             canary("web", Some("public")),
             canary("api", Some("internal")),
             canary("plain", None),
-        ] {
-            writer.apply_watcher_event(&Event::Apply(c));
-        }
-        let store = writer.as_reader();
+        ]);
         // As listed: built-in kinds come without apiVersion and kind.
         let mut object = DynamicObject::new("public", &crate::router::nginx::ingress_resource());
         object.types = None;
