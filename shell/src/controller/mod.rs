@@ -82,6 +82,8 @@ pub struct Options {
 /// built.
 struct Writers {
     canaries: reflector::store::Writer<Canary>,
+    /// Fed by the Canary watch beside its cache.
+    canary_index: CanaryIndex,
     deployments: reflector::store::Writer<Deployment>,
     services: reflector::store::Writer<Service>,
     autoscalers: reflector::store::Writer<HorizontalPodAutoscaler>,
@@ -147,8 +149,10 @@ pub async fn run(
         providers,
         routes,
     };
+    let canary_index = CanaryIndex::default();
     let writers = Writers {
         canaries: canaries_w,
+        canary_index: canary_index.clone(),
         deployments: deployments_w,
         services: services_w,
         autoscalers: autoscalers_w,
@@ -187,7 +191,7 @@ pub async fn run(
         canary_counts: Mutex::new(Default::default()),
         failure_reports: Default::default(),
         initializations: Initializations::new(opts.max_initializations),
-        canary_index: CanaryIndex::default(),
+        canary_index,
     });
 
     let (deleted_tx, deleted_rx) = mpsc::unbounded_channel();
@@ -197,7 +201,6 @@ pub async fn run(
         &client,
         &ns,
         &stores,
-        &ctx.canary_index,
         writers,
         deleted_tx,
         &state,
@@ -237,7 +240,6 @@ fn build_controller(
     client: &Client,
     ns: &str,
     stores: &Stores,
-    index: &CanaryIndex,
     w: Writers,
     deleted: mpsc::UnboundedSender<Canary>,
     state: &State,
@@ -247,7 +249,8 @@ fn build_controller(
     // itself never sees (a deleted object has nothing left to reconcile). It starts once every
     // other cache has listed, so its first complete list means all caches are synced.
     let readiness = state.readiness.clone();
-    let canary_index = index.clone();
+    let index = w.canary_index.clone();
+    let canary_index = w.canary_index;
     let canary_watch = watcher(
         scoped_api::<Canary>(client, ns),
         watcher::Config::default().any_semantic(),
