@@ -49,6 +49,13 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_writes_in_flight: u32,
 
+    /// Canaries initialized at once (ours; Flagger has no such bound). Reconciles of Canaries
+    /// not yet initialized wait for one of these slots and their writes yield to those of
+    /// Canaries already initialized, so a new revision is acted on at once even while
+    /// thousands of Canaries initialize.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_initializations: u32,
+
     /// Prometheus used by the built-in metrics and inline queries (a Canary's `metricsServer`
     /// overrides it).
     #[arg(long, env = "METRICS_SERVER", default_value = "http://prometheus:9090", value_parser = url_value, value_name = "URL")]

@@ -239,14 +239,18 @@ async fn serve(args: RunArgs, sharding: Option<shard::Config>) -> Result<(), Str
     let state = State::new(VERSION, &args.mesh_provider);
     let client = ClientBuilder::try_from(config)
         .map_err(|e| format!("building the Kubernetes client: {e}"))?
-        .with_layer(&WritePacingLayer::new(Pacer::new(
-            args.max_writes_in_flight as usize,
-        )))
+        // The rate limit is inside the write pacer (the last layer is the outermost): a write
+        // takes a token only once admitted, so the token bucket's queue holds no more than the
+        // writes in flight and the reads, and a prompt write never waits behind thousands of
+        // bulk writes for a token.
         .with_layer(&ApiRequestLayer::new(
             state.metrics.kube_requests(),
             args.kubeconfig_qps,
             args.kubeconfig_burst,
         ))
+        .with_layer(&WritePacingLayer::new(Pacer::new(
+            args.max_writes_in_flight as usize,
+        )))
         .build();
     let stop = shutdown_signal();
 
@@ -357,6 +361,7 @@ async fn serve(args: RunArgs, sharding: Option<shard::Config>) -> Result<(), Str
         global_notifier,
         instance: std::env::var("POD_NAME").ok(),
         shards,
+        max_initializations: args.max_concurrent_initializations as usize,
     };
     let run = controller::run(client, state, make_executor, opts, on_shutdown(&stop));
     let result = match leadership.as_mut() {

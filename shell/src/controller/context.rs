@@ -16,6 +16,7 @@ use futures::future::BoxFuture;
 use kube::Client;
 use kube::runtime::reflector::ObjectRef;
 
+use super::canary_index::CanaryIndex;
 use super::outbox::Outbox;
 use super::watch::Stores;
 use crate::events::EventPublisher;
@@ -92,11 +93,23 @@ pub struct Context {
     /// Consecutive failed reconciles per Canary, for the error backoff.
     pub failures: Mutex<HashMap<ObjectRef<Canary>, u32>>,
     /// Canaries per namespace as last exported, so emptied namespaces drop to zero.
-    pub canary_counts: Mutex<BTreeMap<String, usize>>,
+    pub canary_counts: Mutex<CanaryCounts>,
     /// Which failures were reported as Warning events, and when.
     pub failure_reports: FailureReports,
     /// With `-shards`: the shards this replica may act on.
     pub shards: Option<Arc<crate::shard::Shards>>,
+    /// Slots of the reconciles that initialize Canaries.
+    pub initializations: super::initializations::Initializations,
+    /// Canaries by target, autoscaler, Ingress and namespace, fed by the Canary watch.
+    pub canary_index: CanaryIndex,
+}
+
+/// `flagger_canary_total` as last exported.
+#[derive(Debug, Default)]
+pub struct CanaryCounts {
+    /// The index generation counted.
+    generation: u64,
+    per_namespace: BTreeMap<String, usize>,
 }
 
 /// How often one failure is reported on its Canary. A write that keeps failing is retried at a
@@ -150,19 +163,20 @@ impl Context {
         backoff(*n)
     }
 
-    /// `flagger_canary_total{namespace}` from the cache; namespaces whose last Canary went away
-    /// drop to zero rather than keep their old count.
+    /// `flagger_canary_total{namespace}` from the index; namespaces whose last Canary went away
+    /// drop to zero rather than keep their old count. Called after every reconcile, so it does
+    /// nothing unless a Canary appeared or went since it last counted.
     pub fn count_canaries(&self) {
         let mut seen = self.canary_counts.lock().unwrap_or_else(|e| e.into_inner());
-        for count in seen.values_mut() {
+        let Some((generation, counts)) = self.canary_index.counts_since(seen.generation) else {
+            return;
+        };
+        seen.generation = generation;
+        for count in seen.per_namespace.values_mut() {
             *count = 0;
         }
-        for c in self.stores.canaries.state() {
-            *seen
-                .entry(kube::ResourceExt::namespace(c.as_ref()).unwrap_or_default())
-                .or_insert(0) += 1;
-        }
-        for (ns, count) in seen.iter() {
+        seen.per_namespace.extend(counts);
+        for (ns, count) in seen.per_namespace.iter() {
             self.state.metrics.set_total(ns, *count);
         }
     }

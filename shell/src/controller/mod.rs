@@ -19,9 +19,11 @@
 
 pub mod apply;
 pub mod cache;
+pub mod canary_index;
 pub mod context;
 pub mod deletion;
 pub mod dispatch;
+pub mod initializations;
 pub mod outbox;
 pub mod prune;
 pub mod reconcile;
@@ -48,7 +50,9 @@ use kube::{Client, ResourceExt};
 use tokio::sync::mpsc;
 
 use self::cache::Cache;
+use self::canary_index::CanaryIndex;
 use self::context::{Context, KubeExecutor, Settings, State};
+use self::initializations::Initializations;
 use self::outbox::Outbox;
 use self::watch::{RouteKind, Stores, reflected, scoped_api};
 use crate::events::EventPublisher;
@@ -79,12 +83,16 @@ pub struct Options {
     pub instance: Option<String>,
     /// With `-shards`: act only on the Canaries of the shards this replica holds.
     pub shards: Option<Arc<crate::shard::Shards>>,
+    /// Canaries initialized at once (`-max-concurrent-initializations`).
+    pub max_initializations: usize,
 }
 
 /// The writers for every cache; kept apart from [`Stores`] (the readers) until the streams are
 /// built.
 struct Writers {
     canaries: reflector::store::Writer<Canary>,
+    /// Fed by the Canary watch beside its cache.
+    canary_index: CanaryIndex,
     templates: reflector::store::Writer<MetricTemplate>,
     providers: reflector::store::Writer<AlertProvider>,
     routes: Vec<reflector::store::Writer<kube::api::DynamicObject>>,
@@ -144,8 +152,10 @@ pub async fn run(
         refs: Default::default(),
         labels: opts.settings.labels.clone(),
     };
+    let canary_index = CanaryIndex::default();
     let writers = Writers {
         canaries: canaries_w,
+        canary_index: canary_index.clone(),
         templates: templates_w,
         providers: providers_w,
         routes: route_writers,
@@ -179,6 +189,8 @@ pub async fn run(
         canary_counts: Mutex::new(Default::default()),
         failure_reports: Default::default(),
         shards: opts.shards.clone(),
+        initializations: Initializations::new(opts.max_initializations),
+        canary_index,
     });
 
     let (deleted_tx, deleted_rx) = mpsc::unbounded_channel();
@@ -233,7 +245,14 @@ fn build_controller(
     state: &State,
     resync: Duration,
 ) -> Controller<Canary> {
-    let canary_events = canary_events(client, ns, stores, w.canaries, deleted);
+    let canary_events = canary_events(
+        client,
+        ns,
+        stores,
+        w.canaries,
+        w.canary_index.clone(),
+        deleted,
+    );
     // Reconciles start once every cache has listed (the Canaries first, then what they
     // reference): until then they would see the target, primary or routes as missing.
     let readiness = state.readiness.clone();
@@ -353,7 +372,7 @@ fn build_controller(
         } else {
             Api::namespaced_with(client.clone(), ns, resource)
         };
-        let (canaries, kind) = (stores.canaries.clone(), *kind);
+        let (canaries, kind) = (w.canary_index.clone(), *kind);
         controller = controller.watches_stream_with(
             watch::reflected_dynamic(api, writer),
             move |o| watch::map_route(&canaries, kind, &o),
@@ -382,6 +401,7 @@ fn canary_events(
     ns: &str,
     stores: &Stores,
     writer: reflector::store::Writer<Canary>,
+    index: CanaryIndex,
     deleted: mpsc::UnboundedSender<Canary>,
 ) -> impl futures::Stream<Item = Result<Canary, watcher::Error>> + Send + 'static {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -394,6 +414,11 @@ fn canary_events(
     .default_backoff()
     .modify(|c| c.managed_fields_mut().clear())
     .reflect(writer)
+    .inspect(move |event| {
+        if let Ok(event) = event {
+            index.apply(event);
+        }
+    })
     .inspect(move |event| match event {
         Ok(watcher::Event::Apply(c)) => stores.refresh_refs(c),
         Ok(watcher::Event::InitApply(c)) => {

@@ -65,14 +65,21 @@ async fn reconcile_held(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action
         // core would act on that (block the Canary, reset its routes): wait until all are in.
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
+    let lane = super::initializations::lane_of(&canary);
+    let initializations = ctx.initializations.clone();
+    initializations
+        .run(lane, reconcile_synced(canary, ctx))
+        .await
+}
+
+/// A reconcile once every cache has listed, in its Canary's lane.
+async fn reconcile_synced(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
     let key = ObjectRef::from_obj(canary.as_ref());
     let namespace = canary.namespace().unwrap_or_default();
-    let rivals = super::watch::canaries_targeting(
-        &ctx.stores.canaries,
-        &namespace,
-        &canary.spec.target_ref.name,
-    );
+    let rivals = ctx
+        .canary_index
+        .targeting(&namespace, &canary.spec.target_ref.name);
     if rivals.len() > 1 {
         // Flagger's warning: both Canaries will drive the same Deployment against each other.
         tracing::warn!(

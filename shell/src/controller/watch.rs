@@ -19,6 +19,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::cache::Cache;
+use super::canary_index::CanaryIndex;
 use super::refs::{Kind, Ref, Registry, references};
 use crate::executor::LabelSettings;
 use crate::observe::ConfigRefs;
@@ -290,42 +291,18 @@ pub fn owning_canaries(object: &impl Resource) -> Vec<ObjectRef<Canary>> {
 /// names it, so an edit of the user's Ingress reaches the canary clone without waiting.
 /// The kind comes from the watch, not the object: list items of built-in kinds carry none.
 pub fn map_route(
-    canaries: &Store<Canary>,
+    canaries: &CanaryIndex,
     kind: RouteKind,
     object: &DynamicObject,
 ) -> Vec<ObjectRef<Canary>> {
     let mut out = owning_canaries(object);
     if kind == RouteKind::Ingress {
         let ns = object.namespace().unwrap_or_default();
-        let name = object.name_any();
-        out.extend(
-            canaries
-                .state()
-                .iter()
-                .filter(|c| {
-                    c.namespace().as_deref() == Some(ns.as_str())
-                        && c.spec.ingress_ref.as_ref().is_some_and(|r| r.name == name)
-                })
-                .map(|c| ObjectRef::from_obj(c.as_ref())),
-        );
+        out.extend(canaries.routed_by_ingress(&ns, &object.name_any()));
     }
     out.sort_by_key(|r| r.name.clone());
     out.dedup();
     out
-}
-
-/// Canaries in `namespace` whose target is the Deployment `name`.
-pub fn canaries_targeting(
-    canaries: &Store<Canary>,
-    namespace: &str,
-    name: &str,
-) -> Vec<ObjectRef<Canary>> {
-    canaries
-        .state()
-        .iter()
-        .filter(|c| c.namespace().as_deref() == Some(namespace) && c.spec.target_ref.name == name)
-        .map(|c| ObjectRef::from_obj(c.as_ref()))
-        .collect()
 }
 
 /// A Deployment, Service or autoscaler: the Canary owning it (a generated object) and the
@@ -372,7 +349,6 @@ pub async fn discover_route_kind(
 mod tests {
     use super::*;
     use flagger_core::api::{CanarySpec, ObjectReference};
-    use kube::runtime::watcher::Event;
 
     fn canary(name: &str, ingress: Option<&str>) -> Canary {
         let mut c = Canary::new(
@@ -391,15 +367,11 @@ mod tests {
 
     #[test]
     fn an_ingress_concerns_the_canaries_naming_it_other_routes_only_their_owner() {
-        let mut writer = reflector::store::Writer::<Canary>::default();
-        for c in [
+        let store = CanaryIndex::of(&[
             canary("web", Some("public")),
             canary("api", Some("internal")),
             canary("plain", None),
-        ] {
-            writer.apply_watcher_event(&Event::Apply(c));
-        }
-        let store = writer.as_reader();
+        ]);
         // As listed: built-in kinds come without apiVersion and kind.
         let mut object = DynamicObject::new("public", &crate::router::nginx::ingress_resource());
         object.types = None;

@@ -67,6 +67,8 @@ fn defaults_match_flagger() {
     assert_eq!(a.kubeconfig_qps, 100);
     assert_eq!(a.kubeconfig_burst, 250);
     assert_eq!(a.threadiness, 2);
+    assert_eq!(a.max_writes_in_flight, 16);
+    assert_eq!(a.max_concurrent_initializations, 32);
     assert_eq!(a.control_loop_interval, SignedDuration::from_secs(10));
     assert_eq!(a.min_analysis_interval, SignedDuration::from_secs(10));
     assert_eq!(a.kubeconfig, None);
@@ -277,6 +279,9 @@ fn bad_values_are_rejected_with_a_one_line_cause() {
         (&["-shard-by=pod"], "name|namespace"),
         (&["-shard-lease-duration=2500ms"], "whole number of seconds"),
         (&["-shard-lease-duration=2s"], "at least 3s"),
+        (&["-max-writes-in-flight=0"], "not in 1.."),
+        (&["-max-concurrent-initializations=0"], "not in 1.."),
+        (&["-max-concurrent-initializations=many"], "invalid digit"),
     ];
     for (args, cause) in cases {
         let err = parse(args).unwrap_err();

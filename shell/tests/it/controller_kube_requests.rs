@@ -106,3 +106,104 @@ async fn requests_beyond_the_burst_wait_for_the_rate_limit() {
     );
     assert!((950..1200).contains(&offsets[3]), "{offsets:?}");
 }
+
+/// The lane of a write is the sending task's, although kube's client hands every request to a
+/// buffer worker: through the operator's own client stack, a write sent outside an
+/// initialization passes the initialization writes queued before it.
+#[tokio::test(start_paused = true)]
+async fn a_prompt_write_passes_queued_bulk_writes_through_the_client() {
+    use flagger::write_pacing::{Lane, Pacer, WritePacingLayer, in_lane};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::PostParams;
+
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    // One write in flight, and one slot of the prompt lane's own.
+    let pacer = Pacer::with_prompt_slots(1, 1);
+    let client = ClientBuilder::new(service, "test")
+        .with_layer(&ApiRequestLayer::new(
+            OperatorMetrics::new().kube_requests(),
+            0,
+            0,
+        ))
+        .with_layer(&WritePacingLayer::new(pacer.clone()))
+        .build();
+    let api: Api<ConfigMap> = Api::namespaced(client, "test");
+    let create = |name: &str, lane: Option<Lane>| {
+        let api = api.clone();
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some(name.into());
+        let write = async move { api.create(&PostParams::default(), &cm).await.map(|_| ()) };
+        match lane {
+            Some(lane) => tokio::spawn(in_lane(lane, write)),
+            None => tokio::spawn(write),
+        }
+    };
+    let mut arrived = Vec::new();
+    let mut replies = Vec::new();
+    let mut tasks = vec![create("init-1", Some(Lane::Bulk))];
+    let (req, reply) = next_write(&mut handle).await;
+    arrived.push(created_name(req).await);
+    replies.push(reply);
+    for name in ["init-2", "init-3"] {
+        tasks.push(create(name, Some(Lane::Bulk)));
+    }
+    while pacer.waiting() != (0, 2) {
+        tokio::task::yield_now().await;
+    }
+    // Sent last, while the bound is full: it goes at once, into the prompt lane's slot.
+    tasks.push(create("new-revision", None));
+    let (req, reply) = next_write(&mut handle).await;
+    arrived.push(created_name(req).await);
+    replies.push(reply);
+    for _ in 0..2 {
+        // Everything in flight answered: the next write is the pacer's choice.
+        for r in replies.drain(..) {
+            r.send_response(created());
+        }
+        let (req, reply) = next_write(&mut handle).await;
+        arrived.push(created_name(req).await);
+        replies.push(reply);
+    }
+    for r in replies.drain(..) {
+        r.send_response(created());
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(arrived, ["init-1", "new-revision", "init-2", "init-3"]);
+}
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+/// The next request to arrive; with the clock paused, a test where none can arrive fails here
+/// as soon as every task waits, instead of hanging.
+async fn next_write(
+    handle: &mut Handle,
+) -> (
+    Request<Body>,
+    tower_test::mock::SendResponse<Response<Body>>,
+) {
+    tokio::time::timeout(std::time::Duration::from_secs(3600), handle.next_request())
+        .await
+        .expect("no write was admitted")
+        .unwrap()
+}
+
+/// The name of the object a create request sends.
+async fn created_name(req: Request<Body>) -> String {
+    let bytes = req.into_body().collect_bytes().await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    body["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn created() -> Response<Body> {
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}});
+    Response::builder()
+        .status(201)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+        .unwrap()
+}

@@ -269,6 +269,8 @@ async fn canary_totals_follow_the_cache_and_drop_to_zero() {
     );
 
     caches.remove_canary(&other);
+    ctx.canary_index
+        .apply(&kube::runtime::watcher::Event::Delete(other.clone()));
     ctx.count_canaries();
     let text = ctx.state.metrics.encode();
     assert!(

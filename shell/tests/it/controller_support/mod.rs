@@ -267,6 +267,10 @@ pub fn settings() -> Settings {
 pub fn context(client: Client, stores: Stores, settings: Settings) -> Arc<Context> {
     let http = flagger::webhook::http_client_builder().build().unwrap();
     let (outbox, _task) = Outbox::start(http.clone());
+    // As the Canary watch leaves it; tests that change Canaries later feed it too.
+    let canary_index = flagger::controller::canary_index::CanaryIndex::of(
+        stores.canaries.state().iter().map(|c| c.as_ref()),
+    );
     let state = State::new("test", "kubernetes");
     state.readiness.set_caches_synced(true);
     Arc::new(Context {
@@ -290,5 +294,7 @@ pub fn context(client: Client, stores: Stores, settings: Settings) -> Arc<Contex
         canary_counts: Mutex::new(Default::default()),
         failure_reports: Default::default(),
         shards: None,
+        initializations: flagger::controller::initializations::Initializations::new(4),
+        canary_index,
     })
 }
