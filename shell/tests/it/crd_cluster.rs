@@ -17,31 +17,13 @@ use kube::core::{DynamicObject, GroupVersionKind};
 use kube::{Client, discovery::ApiResource};
 use serde_json::{Value, json};
 
+/// Our CRDs, as `flagger crd` prints them, installed and Established.
 async fn install(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in crds() {
-        let name = crd.metadata.name.clone().unwrap();
-        api.patch(
-            &name,
-            &PatchParams::apply("crd-test").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-        for _ in 0..100 {
-            let stored = api.get(&name).await.unwrap();
-            let established = stored
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            if established {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    let ours: Vec<Value> = crds()
+        .iter()
+        .map(|crd| serde_json::to_value(crd).unwrap())
+        .collect();
+    install_values(client, &ours).await;
 }
 
 /// One way to break a valid spec.
@@ -301,6 +283,7 @@ fn flaggers_crds() -> Vec<Value> {
     crds
 }
 
+/// Server-side applies each CRD and waits (up to 10 s) until the API server serves it.
 async fn install_values(client: &Client, crds: &[Value]) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in crds {
