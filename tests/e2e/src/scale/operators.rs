@@ -89,25 +89,16 @@ pub async fn start(
 
 impl Running {
     async fn wait_healthy(&mut self, port: u16, timeout: Duration) -> Result<()> {
-        let http = reqwest::Client::builder().no_proxy().build()?;
-        let url = format!("http://127.0.0.1:{port}/healthz");
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            self.check_alive()?;
-            if let Ok(r) = http.get(&url).timeout(Duration::from_secs(1)).send().await
-                && r.status().is_success()
-            {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(format!(
-                    "not healthy on {url} after {timeout:?}:\n{}",
-                    self.log_tail()
-                )
-                .into());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let log = self.log.clone();
+        let child = self.child.as_mut().ok_or("operator already stopped")?;
+        crate::health::wait_healthy(
+            "the operator",
+            port,
+            &log,
+            timeout,
+            || Ok(child.try_wait()?),
+        )
+        .await
     }
 
     /// An error with the log's tail if the process has exited.
