@@ -105,22 +105,9 @@ cargo test --locked --workspace --test scenarios --no-run 2>&1 | tail -n 2
 log "operator, telemetry generator and scenarios built ($((SECONDS - t0))s)"
 
 # --- start ----------------------------------------------------------------------------------
-if "$CLUSTER" status >/dev/null 2>&1; then
-  log "reusing the running test cluster in $FLAGGER_TEST_CLUSTER_DIR"
-else
-  STARTED_CLUSTER=1
-fi
-"$CLUSTER" up >"$LOGS/cluster.log" 2>&1 || { tail -n 40 "$LOGS/cluster.log"; die "starting the test cluster failed"; }
-export KUBECONFIG=$FLAGGER_TEST_CLUSTER_DIR/kubeconfig
-"$CLUSTER" kubectl apply --server-side --force-conflicts --field-manager flagger-e2e \
-  -f charts/flagger/crds/crd.yaml >>"$LOGS/cluster.log" 2>&1 || die "installing Flagger's CRDs failed"
-for crd in canaries.flagger.app metrictemplates.flagger.app alertproviders.flagger.app; do
-  n=0
-  until [ "$("$CLUSTER" kubectl get crd "$crd" -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}' 2>/dev/null)" = True ]; do
-    n=$((n + 1)); [ $n -lt 100 ] || die "CRD $crd not Established"
-    sleep 0.2
-  done
-done
+# shellcheck source=cluster-up.sh
+source tests/e2e/cluster-up.sh
+cluster_up_with_crds
 log "cluster up with Flagger's CRDs ($((SECONDS - START))s since start)"
 
 TELEMETRY_BIN=$REPO/target/debug/flagger-e2e-telemetry

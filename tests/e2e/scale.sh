@@ -57,20 +57,9 @@ cargo_profile=()
 cargo build --locked "${cargo_profile[@]}" -p flagger -p flagger-e2e --bin flagger --bin flagger-e2e-scale 2>&1 | tail -n 2
 export FLAGGER_BIN=$REPO/target/$PROFILE/flagger
 
-if "$CLUSTER" status >/dev/null 2>&1; then
-  log "reusing the running test cluster in $FLAGGER_TEST_CLUSTER_DIR"
-else
-  STARTED_CLUSTER=1
-fi
-"$CLUSTER" up >"$LOGS/cluster.log" 2>&1 || { tail -n 40 "$LOGS/cluster.log"; die "starting the test cluster failed"; }
-export KUBECONFIG=$FLAGGER_TEST_CLUSTER_DIR/kubeconfig
-"$CLUSTER" kubectl apply --server-side --force-conflicts --field-manager flagger-e2e \
-  -f charts/flagger/crds/crd.yaml >>"$LOGS/cluster.log" 2>&1 || die "installing Flagger's CRDs failed"
-n=0
-until [ "$("$CLUSTER" kubectl get crd canaries.flagger.app -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}' 2>/dev/null)" = True ]; do
-  n=$((n + 1)); [ $n -lt 100 ] || die "CRD canaries.flagger.app not Established"
-  sleep 0.2
-done
+# shellcheck source=cluster-up.sh
+source tests/e2e/cluster-up.sh
+cluster_up_with_crds
 log "cluster up; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); ours: $FLAGGER_BIN ($PROFILE)"
 
 "$REPO/target/$PROFILE/flagger-e2e-scale" --logs "$LOGS" "${args[@]}" &
