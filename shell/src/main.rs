@@ -23,7 +23,9 @@ use flagger::{leader, recordings, server, shard, telemetry};
 use kube::client::ClientBuilder;
 
 // Decisions and replays allocate many small, short-lived values; mimalloc serves them about a
-// third faster than glibc's allocator (see `cargo bench -p flagger-sim`).
+// third faster than glibc's allocator (see `cargo bench -p flagger-sim`). The `system-allocator`
+// feature leaves glibc's malloc in place so heap profilers that hook it (heaptrack) see everything.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use kube::config::{KubeConfigOptions, Kubeconfig};

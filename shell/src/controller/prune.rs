@@ -31,7 +31,7 @@ pub trait Prune {
     fn prune(&mut self, labels: &LabelSettings);
 }
 
-/// Managed fields but our own apply entry; kubectl's record unless it would be copied.
+/// Managed fields but our own apply entry (as text); kubectl's record unless it would be copied.
 fn prune_meta(meta: &mut ObjectMeta, labels: &LabelSettings) {
     if let Some(entries) = &mut meta.managed_fields {
         entries.retain(|e| {
@@ -39,6 +39,7 @@ fn prune_meta(meta: &mut ObjectMeta, labels: &LabelSettings) {
                 && e.operation.as_deref() == Some("Apply")
                 && e.subresource.as_deref().unwrap_or("").is_empty()
         });
+        entries.iter_mut().for_each(crate::drift::compact_fields);
         if entries.is_empty() {
             meta.managed_fields = None;
         }
@@ -189,7 +190,7 @@ mod tests {
                 "labels": { "app": "podinfo" },
                 "annotations": { "team": "a" },
                 "managedFields": [
-                    { "manager": "flagger", "operation": "Apply", "fieldsV1": { "f:spec": {} } }
+                    { "manager": "flagger", "operation": "Apply", "fieldsV1": "{\"f:spec\":{}}" }
                 ]
             })
         );
@@ -236,7 +237,7 @@ mod tests {
             json!({
                 "apiVersion": "v1", "kind": "Service",
                 "metadata": { "name": "web", "managedFields": [
-                    { "manager": "flagger", "operation": "Apply", "fieldsV1": { "f:spec": {} } }
+                    { "manager": "flagger", "operation": "Apply", "fieldsV1": "{\"f:spec\":{}}" }
                 ]},
                 "spec": { "selector": { "app": "web" } }
             })

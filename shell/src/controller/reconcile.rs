@@ -67,8 +67,13 @@ async fn reconcile_held(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action
     }
     let lane = super::initializations::lane_of(&canary);
     let initializations = ctx.initializations.clone();
+    // The reconcile's future is large (tens of KB) and a burst of new Canaries waits for
+    // initialization slots by the thousand: box it only once its slot is granted, so a waiting
+    // reconcile holds just its two Arcs.
     initializations
-        .run(lane, reconcile_synced(canary, ctx))
+        .run(lane, async move {
+            Box::pin(reconcile_synced(canary, ctx)).await
+        })
         .await
 }
 
