@@ -127,13 +127,17 @@ render leader-servicemonitor \
   --set slack.url=https://slack.invalid/hooks/x --set slack.channel=deployments \
   --set eventWebhook=http://events.invalid/ --set clusterName=staging \
   --set recordTraces.enabled=true --set meshProvider=gatewayapi:v1 --set logLevel=debug \
-  --set minAnalysisInterval=1s --set controlLoopInterval=5s --set threadiness=4
+  --set minAnalysisInterval=1s --set controlLoopInterval=5s --set threadiness=4 \
+  --set maxWritesInFlight=8 --set maxConcurrentInitializations=64
 check leader-servicemonitor -require Role -require RoleBinding -require ServiceMonitor -require Secret -absent PodMonitor
 # Recording keeps the hardening: the only writable path is the recording volume.
 grep -qF -- '- "-record-traces=/var/lib/flagger/traces"' "$WORK/leader-servicemonitor.yaml" ||
   die "recordTraces.enabled=true does not render -record-traces=/var/lib/flagger/traces"
 grep -q 'readOnlyRootFilesystem: true' "$WORK/leader-servicemonitor.yaml" ||
   die "recordTraces.enabled=true made the root filesystem writable"
+for flag in -max-writes-in-flight=8 -max-concurrent-initializations=64; do
+  grep -qxF -- "$flag" "$WORK/leader-servicemonitor.args" || die "the chart does not render $flag"
+done
 # Notifier URLs travel in the Secret, never in the pod spec.
 if sed -n '/^kind: Deployment/,/^---/p' "$WORK/leader-servicemonitor.yaml" | grep -q 'slack.invalid\|events.invalid'; then
   die "a notifier URL leaked into the Deployment"
@@ -176,6 +180,7 @@ refused 'enable at most one of serviceMonitor.enabled and podMonitor.enabled' \
 # values.schema.json: what the operator would reject at start-up fails at install time instead.
 refused "at '/meshProvider'" --set meshProvider=linkerd
 refused "at '/logLevel'" --set logLevel=verbose
+refused "at '/maxWritesInFlight'" --set maxWritesInFlight=0
 refused "at '/leaderElection/replicaCount'" --set leaderElection.enabled=true --set leaderElection.replicaCount=0
 refused "at '/extraArgs/0'" --set 'extraArgs={--two-dashes}'
 refused 'enable at most one of sharding.enabled and leaderElection.enabled' \

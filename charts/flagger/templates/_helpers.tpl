@@ -122,6 +122,12 @@ booleans always with `=true`/`=false`). Rendered as a YAML list, quoted by the c
 {{- with .Values.kubeconfigBurst }}
 - {{ printf "-kubeconfig-burst=%v" . | quote }}
 {{- end }}
+{{- with .Values.maxWritesInFlight }}
+- {{ printf "-max-writes-in-flight=%v" . | quote }}
+{{- end }}
+{{- with .Values.maxConcurrentInitializations }}
+- {{ printf "-max-concurrent-initializations=%v" . | quote }}
+{{- end }}
 {{- with .Values.clusterName }}
 - {{ printf "-cluster-name=%s" . | quote }}
 {{- end }}
