@@ -143,6 +143,19 @@ fn key_of(item: &Value, keys: &[&str]) -> String {
         .join(",")
 }
 
+/// Drops every managed-fields entry but our own server-side apply entry, which is what the
+/// caches keep ([`our_apply_entry`] reads it), its field set as text ([`compact_fields`]).
+pub fn keep_our_apply_entry(entries: &mut Vec<ManagedFieldsEntry>, manager: &str) {
+    entries.retain(|e| is_our_apply_entry(e, manager));
+    entries.iter_mut().for_each(compact_fields);
+}
+
+fn is_our_apply_entry(e: &ManagedFieldsEntry, manager: &str) -> bool {
+    e.manager.as_deref() == Some(manager)
+        && e.operation.as_deref() == Some("Apply")
+        && e.subresource.as_deref().unwrap_or("").is_empty()
+}
+
 /// Stores an entry's field set as its JSON text. A field set is a tree of mostly one-key maps,
 /// and a map node costs hundreds of bytes whatever it holds: as text, a Deployment's entry takes
 /// a few KB instead of tens, and the caches keep one per object. [`owned_field_drift`] reads both.
@@ -159,11 +172,7 @@ pub fn our_apply_entry<'a>(
     entries: Option<&'a [ManagedFieldsEntry]>,
     manager: &str,
 ) -> Option<&'a ManagedFieldsEntry> {
-    entries?.iter().find(|e| {
-        e.manager.as_deref() == Some(manager)
-            && e.operation.as_deref() == Some("Apply")
-            && e.subresource.as_deref().unwrap_or("").is_empty()
-    })
+    entries?.iter().find(|e| is_our_apply_entry(e, manager))
 }
 
 /// The first field our last apply set (per `entry`) that `desired` no longer holds: applying

@@ -34,12 +34,7 @@ pub trait Prune {
 /// Managed fields but our own apply entry (as text); kubectl's record unless it would be copied.
 fn prune_meta(meta: &mut ObjectMeta, labels: &LabelSettings) {
     if let Some(entries) = &mut meta.managed_fields {
-        entries.retain(|e| {
-            e.manager.as_deref() == Some(crate::executor::FIELD_MANAGER)
-                && e.operation.as_deref() == Some("Apply")
-                && e.subresource.as_deref().unwrap_or("").is_empty()
-        });
-        entries.iter_mut().for_each(crate::drift::compact_fields);
+        crate::drift::keep_our_apply_entry(entries, crate::executor::FIELD_MANAGER);
         if entries.is_empty() {
             meta.managed_fields = None;
         }

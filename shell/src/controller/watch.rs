@@ -237,15 +237,7 @@ where
 /// kept, which tells the fields we set last (see [`crate::drift`]), as text
 /// ([`crate::drift::compact_fields`]).
 pub fn keep_own_apply_entry<K: Resource>(object: &mut K) {
-    object.managed_fields_mut().retain(|e| {
-        e.manager.as_deref() == Some(crate::executor::FIELD_MANAGER)
-            && e.operation.as_deref() == Some("Apply")
-            && e.subresource.as_deref().unwrap_or("").is_empty()
-    });
-    object
-        .managed_fields_mut()
-        .iter_mut()
-        .for_each(crate::drift::compact_fields);
+    crate::drift::keep_our_apply_entry(object.managed_fields_mut(), crate::executor::FIELD_MANAGER);
 }
 
 /// A watch that fills `writer` and yields every object it sees change or disappear, keeping
