@@ -167,6 +167,7 @@ mod tests {
     use k8s_openapi::api::apps::v1::Deployment;
     use serde_json::json;
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     /// A target as users write it: Flux metadata, config from a ConfigMap and a Secret, spread
     /// and anti-affinity against its own pods.
@@ -318,7 +319,7 @@ mod tests {
             .unwrap(),
         );
         let ctx = ExecContext {
-            target: Some(target()),
+            target: Some(Arc::new(target())),
             tracked_configs: BTreeMap::from([("configmap/podinfo-config-vol".into(), "c".into())]),
             ..ExecContext::default()
         };

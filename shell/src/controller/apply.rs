@@ -35,7 +35,7 @@ pub fn exec_context(
 ) -> ExecContext {
     let ns = canary.namespace().unwrap_or_default();
     let target_name = &canary.spec.target_ref.name;
-    let target = view.deployment(&ns, target_name).map(|d| (*d).clone());
+    let target = view.deployment(&ns, target_name);
     let tracked_configs = target
         .as_ref()
         .and_then(|t| t.spec.as_ref())
@@ -56,15 +56,13 @@ pub fn exec_context(
     let existing_routes = existing_routes(view, canary, &provider, ingress.as_ref());
     ExecContext {
         existing_routes,
-        primary: view
-            .deployment(&ns, &format!("{target_name}-primary"))
-            .map(|d| (*d).clone()),
+        primary: view.deployment(&ns, &format!("{target_name}-primary")),
+        apex: view.known_service(&ns, &crate::router::Names::of(canary).apex_service),
         target_hpa: canary
             .spec
             .autoscaler_ref
             .as_ref()
-            .and_then(|a| view.autoscaler(&ns, &a.name))
-            .map(|h| (*h).clone()),
+            .and_then(|a| view.autoscaler(&ns, &a.name)),
         provider,
         ingress,
         labels: labels.clone(),

@@ -7,8 +7,13 @@
 //! passed it, e.g. a new Canary naming an existing Deployment). Unresolved objects are read
 //! with one GET before the reconcile that needs them ([`super::fetch`]); after that the watch
 //! keeps them current, so an idle interval costs no request.
+//!
+//! The cache also remembers a hash of the key of every object its watch saw exist (8 bytes
+//! each, referenced or not). A newly referenced key the watch never saw is known absent at
+//! once: a new Canary's primary and Services cost no GET before they are created.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use kube::Resource;
@@ -16,8 +21,18 @@ use kube::runtime::watcher::Event;
 use prometheus::IntGauge;
 
 use super::refs::{Kind, Ref, Registry};
+use crate::executor::Known;
 
 type Key = (String, String);
+
+/// A key's hash, the same in every process (SipHash with fixed keys). Two keys sharing one
+/// (odds about n²/2⁶⁵ for n objects) only cost a GET, unless one of them is deleted while the
+/// other becomes referenced.
+fn hash_of(namespace: &str, name: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    (namespace, name).hash(&mut h);
+    h.finish()
+}
 
 fn key_of<K: Resource>(o: &K) -> Key {
     let m = o.meta();
@@ -49,6 +64,8 @@ struct Inner<K> {
 struct State<K> {
     objects: HashMap<Key, Arc<K>>,
     absent: HashSet<Key>,
+    /// The hashes ([`hash_of`]) of every object the watch saw exist, referenced or not.
+    present: HashSet<u64>,
     /// A list in progress.
     relist: Option<Relist<K>>,
 }
@@ -60,6 +77,8 @@ struct Relist<K> {
     found: HashMap<Key, Arc<K>>,
     /// Referenced objects listed whose content could not be read: unresolved, not absent.
     unknown: HashSet<Key>,
+    /// Every object listed so far, as [`State::present`].
+    present: HashSet<u64>,
 }
 
 impl<K: Resource + Clone> Cache<K> {
@@ -70,6 +89,7 @@ impl<K: Resource + Clone> Cache<K> {
                 state: Mutex::new(State {
                     objects: HashMap::new(),
                     absent: HashSet::new(),
+                    present: HashSet::new(),
                     relist: None,
                 }),
                 listed: tokio::sync::watch::Sender::new(false),
@@ -99,6 +119,15 @@ impl<K: Resource + Clone> Cache<K> {
             .cloned()
     }
 
+    /// The object, that it does not exist, or that the cache cannot tell (see `is_resolved`).
+    pub fn known(&self, namespace: &str, name: &str) -> Known<Arc<K>> {
+        match self.get(namespace, name) {
+            Some(o) => Known::Found(o),
+            None if self.is_resolved(namespace, name) => Known::Absent,
+            None => Known::Unknown,
+        }
+    }
+
     /// Objects held.
     pub fn len(&self) -> usize {
         self.lock().objects.len()
@@ -108,11 +137,15 @@ impl<K: Resource + Clone> Cache<K> {
         self.len() == 0
     }
 
-    /// Whether the cache knows `name`'s content or that it does not exist.
+    /// Whether the cache knows `name`'s content or that it does not exist: once listed, an
+    /// object the watch never saw does not exist.
     pub fn is_resolved(&self, namespace: &str, name: &str) -> bool {
         let key = (namespace.to_string(), name.to_string());
+        let listed = self.is_listed();
         let state = self.lock();
-        state.objects.contains_key(&key) || state.absent.contains(&key)
+        state.objects.contains_key(&key)
+            || state.absent.contains(&key)
+            || (listed && !state.present.contains(&hash_of(namespace, name)))
     }
 
     pub fn is_listed(&self) -> bool {
@@ -133,6 +166,7 @@ impl<K: Resource + Clone> Cache<K> {
         match event {
             Event::Apply(o) => {
                 let key = key_of(o);
+                state.present.insert(hash_of(&key.0, &key.1));
                 state.absent.remove(&key);
                 if referenced(&key) {
                     state.objects.insert(key, Arc::new(o.clone()));
@@ -142,6 +176,7 @@ impl<K: Resource + Clone> Cache<K> {
             }
             Event::Delete(o) => {
                 let key = key_of(o);
+                state.present.remove(&hash_of(&key.0, &key.1));
                 state.objects.remove(&key);
                 if referenced(&key) {
                     state.absent.insert(key);
@@ -152,14 +187,16 @@ impl<K: Resource + Clone> Cache<K> {
                     from: refs.epoch(),
                     found: HashMap::new(),
                     unknown: HashSet::new(),
+                    present: HashSet::new(),
                 })
             }
             Event::InitApply(o) => {
                 let key = key_of(o);
-                if referenced(&key)
-                    && let Some(relist) = &mut state.relist
-                {
-                    relist.found.insert(key, Arc::new(o.clone()));
+                if let Some(relist) = &mut state.relist {
+                    relist.present.insert(hash_of(&key.0, &key.1));
+                    if referenced(&key) {
+                        relist.found.insert(key, Arc::new(o.clone()));
+                    }
                 }
             }
             Event::InitDone => {
@@ -175,6 +212,7 @@ impl<K: Resource + Clone> Cache<K> {
                     .filter(|k| !relist.found.contains_key(k) && !relist.unknown.contains(k))
                     .collect();
                 state.objects = relist.found;
+                state.present = relist.present;
                 drop(state);
                 self.inner.listed.send_replace(true);
                 let state = self.lock();
@@ -210,6 +248,17 @@ impl<K: Resource + Clone> Cache<K> {
         state.absent.remove(&key);
         state.objects.insert(key, Arc::new(object));
         self.counted(&state);
+    }
+
+    /// Records that `name` exists though its content could not be read (a Secret whose GET
+    /// failed): unresolved, to be read when needed, not absent.
+    pub fn exists(&self, namespace: &str, name: &str) {
+        let hash = hash_of(namespace, name);
+        let mut state = self.lock();
+        match &mut state.relist {
+            Some(relist) => relist.present.insert(hash),
+            None => state.present.insert(hash),
+        };
     }
 
     /// Drops `name`, no longer referenced (or to be read again): unresolved until read.
@@ -270,7 +319,9 @@ mod tests {
         assert_eq!(cache.len(), 1);
         assert_eq!(value(&cache, "used").as_deref(), Some("1"));
         assert!(cache.is_resolved("test", "missing"));
-        assert!(!cache.is_resolved("test", "late"));
+        // Never listed: absent, whenever it became referenced.
+        assert!(cache.is_resolved("test", "late"));
+        // Listed but not kept: a GET reads it once it is referenced.
         assert!(!cache.is_resolved("test", "other-1"));
     }
 
@@ -296,6 +347,8 @@ mod tests {
         let reg = Registry::default();
         let cache = Cache::new(Kind::ConfigMap, None);
         cache.apply(&Event::Init, &reg);
+        cache.apply(&Event::InitApply(cm("x", "old")), &reg);
+        cache.apply(&Event::InitApply(cm("y", "old")), &reg);
         cache.apply(&Event::InitDone, &reg);
         reference(&reg, "a", &["x", "y"]);
         assert!(!cache.is_resolved("test", "x"));
@@ -308,5 +361,37 @@ mod tests {
         cache.forget("test", "x");
         assert!(!cache.is_resolved("test", "x"));
         assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn objects_the_watch_never_saw_are_absent_without_a_read() {
+        let reg = Registry::default();
+        let cache = Cache::new(Kind::ConfigMap, None);
+        assert!(
+            !cache.is_resolved("test", "new"),
+            "nothing is known before the list"
+        );
+        cache.apply(&Event::Init, &reg);
+        cache.apply(&Event::InitApply(cm("old", "1")), &reg);
+        cache.apply(&Event::InitDone, &reg);
+        reference(&reg, "a", &["new", "old", "later"]);
+        assert!(cache.is_resolved("test", "new"));
+        assert!(!cache.is_resolved("test", "old"));
+        // Created, then deleted, while unreferenced: the watch saw both.
+        cache.apply(&Event::Apply(cm("gone", "1")), &Registry::default());
+        assert!(!cache.is_resolved("test", "gone"));
+        cache.apply(&Event::Delete(cm("gone", "1")), &Registry::default());
+        assert!(cache.is_resolved("test", "gone"));
+        // A relist forgets what it no longer lists, and learns what exists now.
+        cache.apply(&Event::Init, &reg);
+        cache.apply(&Event::InitApply(cm("later", "1")), &reg);
+        cache.exists("test", "unreadable");
+        cache.apply(&Event::InitDone, &reg);
+        assert!(
+            cache.is_resolved("test", "old"),
+            "deleted while the watch was down"
+        );
+        assert_eq!(value(&cache, "later").as_deref(), Some("1"));
+        assert!(!cache.is_resolved("test", "unreadable"));
     }
 }

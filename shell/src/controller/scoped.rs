@@ -126,6 +126,7 @@ async fn with_content(
         Err(e) => {
             tracing::warn!(secret = %format!("{name}.{ns}"), error = %e, "cannot read a referenced Secret; retried when needed");
             cache.forget(&ns, &name);
+            cache.exists(&ns, &name);
             None
         }
     }

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use super::cache::Cache;
 use super::canary_index::CanaryIndex;
 use super::refs::{Kind, Ref, Registry, references};
-use crate::executor::LabelSettings;
+use crate::executor::{Known, LabelSettings};
 use crate::observe::ConfigRefs;
 
 pub use crate::router::RouteKind;
@@ -31,6 +31,8 @@ pub use crate::router::RouteKind;
 pub trait ClusterView {
     fn deployment(&self, namespace: &str, name: &str) -> Option<Arc<Deployment>>;
     fn service(&self, namespace: &str, name: &str) -> Option<Arc<Service>>;
+    /// The Service `name`, or that it does not exist, or that the cache cannot tell yet.
+    fn known_service(&self, namespace: &str, name: &str) -> Known<Arc<Service>>;
     fn autoscaler(&self, namespace: &str, name: &str) -> Option<Arc<HorizontalPodAutoscaler>>;
     /// Those of `names` that exist; `None` when config tracking is off.
     fn config_maps(&self, namespace: &str, names: &BTreeSet<String>) -> Option<Vec<ConfigMap>>;
@@ -130,6 +132,10 @@ impl ClusterView for Stores {
 
     fn service(&self, namespace: &str, name: &str) -> Option<Arc<Service>> {
         self.services.get(namespace, name)
+    }
+
+    fn known_service(&self, namespace: &str, name: &str) -> Known<Arc<Service>> {
+        self.services.known(namespace, name)
     }
 
     fn autoscaler(&self, namespace: &str, name: &str) -> Option<Arc<HorizontalPodAutoscaler>> {

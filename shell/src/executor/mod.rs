@@ -21,11 +21,13 @@ pub mod routes;
 pub mod services;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use flagger_core::Command;
 use flagger_core::api::Canary;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Service;
 use kube::Client;
 use kube::api::{Patch, PatchParams};
 use serde::Serialize;
@@ -162,12 +164,15 @@ impl LabelSettings {
 /// What was observed this reconcile and the settings the commands need.
 #[derive(Clone, Debug, Default)]
 pub struct ExecContext {
-    /// The user's Deployment (`spec.targetRef`), when it exists.
-    pub target: Option<Deployment>,
+    /// The user's Deployment (`spec.targetRef`), when it exists. Shared with the cache, not
+    /// copied: thousands of commands may wait with their context at once.
+    pub target: Option<Arc<Deployment>>,
     /// The generated `<target>-primary`, when it exists.
-    pub primary: Option<Deployment>,
+    pub primary: Option<Arc<Deployment>>,
+    /// The apex Service as cached, so writing it needs no read first.
+    pub apex: Known<Arc<Service>>,
     /// The autoscaler named by `spec.autoscalerRef`, when it exists.
-    pub target_hpa: Option<HorizontalPodAutoscaler>,
+    pub target_hpa: Option<Arc<HorizontalPodAutoscaler>>,
     /// The user's Ingress (`spec.ingressRef`), when it exists: nginx clones it.
     pub ingress: Option<kube::core::DynamicObject>,
     /// The routing objects the Canary writes (VirtualService and DestinationRules, HTTPRoute)
@@ -180,6 +185,17 @@ pub struct ExecContext {
     /// Checksums of the target's ConfigMaps and Secrets ([`crate::observe::tracked_configs`]);
     /// part of the promoted revision so a configuration change also rolls the primary.
     pub tracked_configs: BTreeMap<String, String>,
+}
+
+/// What a cache knows of one object.
+#[derive(Clone, Debug, Default)]
+pub enum Known<T> {
+    /// Nothing: read it.
+    #[default]
+    Unknown,
+    /// It does not exist.
+    Absent,
+    Found(T),
 }
 
 /// The selector label of the target and its value, e.g. `("app", "podinfo")`.
@@ -198,7 +214,7 @@ impl Selector {
 impl ExecContext {
     pub fn target(&self, canary: &Canary) -> Result<&Deployment, ExecError> {
         self.target
-            .as_ref()
+            .as_deref()
             .ok_or_else(|| ExecError::TargetMissing(canary.spec.target_ref.name.clone()))
     }
 

@@ -7,6 +7,7 @@
 //! Canary never deletes it, and [`revert_apex`] hands it back pointing at the target.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use flagger_core::api::{Canary, CustomMetadata};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -17,7 +18,8 @@ use kube::api::{Api, Patch};
 use serde_json::{Value, json};
 
 use super::{
-    ExecContext, ExecError, Executor, FIELD_MANAGER, FLUX_ANNOTATIONS, Selector, namespace, wrap,
+    ExecContext, ExecError, Executor, FIELD_MANAGER, FLUX_ANNOTATIONS, Known, Selector, namespace,
+    wrap,
 };
 use crate::drift::{
     Shape, metadata_keyed, our_apply_entry, owned_field_drift, value_drift, written_parts,
@@ -56,11 +58,18 @@ pub(super) async fn apply_apex(
     let [_, _, apex] = desired_services(canary, ctx)?;
     let apex_name = &names.apex_service;
     let ns = namespace(canary)?;
-    match api
-        .get_opt(apex_name)
-        .await
-        .map_err(wrap(format!("service {apex_name} get query error: "), ""))?
-    {
+    // The cache's answer when it has one: a user's Service created in the instant before the
+    // watch reports it is then written as ours (as if it had been created just after).
+    let existing = match &ctx.apex {
+        Known::Found(s) => Some(s.clone()),
+        Known::Absent => None,
+        Known::Unknown => api
+            .get_opt(apex_name)
+            .await
+            .map_err(wrap(format!("service {apex_name} get query error: "), ""))?
+            .map(Arc::new),
+    };
+    match existing {
         Some(user_service) if !owned_by(&user_service, canary) => {
             let patch = take_over_patch(
                 canary,
@@ -168,7 +177,7 @@ pub fn desired_services(canary: &Canary, ctx: &ExecContext) -> Result<[Service; 
     let selector = ctx.selector(canary)?;
     let names = Names::of(canary);
     let spec = &canary.spec.service();
-    let ports = service_ports(canary, ctx.target.as_ref());
+    let ports = service_ports(canary, ctx.target.as_deref());
     let headless = spec.headless.unwrap_or(false);
     let canary_svc = owned_service(
         canary,
@@ -203,7 +212,7 @@ pub fn desired_services(canary: &Canary, ctx: &ExecContext) -> Result<[Service; 
 /// The apex as handed back: target selector, no owner reference, none of our metadata.
 pub fn reverted_apex(canary: &Canary, ctx: &ExecContext) -> Result<Service, ExecError> {
     let selector = ctx.selector(canary)?;
-    let ports = service_ports(canary, ctx.target.as_ref());
+    let ports = service_ports(canary, ctx.target.as_deref());
     Ok(bare_service(
         canary,
         &Names::of(canary).apex_service,
@@ -236,7 +245,7 @@ pub fn take_over_patch(
     }
     selector.insert(label.to_string(), json!(selector_value));
     let old_ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
-    let ports: Vec<ServicePort> = service_ports(canary, ctx.target.as_ref())
+    let ports: Vec<ServicePort> = service_ports(canary, ctx.target.as_deref())
         .into_iter()
         .map(|mut port| {
             port.node_port = old_ports
@@ -296,7 +305,7 @@ fn owned_service_drift(desired: &Service, actual: &Service) -> Option<String> {
 
 /// Taking a user's apex over writes its whole port list (a merge patch replaces lists).
 fn user_apex_drift(canary: &Canary, ctx: &ExecContext, actual: &Service) -> Option<String> {
-    let ports = service_ports(canary, ctx.target.as_ref());
+    let ports = service_ports(canary, ctx.target.as_deref());
     let actual_ports = actual.spec.as_ref().and_then(|s| s.ports.clone());
     let shape = Shape {
         keyed: |_| None,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::controller_support::deployment;
 use flagger::controller::snapshot;
 use flagger::controller::watch::{ClusterView, RouteKind, RouteLookup};
+use flagger::executor::Known;
 use flagger_core::api::Canary;
 use flagger_core::snapshot::{Answers, Drift, OperatorConfig, Routes};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -27,6 +28,9 @@ struct View {
 }
 
 impl ClusterView for View {
+    fn known_service(&self, ns: &str, name: &str) -> Known<Arc<Service>> {
+        self.service(ns, name).map_or(Known::Absent, Known::Found)
+    }
     fn deployment(&self, _: &str, name: &str) -> Option<Arc<Deployment>> {
         self.deployments.get(name).cloned()
     }

@@ -143,17 +143,21 @@ async fn a_users_apex_service_moves_to_the_primary_when_initialization_completes
     drop(ctx);
     let seen = server.await.unwrap();
 
-    // The primary is ready: the apex moves first, then the target scales down.
+    // The primary is ready: the apex moves first (taken over as cached, no read), then the
+    // target scales down.
     assert_eq!(
-        lines(&seen)[..3],
+        lines(&seen)[..2],
         [
-            format!("GET {SERVICES}/podinfo"),
             format!("PATCH {SERVICES}/podinfo"),
             format!("PATCH {DEPLOYMENTS}/podinfo"),
         ]
     );
-    assert_eq!(seen[1].body["spec"]["selector"]["app"], "podinfo-primary");
-    assert_eq!(seen[2].body["spec"]["replicas"], json!(0));
+    assert_eq!(seen[0].body["spec"]["selector"]["app"], "podinfo-primary");
+    assert!(
+        seen[0].body["metadata"]["ownerReferences"].is_null(),
+        "still the user's"
+    );
+    assert_eq!(seen[1].body["spec"]["replicas"], json!(0));
 }
 
 #[tokio::test]

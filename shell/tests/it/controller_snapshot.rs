@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::controller_support::{canary, deployment};
 use flagger::controller::snapshot::{self, FINALIZER};
 use flagger::controller::watch::{ClusterView, RouteKind, RouteLookup};
+use flagger::executor::Known;
 use flagger::observe;
 use flagger_core::api::Canary;
 use flagger_core::snapshot::{Answers, HookAnswer, OperatorConfig, Routes};
@@ -30,6 +31,9 @@ struct Cluster {
 }
 
 impl ClusterView for Cluster {
+    fn known_service(&self, ns: &str, name: &str) -> Known<Arc<Service>> {
+        self.service(ns, name).map_or(Known::Absent, Known::Found)
+    }
     fn deployment(&self, ns: &str, name: &str) -> Option<Arc<Deployment>> {
         assert_eq!(ns, "test");
         self.deployments.get(name).cloned()

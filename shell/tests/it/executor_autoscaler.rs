@@ -5,6 +5,7 @@ use flagger_core::Command;
 use flagger_core::api::{AutoscalerReference, ScalerReplicas};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 fn target_hpa() -> HorizontalPodAutoscaler {
     serde_json::from_value(json!({
@@ -38,7 +39,7 @@ fn autoscaled_canary(overrides: Option<ScalerReplicas>) -> flagger_core::Canary 
 
 async fn apply(canary: flagger_core::Canary, promote: bool, primary_exists: bool) -> Vec<Captured> {
     let mut ctx = context("istio");
-    ctx.target_hpa = Some(target_hpa());
+    ctx.target_hpa = Some(Arc::new(target_hpa()));
     let echo = echo(canary.clone());
     let respond = move |req: &Captured| {
         if req.method == "GET" && primary_exists {

@@ -2,6 +2,7 @@
 //! the mocked tests pin down must also be accepted, and applying them twice must change nothing.
 //! Run with `KUBECONFIG=<state>/kubeconfig cargo test -p flagger --test it -- --ignored executor_cluster::`.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use flagger::controller::watch::keep_own_apply_entry;
@@ -38,8 +39,12 @@ async fn setup() -> (Client, String) {
 async fn context(client: &Client, ns: &str, provider: &str) -> ExecContext {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let mut ctx = crate::executor_support::context(provider);
-    ctx.target = deployments.get_opt("podinfo").await.unwrap();
-    ctx.primary = deployments.get_opt("podinfo-primary").await.unwrap();
+    ctx.target = deployments.get_opt("podinfo").await.unwrap().map(Arc::new);
+    ctx.primary = deployments
+        .get_opt("podinfo-primary")
+        .await
+        .unwrap()
+        .map(Arc::new);
     ctx
 }
 
@@ -501,7 +506,7 @@ async fn a_users_apex_service_survives_its_canary_and_hpa_is_mirrored() {
     })
     .await;
     let mut ctx = context(&client, &ns, "kubernetes").await;
-    ctx.target_hpa = Some(hpa);
+    ctx.target_hpa = Some(Arc::new(hpa));
 
     twice(&exec, &canary, &ctx, Command::CreatePrimary).await;
     let primary = deployments.get("podinfo-primary").await.unwrap();
@@ -513,7 +518,7 @@ async fn a_users_apex_service_survives_its_canary_and_hpa_is_mirrored() {
     // A promotion copies the template without replicas: the first count stays, for the
     // autoscaler to change, and is not reset to the server default.
     let mut promoting = ctx.clone();
-    promoting.primary = Some(deployments.get("podinfo-primary").await.unwrap());
+    promoting.primary = Some(Arc::new(deployments.get("podinfo-primary").await.unwrap()));
     twice(&exec, &canary, &promoting, Command::PromoteTemplate).await;
     assert_eq!(
         deployments

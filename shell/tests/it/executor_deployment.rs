@@ -6,6 +6,7 @@ use flagger_core::Command;
 use flagger_core::api::AutoscalerReference;
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 async fn primary_body(canary: flagger_core::Canary, ctx: flagger::executor::ExecContext) -> Value {
     let (result, requests) = run(echo(canary.clone()), |exec| async move {
@@ -73,7 +74,7 @@ async fn every_copy_carries_the_included_annotations() {
         body["metadata"]["annotations"],
         json!({ "team/owner": "web" })
     );
-    ctx.primary = Some(target());
+    ctx.primary = Some(Arc::new(target()));
     let body = primary_body(canary(), ctx).await;
     assert_eq!(
         body["metadata"]["annotations"],
@@ -138,7 +139,7 @@ async fn an_autoscaled_primary_starts_with_the_targets_replicas_then_leaves_them
 
     // Once the primary exists, the copy leaves replicas alone.
     let mut ctx = context("istio");
-    ctx.primary = Some(target());
+    ctx.primary = Some(Arc::new(target()));
     let body = primary_body(autoscaled, ctx).await;
     assert!(body["spec"].get("replicas").is_none(), "{body}");
 }
@@ -158,7 +159,7 @@ async fn selector_label_is_the_first_configured_one_present() {
         .as_mut()
         .unwrap()
         .insert("app.kubernetes.io/name".into(), "web".into());
-    ctx.target = Some(target);
+    ctx.target = Some(Arc::new(target));
     let body = primary_body(canary(), ctx).await;
     assert_eq!(
         body["spec"]["selector"]["matchLabels"],
@@ -200,7 +201,7 @@ async fn an_existing_primary_keeps_its_immutable_selector() {
         ]
         .into(),
     );
-    ctx.primary = Some(primary);
+    ctx.primary = Some(Arc::new(primary));
     let body = primary_body(canary(), ctx).await;
     assert_eq!(
         body["spec"]["selector"]["matchLabels"],
@@ -251,7 +252,7 @@ async fn affinity_and_spread_against_the_target_mean_the_primary_in_the_copy() {
         }]
     }))
     .unwrap();
-    ctx.target = Some(target);
+    ctx.target = Some(Arc::new(target));
     let body = primary_body(canary(), ctx).await;
     let pod = &body["spec"]["template"]["spec"];
     assert_eq!(
@@ -313,7 +314,7 @@ async fn promotion_is_deterministic_and_rolls_only_on_change() {
         .unwrap()
         .containers[0]
         .image = Some("ghcr.io/stefanprodan/podinfo:6.0.1".into());
-    ctx.target = Some(changed);
+    ctx.target = Some(Arc::new(changed));
     let next = promote(ctx).await;
     let revision = |b: &Value| {
         b["spec"]["template"]["metadata"]["annotations"]["flagger.app/promoted-revision"].clone()
@@ -383,7 +384,7 @@ async fn promote_with_configs(
     respond: impl Fn(&Captured) -> (u16, Value) + Send + 'static,
 ) -> Vec<Captured> {
     let mut ctx = context("istio");
-    ctx.target = Some(config_target());
+    ctx.target = Some(Arc::new(config_target()));
     ctx.tracked_configs = tracked
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

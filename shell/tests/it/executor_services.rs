@@ -1,8 +1,10 @@
 //! ApplyServices, ApplyApexService and RevertApexService as API requests.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::executor_support::*;
+use flagger::executor::Known;
 use flagger_core::Command;
 use flagger_core::api::{CustomMetadata, UnmanagedMetadata};
 use serde_json::{Value, json};
@@ -81,6 +83,34 @@ async fn apply_apex_service_moves_only_the_apex() {
     assert_eq!(
         requests[1].body["spec"]["selector"],
         json!({ "app": "podinfo-primary" })
+    );
+}
+
+#[tokio::test]
+async fn an_apex_the_cache_knows_is_written_without_a_read() {
+    // Known absent (a new Canary): one write, no GET.
+    let mut ctx = context("istio");
+    ctx.apex = Known::Absent;
+    let requests = execute_all(canary(), ctx, None, &[Command::ApplyApexService]).await;
+    assert_eq!(requests.len(), 1);
+    requests[0].assert_apply(&format!("{SERVICES}/podinfo"));
+    // Known to be the user's: taken over with a merge patch, no GET.
+    let mut ctx = context("istio");
+    let cached: k8s_openapi::api::core::v1::Service =
+        serde_json::from_value(user_service()).unwrap();
+    ctx.apex = Known::Found(Arc::new(cached));
+    let requests = execute_all(
+        canary(),
+        ctx,
+        Some(user_service()),
+        &[Command::ApplyApexService],
+    )
+    .await;
+    assert_eq!(requests.len(), 1);
+    requests[0].assert_merge(&format!("{SERVICES}/podinfo"));
+    assert_eq!(
+        requests[0].body["spec"]["selector"],
+        json!({ "app": "podinfo-primary", "version": null })
     );
 }
 
@@ -168,7 +198,7 @@ async fn port_discovery_adds_the_other_container_ports_but_not_sidecars() {
         { "name": "istio-proxy", "ports": [{ "name": "http-envoy-prom", "containerPort": 15090 }] }
     ]))
     .unwrap();
-    ctx.target = Some(target);
+    ctx.target = Some(Arc::new(target));
     let requests = apply_services(canary, ctx, None).await;
     let ports: Vec<(String, i64)> = requests[0].body["spec"]["ports"]
         .as_array()
@@ -305,7 +335,7 @@ async fn revert_works_from_the_primary_when_the_target_is_gone() {
     let mut primary = target();
     primary.spec.as_mut().unwrap().selector.match_labels =
         Some([("app".to_string(), "podinfo-primary".to_string())].into());
-    ctx.primary = Some(primary);
+    ctx.primary = Some(Arc::new(primary));
     ctx.target = None;
     let (result, requests) = run(echo(c.clone()), |exec| async move {
         exec.execute(&c, &ctx, &Command::RevertApexService).await

@@ -5,9 +5,10 @@
 #![allow(dead_code)] // not every helper is used by every test module
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use flagger::executor::{ExecContext, Executor, LabelSettings};
+use flagger::executor::{ExecContext, Executor, Known, LabelSettings};
 use flagger_core::api::{Canary, CanaryAnalysis, CanaryService, CanarySpec, ObjectReference};
 use http::{Request, Response};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -219,8 +220,9 @@ pub fn target() -> Deployment {
 
 pub fn context(provider: &str) -> ExecContext {
     ExecContext {
-        target: Some(target()),
+        target: Some(Arc::new(target())),
         primary: None,
+        apex: Known::Unknown,
         target_hpa: None,
         ingress: None,
         existing_routes: Vec::new(),

@@ -29,6 +29,13 @@ impl RequestCounts {
         out
     }
 
+    /// Without the requests `drop(verb, resource)` picks.
+    pub fn without(&self, drop: impl Fn(&str, &str) -> bool) -> RequestCounts {
+        let mut out = self.clone();
+        out.0.retain(|(verb, resource, _), _| !drop(verb, resource));
+        out
+    }
+
     /// Only the answers with a code of 400 or above.
     pub fn failures(&self) -> RequestCounts {
         let mut out = self.clone();

@@ -62,6 +62,10 @@ pub struct Figures {
     pub peak_rss_mib: f64,
     /// From the creation of the N−K bulk Canaries to the last of them Initialized.
     pub init_s: f64,
+    /// Resource requests the API server answered in that time (the probes' new revisions
+    /// included), and the largest kinds of them.
+    pub init_requests: f64,
+    pub init_breakdown: String,
     pub bulk: usize,
     /// 5xx and 429 answers of the API server from operator start to its stop.
     pub server_errors: f64,

@@ -51,6 +51,11 @@ const ROWS: &[Row] = &[
         decimals: 1,
     },
     Row {
+        label: "API requests per bulk canary, to initialize",
+        value: |f| f.init_requests / f.bulk.max(1) as f64,
+        decimals: 1,
+    },
+    Row {
         label: "5xx answers of the API server",
         value: |f| f.server_errors,
         decimals: 0,
@@ -179,8 +184,10 @@ pub fn breakdown(results: &[(Implementation, Figures)]) -> String {
         .iter()
         .map(|(w, f)| {
             format!(
-                "idle requests, {0}: {1}\nanswers >= 400 from start to stop, {0}: {2}\n",
+                "requests while the bulk initialized, {0}: {1}\nidle requests, {0}: {2}\n\
+                 answers >= 400 from start to stop, {0}: {3}\n",
                 w.name(),
+                or_none(&f.init_breakdown),
                 or_none(&f.idle_breakdown),
                 or_none(&f.failures)
             )
