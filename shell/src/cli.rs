@@ -35,7 +35,8 @@ pub struct RunArgs {
     #[arg(long, value_parser = url_value, value_name = "URL")]
     pub master: Option<String>,
 
-    /// Client-side rate limit towards the API server (requests per second).
+    /// Client-side rate limit towards the API server (requests per second), for each of three
+    /// families of API groups: Kubernetes', `flagger.app`, the routers' (as Flagger's clientsets).
     #[arg(long, default_value_t = 100)]
     pub kubeconfig_qps: u32,
 

@@ -3,17 +3,21 @@
 //! Every request passes through [`ApiRequestLayer`], which counts it in
 //! `flagger_kube_requests_total{verb,resource}` (so the load the operator puts on the API server
 //! is visible, which is the point of serving Canaries from watch caches) and holds it back when
-//! `-kubeconfig-qps`/`-kubeconfig-burst` would be exceeded, as client-go's token bucket does.
+//! `-kubeconfig-qps`/`-kubeconfig-burst` would be exceeded, as client-go's token buckets do
+//! (one per family of API groups, see [`crate::rate_limit`]).
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Method, Request, Uri};
 use prometheus::IntCounterVec;
-use tokio::time::{Instant, Sleep};
-use tower::{Layer, Service};
+use tower::buffer::Buffer;
+use tower::{Layer, Service, ServiceExt};
+
+use crate::rate_limit::Buckets;
 
 /// The Kubernetes verb of a request, as the API server's audit log names it.
 pub fn verb(method: &Method, uri: &Uri) -> &'static str {
@@ -83,45 +87,11 @@ fn path_parts(path: &str) -> Option<PathParts<'_>> {
     })
 }
 
-/// Client-go's token bucket: `burst` requests at once, refilled at `qps` per second.
-#[derive(Debug)]
-struct TokenBucket {
-    qps: f64,
-    burst: f64,
-    tokens: f64,
-    refilled: Instant,
-}
-
-impl TokenBucket {
-    fn new(qps: u32, burst: u32) -> Self {
-        let burst = f64::from(burst.max(1));
-        TokenBucket {
-            qps: f64::from(qps),
-            burst,
-            tokens: burst,
-            refilled: Instant::now(),
-        }
-    }
-
-    /// Takes a token, or says how long until one is available.
-    fn take(&mut self, now: Instant) -> Result<(), Duration> {
-        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.qps).min(self.burst);
-        self.refilled = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.qps))
-        }
-    }
-}
-
-/// Counts every request and, when `qps` is non-zero, paces them.
+/// Counts every request and, when `qps` is non-zero, paces them per [`Family`] bucket.
 #[derive(Clone)]
 pub struct ApiRequestLayer {
     counter: IntCounterVec,
-    limit: Option<(u32, u32)>,
+    buckets: Option<Arc<Buckets>>,
 }
 
 impl ApiRequestLayer {
@@ -129,71 +99,74 @@ impl ApiRequestLayer {
     pub fn new(counter: IntCounterVec, qps: u32, burst: u32) -> Self {
         ApiRequestLayer {
             counter,
-            limit: (qps > 0).then_some((qps, burst)),
+            buckets: Buckets::new(qps, burst).map(Arc::new),
         }
     }
 }
 
-impl<S> Layer<S> for ApiRequestLayer {
-    type Service = ApiRequests<S>;
+/// Requests the buffer in front of the client's stack holds before their senders wait.
+const QUEUE: usize = 1024;
 
+impl<S> Layer<S> for ApiRequestLayer
+where
+    S: Service<Request<kube::client::Body>> + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<tower::BoxError> + Send + Sync,
+{
+    type Service = ApiRequests<Buffer<Request<kube::client::Body>, S::Future>>;
+
+    /// A buffer in front of the client's stack lets each request wait for its own family's
+    /// token with a handle of its own. Must be called within the Tokio runtime.
     fn layer(&self, inner: S) -> Self::Service {
         ApiRequests {
-            inner,
+            inner: Buffer::new(inner, QUEUE),
             counter: self.counter.clone(),
-            bucket: self.limit.map(|(q, b)| TokenBucket::new(q, b)),
-            sleep: None,
-            reserved: false,
+            buckets: self.buckets.clone(),
         }
     }
 }
 
+#[derive(Clone)]
 pub struct ApiRequests<S> {
     inner: S,
     counter: IntCounterVec,
-    bucket: Option<TokenBucket>,
-    sleep: Option<Pin<Box<Sleep>>>,
-    /// A token was taken for the next `call`.
-    reserved: bool,
+    buckets: Option<Arc<Buckets>>,
 }
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S, B> Service<Request<B>> for ApiRequests<S>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    S::Response: Send,
+    B: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = BoxFuture<Result<S::Response, S::Error>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // kube's client drives this service from one buffer worker, so waiting in `poll_ready`
-        // queues requests behind the limit instead of failing them.
-        while !self.reserved {
-            let Some(bucket) = self.bucket.as_mut() else {
-                self.reserved = true;
-                break;
-            };
-            if let Some(sleep) = self.sleep.as_mut() {
-                if sleep.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                self.sleep = None;
-            }
-            let now = Instant::now();
-            match bucket.take(now) {
-                Ok(()) => self.reserved = true,
-                Err(wait) => self.sleep = Some(Box::pin(tokio::time::sleep_until(now + wait))),
-            }
-        }
-        self.inner.poll_ready(cx)
+    /// Always ready: each request waits for its token, then for the inner service, on its own.
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        self.reserved = false;
         let verb = verb(req.method(), req.uri());
         let resource = resource(req.uri());
         self.counter.with_label_values(&[verb, &resource]).inc();
-        self.inner.call(req)
+        let wait = self
+            .buckets
+            .as_ref()
+            .map_or(Duration::ZERO, |b| b.reserve(req.uri()));
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            inner.oneshot(req).await
+        })
     }
 }
 
@@ -249,18 +222,5 @@ mod tests {
         for (method, uri, (v, r)) in cases {
             assert_eq!(classify(method, uri), (v, r.to_string()), "{uri}");
         }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_bucket_allows_a_burst_then_paces_at_qps() {
-        let mut b = TokenBucket::new(2, 3);
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            assert!(b.take(t0).is_ok());
-        }
-        let wait = b.take(t0).unwrap_err();
-        assert_eq!(wait, Duration::from_millis(500));
-        assert!(b.take(t0 + Duration::from_millis(500)).is_ok());
-        assert!(b.take(t0 + Duration::from_millis(500)).is_err());
     }
 }

@@ -15,6 +15,7 @@ pub mod observe;
 pub mod operator_metrics;
 pub mod policy_regression;
 pub mod policy_test;
+pub mod rate_limit;
 pub mod recordings;
 pub mod replay;
 pub mod router;

@@ -168,7 +168,7 @@ async fn measure(
         .without_leases()
         .without(|verb, resource| verb == "POST" && resource == "canaries");
     f.init_requests = init.total();
-    f.init_breakdown = init.top(12);
+    f.init_breakdown = init.top(30);
     (f.load_noticed_s, f.load_first_step_s) = revision_times(watch, &revised);
     log(format!(
         "{n} Initialized; bulk of {} in {:.1} s",
