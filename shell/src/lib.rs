@@ -1,6 +1,7 @@
 //! The Flagger operator's shell: everything that touches the network, the cluster or the clock.
 //! Decisions come from `flagger-core`; this crate gathers inputs and carries out commands.
 pub mod cli;
+pub mod compact;
 pub mod controller;
 pub mod crd;
 pub mod drift;

@@ -8,6 +8,8 @@
 //! with one GET before the reconcile that needs them ([`super::fetch`]); after that the watch
 //! keeps them current, so an idle interval costs no request.
 //!
+//! Objects are kept as JSON text ([`Compact`]) and decoded when read.
+//!
 //! The cache also remembers a hash of the key of every object its watch saw exist (8 bytes
 //! each, referenced or not). A newly referenced key the watch never saw is known absent at
 //! once: a new Canary's primary and Services cost no GET before they are created.
@@ -19,8 +21,11 @@ use std::sync::{Arc, Mutex};
 use kube::Resource;
 use kube::runtime::watcher::Event;
 use prometheus::IntGauge;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::refs::{Kind, Ref, Registry};
+use crate::compact::Compact;
 use crate::executor::Known;
 
 type Key = (String, String);
@@ -62,7 +67,7 @@ struct Inner<K> {
 }
 
 struct State<K> {
-    objects: HashMap<Key, Arc<K>>,
+    objects: HashMap<Key, Compact<K>>,
     absent: HashSet<Key>,
     /// The hashes ([`hash_of`]) of every object the watch saw exist, referenced or not.
     present: HashSet<u64>,
@@ -74,14 +79,14 @@ struct Relist<K> {
     /// The registry's epoch when the list started.
     from: u64,
     /// The referenced objects found so far.
-    found: HashMap<Key, Arc<K>>,
+    found: HashMap<Key, Compact<K>>,
     /// Referenced objects listed whose content could not be read: unresolved, not absent.
     unknown: HashSet<Key>,
     /// Every object listed so far, as [`State::present`].
     present: HashSet<u64>,
 }
 
-impl<K: Resource + Clone> Cache<K> {
+impl<K> Cache<K> {
     pub fn new(kind: Kind, gauge: Option<IntGauge>) -> Cache<K> {
         Cache {
             inner: Arc::new(Inner {
@@ -112,15 +117,29 @@ impl<K: Resource + Clone> Cache<K> {
         }
     }
 
-    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>>
+    where
+        K: Resource + Serialize + DeserializeOwned,
+    {
+        self.get_owned(namespace, name).map(Arc::new)
+    }
+
+    /// The object, decoded for the caller alone.
+    pub fn get_owned(&self, namespace: &str, name: &str) -> Option<K>
+    where
+        K: Resource + Serialize + DeserializeOwned,
+    {
         self.lock()
             .objects
             .get(&(namespace.to_string(), name.to_string()))
-            .cloned()
+            .and_then(Compact::get)
     }
 
     /// The object, that it does not exist, or that the cache cannot tell (see `is_resolved`).
-    pub fn known(&self, namespace: &str, name: &str) -> Known<Arc<K>> {
+    pub fn known(&self, namespace: &str, name: &str) -> Known<Arc<K>>
+    where
+        K: Resource + Serialize + DeserializeOwned,
+    {
         match self.get(namespace, name) {
             Some(o) => Known::Found(o),
             None if self.is_resolved(namespace, name) => Known::Absent,
@@ -159,7 +178,10 @@ impl<K: Resource + Clone> Cache<K> {
     }
 
     /// Applies one (pruned) watch event, keeping the object only if `refs` references it.
-    pub fn apply(&self, event: &Event<K>, refs: &Registry) {
+    pub fn apply(&self, event: &Event<K>, refs: &Registry)
+    where
+        K: Resource + Serialize + DeserializeOwned,
+    {
         let kind = self.inner.kind;
         let referenced = |key: &Key| refs.contains(&Ref::new(kind, &key.0, &key.1));
         let mut state = self.lock();
@@ -168,11 +190,10 @@ impl<K: Resource + Clone> Cache<K> {
                 let key = key_of(o);
                 state.present.insert(hash_of(&key.0, &key.1));
                 state.absent.remove(&key);
-                if referenced(&key) {
-                    state.objects.insert(key, Arc::new(o.clone()));
-                } else {
-                    state.objects.remove(&key);
-                }
+                match Compact::new(o).filter(|_| referenced(&key)) {
+                    Some(c) => state.objects.insert(key, c),
+                    None => state.objects.remove(&key),
+                };
             }
             Event::Delete(o) => {
                 let key = key_of(o);
@@ -194,8 +215,10 @@ impl<K: Resource + Clone> Cache<K> {
                 let key = key_of(o);
                 if let Some(relist) = &mut state.relist {
                     relist.present.insert(hash_of(&key.0, &key.1));
-                    if referenced(&key) {
-                        relist.found.insert(key, Arc::new(o.clone()));
+                    if referenced(&key)
+                        && let Some(c) = Compact::new(o)
+                    {
+                        relist.found.insert(key, c);
                     }
                 }
             }
@@ -224,7 +247,10 @@ impl<K: Resource + Clone> Cache<K> {
     }
 
     /// The result of a GET for an unresolved object; ignored if the watch resolved it since.
-    pub fn fetched(&self, namespace: &str, name: &str, object: Option<K>) {
+    pub fn fetched(&self, namespace: &str, name: &str, object: Option<K>)
+    where
+        K: Resource + Serialize + DeserializeOwned,
+    {
         let key = (namespace.to_string(), name.to_string());
         let mut state = self.lock();
         if state.objects.contains_key(&key) || state.absent.contains(&key) {
@@ -232,7 +258,9 @@ impl<K: Resource + Clone> Cache<K> {
         }
         match object {
             Some(o) => {
-                state.objects.insert(key, Arc::new(o));
+                if let Some(c) = Compact::new(&o) {
+                    state.objects.insert(key, c);
+                }
             }
             None => {
                 state.absent.insert(key);
@@ -242,11 +270,16 @@ impl<K: Resource + Clone> Cache<K> {
     }
 
     /// Holds `object` whether referenced or not: for views of the cluster built by hand.
-    pub fn put(&self, object: K) {
+    pub fn put(&self, object: K)
+    where
+        K: Resource + Serialize + DeserializeOwned,
+    {
         let key = key_of(&object);
         let mut state = self.lock();
         state.absent.remove(&key);
-        state.objects.insert(key, Arc::new(object));
+        if let Some(c) = Compact::new(&object) {
+            state.objects.insert(key, c);
+        }
         self.counted(&state);
     }
 

@@ -17,6 +17,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::cache::Cache;
@@ -36,7 +37,7 @@ pub fn full<K>(
     seen: impl Fn(&Event<K>) + Send + 'static,
 ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
-    K: Resource + Prune + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource + Prune + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
     watcher(api, config.any_semantic())
@@ -177,6 +178,7 @@ where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + Prune
         + Clone
+        + Serialize
         + DeserializeOwned
         + Debug,
     K::DynamicType: Default,

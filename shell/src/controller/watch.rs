@@ -164,15 +164,14 @@ impl ClusterView for Stores {
     }
 }
 
-fn named<K: Resource + Clone>(
+fn named<K: Resource + serde::Serialize + DeserializeOwned>(
     cache: &Cache<K>,
     namespace: &str,
     names: &BTreeSet<String>,
 ) -> Vec<K> {
     names
         .iter()
-        .filter_map(|n| cache.get(namespace, n))
-        .map(|o| (*o).clone())
+        .filter_map(|n| cache.get_owned(namespace, n))
         .collect()
 }
 
