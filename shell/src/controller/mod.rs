@@ -28,6 +28,7 @@ pub mod outbox;
 pub mod prune;
 pub mod reconcile;
 pub mod refs;
+pub mod route_store;
 pub mod run;
 pub mod scoped;
 pub mod snapshot;
@@ -95,7 +96,6 @@ struct Writers {
     canary_index: CanaryIndex,
     templates: reflector::store::Writer<MetricTemplate>,
     providers: reflector::store::Writer<AlertProvider>,
-    routes: Vec<reflector::store::Writer<kube::api::DynamicObject>>,
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -119,13 +119,10 @@ pub async fn run(
     let (templates, templates_w) = reflector::store();
     let (providers, providers_w) = reflector::store();
     let mut routes = Vec::new();
-    let mut route_writers = Vec::new();
     for kind in RouteKind::ALL {
         match watch::discover_route_kind(&client, kind).await {
             Ok(Some(resource)) => {
-                let writer = reflector::store::Writer::new(resource.clone());
-                routes.push((kind, resource, writer.as_reader()));
-                route_writers.push(writer);
+                routes.push((kind, resource, route_store::RouteStore::default()));
             }
             Ok(None) => tracing::info!(
                 kind = kind.group_and_kind().1,
@@ -158,7 +155,6 @@ pub async fn run(
         canary_index: canary_index.clone(),
         templates: templates_w,
         providers: providers_w,
-        routes: route_writers,
     };
 
     let http = crate::webhook::http_client_builder()
@@ -366,7 +362,7 @@ fn build_controller(
                 watch::map_config(&s, refs::Kind::Secret, &o)
             });
     }
-    for (writer, (kind, resource, _)) in w.routes.into_iter().zip(&stores.routes) {
+    for (kind, resource, store) in &stores.routes {
         let api = if ns.is_empty() {
             Api::all_with(client.clone(), resource)
         } else {
@@ -374,7 +370,7 @@ fn build_controller(
         };
         let (canaries, kind) = (w.canary_index.clone(), *kind);
         controller = controller.watches_stream_with(
-            watch::reflected_dynamic(api, writer),
+            watch::routes(api, store.clone()),
             move |o| watch::map_route(&canaries, kind, &o),
             resource.clone(),
         );

@@ -16,6 +16,7 @@ use futures::{Stream, StreamExt, stream};
 use kube::runtime::reflector::Store;
 
 use super::cache::Cache;
+use super::route_store::RouteStore;
 use super::watch::Stores;
 
 /// How often a pending cache is polled again. The store's readiness future keeps only the waker
@@ -53,7 +54,11 @@ where
 
 /// [`listed`] for a reference-scoped cache.
 pub async fn cached<K: kube::Resource + Clone>(cache: &Cache<K>) -> bool {
-    let kind = cache.kind().name();
+    until_listed(cache.kind().name(), cache.wait_listed()).await
+}
+
+/// `listed`, reported as slow after [`SLOW`].
+async fn until_listed(kind: &str, listed: impl Future<Output = bool>) -> bool {
     tracing::debug!(kind, "waiting for the cache");
     let slow = async {
         tokio::time::sleep(SLOW).await;
@@ -64,9 +69,14 @@ pub async fn cached<K: kube::Resource + Clone>(cache: &Cache<K>) -> bool {
         std::future::pending::<()>().await;
     };
     tokio::select! {
-        ready = cache.wait_listed() => ready,
+        ready = listed => ready,
         _ = slow => false,
     }
+}
+
+/// [`listed`] for a routing kind's store.
+pub async fn routes_listed(kind: &str, store: &RouteStore) -> bool {
+    until_listed(kind, store.wait_listed()).await
 }
 
 /// Resolves once every cache a reconcile reads holds its initial list; false if one never will.
@@ -85,7 +95,7 @@ pub async fn dependencies_listed(stores: &Stores) -> bool {
         ok = ok && cached(secrets).await;
     }
     for (kind, _, store) in &s.routes {
-        ok = ok && listed(kind.group_and_kind().1, store).await;
+        ok = ok && routes_listed(kind.group_and_kind().1, store).await;
     }
     ok
 }
@@ -105,8 +115,8 @@ where
 #[cfg(test)]
 mod tests {
     use futures::FutureExt;
-    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-    use kube::runtime::reflector::{self, store::Writer};
+    use kube::api::{ApiResource, GroupVersionKind};
+    use kube::runtime::reflector;
     use kube::runtime::watcher::Event;
 
     use super::*;
@@ -123,7 +133,7 @@ mod tests {
             "v1",
             "VirtualService",
         ));
-        let mut routes_w: Writer<DynamicObject> = Writer::new(vs.clone());
+        let routes = RouteStore::default();
         let stores = Stores {
             canaries,
             deployments: Cache::new(Kind::Deployment, None),
@@ -133,7 +143,7 @@ mod tests {
             secrets: Some(Cache::new(Kind::Secret, None)),
             templates,
             providers,
-            routes: vec![(RouteKind::VirtualService, vs, routes_w.as_reader())],
+            routes: vec![(RouteKind::VirtualService, vs, routes.clone())],
             refs: Default::default(),
             labels: Default::default(),
         };
@@ -155,7 +165,7 @@ mod tests {
         list(&refs);
         templates_w.apply_watcher_event(&Event::InitDone);
         providers_w.apply_watcher_event(&Event::InitDone);
-        routes_w.apply_watcher_event(&Event::InitDone);
+        routes.apply(&Event::InitDone);
         // A cache in the middle of its initial list has not listed yet.
         let secrets = scoped.secrets.as_ref().unwrap();
         secrets.apply(&Event::Init, &refs);

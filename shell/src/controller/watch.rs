@@ -8,7 +8,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use flagger_core::api::{AlertProvider, Canary, MetricTemplate};
-use futures::Stream;
+use futures::{Stream, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use super::cache::Cache;
 use super::canary_index::CanaryIndex;
 use super::refs::{Kind, Ref, Registry, references};
+use super::route_store::RouteStore;
 use crate::executor::{Known, LabelSettings};
 use crate::observe::ConfigRefs;
 
@@ -50,9 +51,9 @@ pub enum RouteLookup {
     Found(Arc<DynamicObject>),
 }
 
-/// The caches: Canaries, templates, alert providers and mesh objects whole (reflector stores);
-/// Deployments, Services, autoscalers and configs only as far as some Canary references them
-/// ([`Cache`], [`super::refs`]).
+/// The caches: Canaries, templates and alert providers whole (reflector stores); routing objects
+/// whole as JSON text ([`RouteStore`]); Deployments, Services, autoscalers and configs as JSON
+/// text, only as far as some Canary references them ([`Cache`], [`super::refs`]).
 #[derive(Clone)]
 pub struct Stores {
     pub canaries: Store<Canary>,
@@ -63,7 +64,7 @@ pub struct Stores {
     pub secrets: Option<Cache<Secret>>,
     pub templates: Store<MetricTemplate>,
     pub providers: Store<AlertProvider>,
-    pub routes: Vec<(RouteKind, ApiResource, Store<DynamicObject>)>,
+    pub routes: Vec<(RouteKind, ApiResource, RouteStore)>,
     /// What the Canaries reference.
     pub refs: Arc<Registry>,
     /// `-include-label-prefix`, which decides what pruning keeps.
@@ -153,11 +154,10 @@ impl ClusterView for Stores {
     }
 
     fn route(&self, kind: RouteKind, namespace: &str, name: &str) -> RouteLookup {
-        let Some((_, resource, store)) = self.routes.iter().find(|(k, _, _)| *k == kind) else {
+        let Some((_, _, store)) = self.routes.iter().find(|(k, _, _)| *k == kind) else {
             return RouteLookup::Unavailable;
         };
-        let key = ObjectRef::new_with(name, resource.clone()).within(namespace);
-        match store.get(&key) {
+        match store.get(namespace, name) {
             Some(o) => RouteLookup::Found(o),
             None => RouteLookup::Missing,
         }
@@ -266,15 +266,16 @@ where
 /// Helm release records and service-account tokens are numerous and large in real clusters.
 pub const UNTRACKED_SECRET_TYPES_SELECTOR: &str = "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token,type!=kubernetes.io/dockerconfigjson,type!=kubernetes.io/dockercfg,type!=bootstrap.kubernetes.io/token";
 
-/// Like [`reflected`], for a mesh kind known only at run time.
-pub fn reflected_dynamic(
+/// The watch of a routing kind known only at run time, filling `store`, yielding every object
+/// it sees change or disappear, with only our own managed-fields entry kept.
+pub fn routes(
     api: Api<DynamicObject>,
-    writer: reflector::store::Writer<DynamicObject>,
+    store: RouteStore,
 ) -> impl Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static {
     watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(keep_own_apply_entry)
-        .reflect(writer)
+        .inspect_ok(move |event| store.apply(event))
         .touched_objects()
 }
 
