@@ -18,7 +18,7 @@ use flagger::kube_metrics::ApiRequestLayer;
 use flagger::notifier::Notifier;
 use flagger::policy_test::TestArgs;
 use flagger::replay::ReplayArgs;
-use flagger::write_pacing::{Pacer, WritePacingLayer};
+use flagger::write_pacing::{Pacer, PacerMetrics, WritePacingLayer};
 use flagger::{leader, recordings, server, shard, telemetry};
 use kube::client::ClientBuilder;
 
@@ -239,6 +239,11 @@ fn on_shutdown(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 
 async fn serve(args: RunArgs, sharding: Option<shard::Config>) -> Result<(), String> {
     let config = kube_config(&args).await?;
     let state = State::new(VERSION, &args.mesh_provider);
+    let pacer = Pacer::new(args.max_writes_in_flight as usize);
+    state
+        .metrics
+        .register(Box::new(PacerMetrics::new(pacer.clone())))
+        .map_err(|e| format!("registering the write pacer's metrics: {e}"))?;
     let client = ClientBuilder::try_from(config)
         .map_err(|e| format!("building the Kubernetes client: {e}"))?
         // The rate limit is inside the write pacer (the last layer is the outermost): a write
@@ -250,9 +255,7 @@ async fn serve(args: RunArgs, sharding: Option<shard::Config>) -> Result<(), Str
             args.kubeconfig_qps,
             args.kubeconfig_burst,
         ))
-        .with_layer(&WritePacingLayer::new(Pacer::new(
-            args.max_writes_in_flight as usize,
-        )))
+        .with_layer(&WritePacingLayer::new(pacer))
         .build();
     let stop = shutdown_signal();
 

@@ -253,6 +253,11 @@ impl OperatorMetrics {
     }
 
     /// The registry in Prometheus' text exposition format (0.0.4).
+    /// Adds a collector read at each scrape (the write pacer's gauges).
+    pub fn register(&self, collector: Box<dyn Collector>) -> Result<(), prometheus::Error> {
+        self.registry.register(collector)
+    }
+
     pub fn encode(&self) -> String {
         let mut out = Vec::new();
         // Encoding into a Vec only fails for malformed metric families, which the registry

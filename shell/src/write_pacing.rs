@@ -55,6 +55,14 @@ impl Lane {
             Lane::Bulk => 1,
         }
     }
+
+    /// The `lane` label of the pacer's metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Lane::Prompt => "prompt",
+            Lane::Bulk => "bulk",
+        }
+    }
 }
 
 tokio::task_local! {
@@ -192,6 +200,74 @@ impl Pacer {
             None => s.limit,
         };
         s.grant(self.prompt_slots);
+    }
+}
+
+/// `flagger_kube_writes_waiting{lane}`, `flagger_kube_writes_in_flight{lane}` and
+/// `flagger_kube_writes_in_flight_limit`, read from the pacer when scraped: how far behind the
+/// API server the operator's writes are, and which lane waits.
+pub struct PacerMetrics {
+    pacer: Arc<Pacer>,
+    waiting: prometheus::IntGaugeVec,
+    in_flight: prometheus::IntGaugeVec,
+    limit: prometheus::IntGauge,
+}
+
+impl PacerMetrics {
+    pub fn new(pacer: Arc<Pacer>) -> PacerMetrics {
+        let vec = |name: &str, help: &str| {
+            prometheus::IntGaugeVec::new(
+                prometheus::Opts::new(name, help).subsystem("flagger"),
+                &["lane"],
+            )
+            .expect("static metric definition is valid")
+        };
+        PacerMetrics {
+            pacer,
+            waiting: vec(
+                "kube_writes_waiting",
+                "Writes waiting for a slot, per lane.",
+            ),
+            in_flight: vec("kube_writes_in_flight", "Writes in flight, per lane."),
+            limit: prometheus::IntGauge::with_opts(
+                prometheus::Opts::new(
+                    "kube_writes_in_flight_limit",
+                    "The current bound on writes in flight (halved under overload).",
+                )
+                .subsystem("flagger"),
+            )
+            .expect("static metric definition is valid"),
+        }
+    }
+}
+
+impl prometheus::core::Collector for PacerMetrics {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        let mut d = self.waiting.desc();
+        d.extend(self.in_flight.desc());
+        d.extend(self.limit.desc());
+        d
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        {
+            let s = self.pacer.lock();
+            for lane in [Lane::Prompt, Lane::Bulk] {
+                let label = [lane.label()];
+                let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+                let waiting = s.waiting[lane.index()].len();
+                self.waiting.with_label_values(&label).set(count(waiting));
+                let in_flight = s.in_flight[lane.index()];
+                self.in_flight
+                    .with_label_values(&label)
+                    .set(count(in_flight));
+            }
+            self.limit.set(i64::try_from(s.limit).unwrap_or(i64::MAX));
+        }
+        let mut out = self.waiting.collect();
+        out.extend(self.in_flight.collect());
+        out.extend(self.limit.collect());
+        out
     }
 }
 
@@ -567,5 +643,34 @@ mod tests {
         waiting.abort();
         let _ = waiting.await;
         assert_eq!(pacer.lock().total(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_pacers_gauges_show_writes_waiting_and_in_flight_per_lane() {
+        let pacer = Pacer::with_prompt_slots(1, 0);
+        let registry = prometheus::Registry::new();
+        registry
+            .register(Box::new(PacerMetrics::new(pacer.clone())))
+            .unwrap();
+        pacer.start(Lane::Bulk).await;
+        let p = pacer.clone();
+        let waiting = tokio::spawn(async move { p.start(Lane::Bulk).await });
+        while pacer.waiting() != (0, 1) {
+            tokio::task::yield_now().await;
+        }
+        let mut text = Vec::new();
+        let families = registry.gather();
+        prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &families, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        for line in [
+            "flagger_kube_writes_waiting{lane=\"bulk\"} 1",
+            "flagger_kube_writes_waiting{lane=\"prompt\"} 0",
+            "flagger_kube_writes_in_flight{lane=\"bulk\"} 1",
+            "flagger_kube_writes_in_flight_limit 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+        pacer.finish(Lane::Bulk, Some(false));
+        waiting.await.unwrap();
     }
 }
