@@ -27,7 +27,6 @@ use tokio::time::Instant;
 
 use http::{Method, Request, Response};
 use tokio::sync::oneshot;
-use tower::buffer::Buffer;
 use tower::{Layer, Service, ServiceExt};
 
 /// A write slower than this is a sign of an overloaded API server.
@@ -326,23 +325,15 @@ impl WritePacingLayer {
     }
 }
 
-/// Requests (reads, and writes once admitted) the buffer in front of the client's stack holds
-/// before their senders wait for room.
-const QUEUE: usize = 1024;
+impl<S: Clone> Layer<S> for WritePacingLayer {
+    type Service = WritePacing<S>;
 
-impl<S> Layer<S> for WritePacingLayer
-where
-    S: Service<Request<kube::client::Body>> + Send + 'static,
-    S::Future: Send,
-    S::Error: Into<tower::BoxError> + Send + Sync,
-{
-    type Service = WritePacing<Buffer<Request<kube::client::Body>, S::Future>>;
-
-    /// The client's stack is one service; a buffer in front of it lets each admitted write go
-    /// with a handle of its own. Must be called within the Tokio runtime.
+    /// Over a service each request can take a handle of (a clone) of: the client's
+    /// [`crate::kube_metrics::ApiRequestLayer`], whose buffer fronts the client's stack, so
+    /// each admitted write goes on its own.
     fn layer(&self, inner: S) -> Self::Service {
         WritePacing {
-            inner: Buffer::new(inner, QUEUE),
+            inner,
             pacer: self.pacer.clone(),
         }
     }
